@@ -1,0 +1,62 @@
+"""Objects from a composed config: the task, the model, the data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+
+import hydra
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig
+
+from seqexp.config import ConfigError, instantiate, options
+from seqexp.data import TaskData
+from seqexp.module import SequenceModel
+from seqexp.recurrent import build_stack
+from seqexp.tasks import Task
+
+
+def build_task(cfg: DictConfig) -> Task:
+    with config_errors():
+        return instantiate(cfg.task)
+
+
+def build_model(cfg: DictConfig, task: Task) -> SequenceModel:
+    """The model the config describes, shaped by what the task's spec asks for."""
+    cell_options = options(cfg.cell, drop=("name", "impl", "_target_"))
+    with config_errors():
+        make_cell = partial(hydra.utils.get_class(cfg.cell._target_), **cell_options)
+        stack = build_stack(
+            make_cell,
+            input_size=task.spec.input_size,
+            hidden_size=cfg.model.hidden_size,
+            num_layers=cfg.topology.num_layers,
+            bidirectional=cfg.topology.bidirectional,
+            dropout=cfg.topology.dropout,
+            impl=cfg.cell.impl,
+        )
+    scheduler = cfg.scheduler.lr_scheduler
+    return SequenceModel(
+        task,
+        stack,
+        optimizer=instantiate(cfg.optimizer, _partial_=True),
+        scheduler=hydra.utils.instantiate(scheduler, _partial_=True) if scheduler else None,
+        scheduler_options=options(cfg.scheduler, drop=("name", "lr_scheduler")),
+    )
+
+
+def build_data(cfg: DictConfig, task: Task) -> TaskData:
+    return TaskData(task, batch_size=cfg.data.batch_size, seed=cfg.seed)
+
+
+@contextmanager
+def config_errors() -> Iterator[None]:
+    """Report what building rejected (a bad size, an unknown option) as a :class:`ConfigError`."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, InstantiationException) as error:
+        cause = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
+        raise ConfigError(str(cause)) from error

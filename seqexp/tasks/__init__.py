@@ -1,0 +1,5 @@
+"""Tasks: seeded data generators with their loss, metrics and baseline. They know no models."""
+
+from seqexp.tasks.base import Task, TaskSpec
+
+__all__ = ["Task", "TaskSpec"]

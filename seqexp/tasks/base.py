@@ -1,0 +1,52 @@
+"""What a task tells the model about itself, and the data it hands to training."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything a model needs to know to be built for a task, and nothing about models."""
+
+    input_size: int
+    """Real features per time step."""
+    output_size: int
+    shape: Literal["many_to_one"]
+    """Which of the course's kinds of sequence problem this is."""
+    metric: str
+    """The task's headline metric, logged as ``val/<metric>``; lower is better."""
+    baseline: float
+    """``metric`` of a model that ignores the input: what a run must beat."""
+    solved_below: float
+    """A run whose ``metric`` is below this counts as solved."""
+
+
+class Task(ABC):
+    """A task: a seeded data generator, a loss and metrics."""
+
+    spec: TaskSpec
+
+    def __init__(self, seq_len: int, train_size: int, val_size: int) -> None:
+        for key, value in (("train_size", train_size), ("val_size", val_size)):
+            if value < 1:
+                raise ValueError(f"task.{key} must be >= 1 (got {value})")
+        self.seq_len = seq_len
+        self.train_size = train_size
+        self.val_size = val_size
+
+    @abstractmethod
+    def generate(self, n: int, seed: int) -> tuple[Tensor, Tensor]:
+        """``n`` examples ``(inputs, targets)``, a deterministic function of ``seed``."""
+
+    @abstractmethod
+    def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """The training loss, a scalar."""
+
+    @abstractmethod
+    def metrics(self, prediction: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """The task's metrics on a batch, ``spec.metric`` among them."""

@@ -1,0 +1,66 @@
+"""The ``seqexp`` command: one training run (or, with ``-m``, a sweep) from the Hydra config."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+from rich.console import Console
+from rich.table import Table
+
+from seqexp.build import build_data, build_model, build_task
+from seqexp.config import ConfigError, check_config, options
+from seqexp.tracking import log_config, make_logger, tracking_uri, ui_command
+
+console = Console()
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    """Check and build everything the config describes, train, and return the final metrics."""
+    check_config(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    task = build_task(cfg)
+    model = build_model(cfg, task)
+    data = build_data(cfg, task)
+    outputs = Path(cfg.paths.outputs)
+    logger = make_logger(cfg, outputs) if cfg.logger.name == "mlflow" else None
+    callbacks: list[pl.Callback] = [ModelCheckpoint(run_dir / "checkpoints", monitor="val/loss")]
+    if cfg.trainer.enable_progress_bar:
+        callbacks.append(RichProgressBar())
+    trainer = pl.Trainer(
+        **options(cfg.trainer), logger=logger or False, callbacks=callbacks, default_root_dir=run_dir
+    )
+    if logger:
+        log_config(logger, cfg, run_dir)
+    trainer.fit(model, datamodule=data)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    report(metrics, logger, outputs)
+    return metrics
+
+
+def report(metrics: dict[str, float], logger: pl.loggers.MLFlowLogger | None, outputs: Path) -> None:
+    """Print the final metrics, where the run is recorded and how to look at it."""
+    table = Table("metric", "final value", title="seqexp run")
+    for name, value in sorted(metrics.items()):
+        table.add_row(name, f"{value:.6g}")
+    console.print(table)
+    if logger:
+        uri = tracking_uri(outputs)
+        console.print(f"MLflow run [bold]{logger.run_id}[/] in experiment '{logger.name}' at {uri}")
+        console.print(f"open it with: [bold]{ui_command(uri)}[/]")
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    """Hydra's entry point; returns the headline metric, which sweepers minimise."""
+    try:
+        metrics = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except ConfigError as error:
+        console.print(f"[bold red]seqexp: bad config:[/] {error}")
+        sys.exit(2)
+    return metrics[f"val/{build_task(cfg).spec.metric}"]
