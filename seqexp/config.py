@@ -45,4 +45,6 @@ def instantiate(node: DictConfig, *, drop: tuple[str, ...] = ("name",), **kwargs
 
 def chosen_options(cfg: DictConfig) -> dict[str, str]:
     """The option picked in each config group, e.g. ``{"cell": "lstm", "task": "adding"}``."""
-    return {group: node.name for group, node in cfg.items() if isinstance(node, DictConfig) and "name" in node}
+    return {
+        group: node.name for group, node in cfg.items() if isinstance(node, DictConfig) and "name" in node
+    }

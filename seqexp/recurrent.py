@@ -78,7 +78,10 @@ class RecurrentStack(nn.Module):
             for direction, cell in enumerate(directions):
                 suffix = f"_l{layer}{'_reverse' if direction else ''}"
                 cell.load_native_weights(
-                    {name: weights[name + suffix] for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+                    {
+                        name: weights[name + suffix]
+                        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                    }
                 )
 
 

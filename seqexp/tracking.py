@@ -62,13 +62,17 @@ def run_tags() -> dict[str, str]:
 
 def git_tags(source: Path) -> dict[str, str]:
     """The commit the code came from, and whether the tree had uncommitted changes."""
+
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", *args], cwd=source, capture_output=True, text=True, check=True
         ).stdout.strip()
 
     try:
-        return {"seqexp.git_commit": git("rev-parse", "HEAD"), "seqexp.git_dirty": str(bool(git("status", "--porcelain")))}
+        return {
+            "seqexp.git_commit": git("rev-parse", "HEAD"),
+            "seqexp.git_dirty": str(bool(git("status", "--porcelain"))),
+        }
     except (OSError, subprocess.CalledProcessError):
         return {}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -18,9 +19,21 @@ from seqexp.config import ConfigError, check_config, options
 from seqexp.tracking import log_config, make_logger, tracking_uri, ui_command
 
 console = Console()
+CONF = Path(__file__).parents[1] / "conf"
+"""The Hydra config, at the top of the source tree (seqexp is installed editable)."""
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+@dataclass(frozen=True)
+class RunResult:
+    metrics: dict[str, float]
+    """The last logged value of every metric."""
+    headline: str
+    """The task's headline metric, e.g. ``val/mse``."""
+    run_id: str | None
+    """The MLflow run, if one was recorded."""
+
+
+def train(cfg: DictConfig, run_dir: Path) -> RunResult:
     """Check and build everything the config describes, train, and return the final metrics."""
     check_config(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -39,28 +52,31 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         log_config(logger, cfg, run_dir)
     trainer.fit(model, datamodule=data)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    report(metrics, logger, outputs)
-    return metrics
+    result = RunResult(metrics, f"val/{task.spec.metric}", logger.run_id if logger else None)
+    report(result, cfg, outputs)
+    return result
 
 
-def report(metrics: dict[str, float], logger: pl.loggers.MLFlowLogger | None, outputs: Path) -> None:
+def report(result: RunResult, cfg: DictConfig, outputs: Path) -> None:
     """Print the final metrics, where the run is recorded and how to look at it."""
     table = Table("metric", "final value", title="seqexp run")
-    for name, value in sorted(metrics.items()):
+    for name, value in sorted(result.metrics.items()):
         table.add_row(name, f"{value:.6g}")
     console.print(table)
-    if logger:
+    if result.run_id:
         uri = tracking_uri(outputs)
-        console.print(f"MLflow run [bold]{logger.run_id}[/] in experiment '{logger.name}' at {uri}")
-        console.print(f"open it with: [bold]{ui_command(uri)}[/]")
+        console.print(
+            f"MLflow run {result.run_id} in experiment '{cfg.logger.experiment}' at {uri}", soft_wrap=True
+        )
+        console.print(f"open it with: {ui_command(uri)}", soft_wrap=True)
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     """Hydra's entry point; returns the headline metric, which sweepers minimise."""
     try:
-        metrics = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+        result = train(cfg, Path(HydraConfig.get().runtime.output_dir))
     except ConfigError as error:
-        console.print(f"[bold red]seqexp: bad config:[/] {error}")
+        console.print(f"[bold red]seqexp: bad config:[/] {error}", soft_wrap=True)
         sys.exit(2)
-    return metrics[f"val/{build_task(cfg).spec.metric}"]
+    return result.metrics[result.headline]

@@ -81,12 +81,13 @@ class RecurrentCell(nn.Module, ABC):
         return {}
 
     def native_weights(self) -> dict[str, Tensor]:
-        """This cell's weights in :attr:`native`'s layout (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``)."""
+        """This cell's weights in :attr:`native`'s layout (``weight_ih``, ``weight_hh``, ``bias_ih``,
+        ``bias_hh``), as differentiable functions of its parameters."""
         return {
-            "weight_ih": self.W_x.detach().clone(),
-            "weight_hh": self.W_a.detach().clone(),
-            "bias_ih": self.b.detach().clone(),
-            "bias_hh": torch.zeros_like(self.b.detach()),
+            "weight_ih": self.W_x,
+            "weight_hh": self.W_a,
+            "bias_ih": self.b,
+            "bias_hh": torch.zeros_like(self.b),
         }
 
     @torch.no_grad()

@@ -11,10 +11,10 @@ from seqexp.cells.base import RecurrentCell, State
 class SimpleGRUCell(RecurrentCell):
     """The course's simplified GRU::
 
-        c̃<t> = tanh(W_c [c<t-1>, x<t>] + b_c)
-        Γu    = σ(W_u [c<t-1>, x<t>] + b_u)
-        c<t>  = Γu * c̃<t> + (1 − Γu) * c<t-1>
-        a<t>  = c<t>
+    c̃<t> = tanh(W_c [c<t-1>, x<t>] + b_c)
+    Γu    = σ(W_u [c<t-1>, x<t>] + b_u)
+    c<t>  = Γu * c̃<t> + (1 − Γu) * c<t-1>
+    a<t>  = c<t>
     """
 
     blocks = ("u", "c")
@@ -72,11 +72,15 @@ class GRUCell(RecurrentCell):
 
     def native_weights(self) -> dict[str, Tensor]:
         """torch's update gate is ``z = 1 − Γu = σ(−(...))``: the u block changes sign."""
-        weights = super().native_weights()
-        for name in ("weight_ih", "weight_hh", "bias_ih"):
-            self.block(weights[name], "u").neg_()
-        self.block(weights["bias_hh"], "c").copy_(self.b_cc.detach())
-        return weights
+        n_a = self.hidden_size
+        sign = self.b.new_ones(3 * n_a)
+        self.block(sign, "u").fill_(-1.0)
+        return {
+            "weight_ih": sign[:, None] * self.W_x,
+            "weight_hh": sign[:, None] * self.W_a,
+            "bias_ih": sign * self.b,
+            "bias_hh": torch.cat([self.b_cc.new_zeros(2 * n_a), self.b_cc]),
+        }
 
     @torch.no_grad()
     def load_native_weights(self, weights: dict[str, Tensor]) -> None:

@@ -22,9 +22,7 @@ class RNNCell(RecurrentCell):
         self, input_size: int, hidden_size: int, nonlinearity: Literal["tanh", "relu"] = "tanh"
     ) -> None:
         if nonlinearity not in ACTIVATIONS:
-            raise ValueError(
-                f"cell.nonlinearity must be one of {sorted(ACTIVATIONS)} (got {nonlinearity!r})"
-            )
+            raise ValueError(f"cell.nonlinearity must be one of {sorted(ACTIVATIONS)} (got {nonlinearity!r})")
         super().__init__(input_size, hidden_size)
         self.nonlinearity = nonlinearity
         self.g = ACTIVATIONS[nonlinearity]

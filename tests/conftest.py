@@ -1,0 +1,56 @@
+"""Running the ``seqexp`` command in-process, on tiny sizes, in a temporary outputs dir."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from mlflow import MlflowClient
+from omegaconf import DictConfig
+
+from seqexp import train
+
+CONF = Path(__file__).parents[1] / "conf"
+TINY = [
+    "task.seq_len=6",
+    "task.train_size=64",
+    "task.val_size=32",
+    "data.batch_size=16",
+    "model.hidden_size=8",
+    "trainer.max_steps=6",
+    "trainer.val_check_interval=3",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_progress_bar=false",
+]
+
+
+@pytest.fixture
+def outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh outputs dir; runs record to its sqlite file, never to a shared tracking server."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("SEQEXP_OUTPUTS", str(tmp_path / "outputs"))
+    return tmp_path / "outputs"
+
+
+def seqexp(*args: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``seqexp ARGS`` as the console script runs it, in this process."""
+    GlobalHydra.instance().clear()
+    monkeypatch.setattr(sys, "argv", ["seqexp", *args])
+    try:
+        train.main()
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def config(*overrides: str) -> DictConfig:
+    """The config ``seqexp OVERRIDES`` would run, composed without running it."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def client(outputs: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{outputs / 'mlflow.db'}")

@@ -1,0 +1,140 @@
+"""``seqexp`` end to end: what a run and a sweep leave in MLflow, and bad configs refused early."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import TINY, client, config, seqexp
+from mlflow.entities import Run
+
+from seqexp.config import ConfigError
+from seqexp.train import train
+
+
+def runs(outputs: Path, experiment: str = "adding") -> list[Run]:
+    mlflow = client(outputs)
+    return mlflow.search_runs([mlflow.get_experiment_by_name(experiment).experiment_id])
+
+
+def test_a_run_leaves_a_finished_mlflow_record_with_params_metrics_and_config(outputs, monkeypatch) -> None:
+    seqexp(*TINY, "cell=gru", "topology=bi", monkeypatch=monkeypatch)
+
+    [run] = runs(outputs)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "gru-bi-adding-T6-seed0"
+    params = run.data.params
+    assert {k: params[k] for k in ("cell", "topology", "task", "optimizer")} == {
+        "cell": "gru",
+        "topology": "bi",
+        "task": "adding",
+        "optimizer": "adam",
+    }
+    assert params["model.hidden_size"] == "8"
+    assert params["topology.bidirectional"] == "True"
+    assert params["trainer.gradient_clip_algorithm"] == "norm"
+    metrics = run.data.metrics
+    assert {"train/loss", "val/loss", "val/mse", "val/mse_baseline", "val/solved"} <= metrics.keys()
+    assert metrics["val/mse_baseline"] == pytest.approx(1 / 6)
+    assert metrics["val/solved"] == float(metrics["val/mse"] < 0.01)
+    assert run.data.tags["seqexp.overrides"].endswith("cell=gru topology=bi")
+    assert "seqexp.git_commit" in run.data.tags
+
+    artifacts = client(outputs).list_artifacts(run.info.run_id)
+    assert "config.yaml" in [a.path for a in artifacts]
+    saved = yaml.safe_load(
+        Path(client(outputs).download_artifacts(run.info.run_id, "config.yaml")).read_text()
+    )
+    assert saved["cell"]["name"] == "gru" and saved["task"]["seq_len"] == 6
+    [checkpoint_dir] = [a.path for a in artifacts if a.is_dir]
+    checkpoint = client(outputs).list_artifacts(run.info.run_id, checkpoint_dir)
+    assert any(a.path.endswith(".ckpt") for a in checkpoint), "the best checkpoint is an artifact"
+
+
+def test_a_two_job_multirun_leaves_two_runs_whose_params_differ(outputs, monkeypatch) -> None:
+    seqexp("-m", *TINY, "cell=rnn,peephole", monkeypatch=monkeypatch)
+
+    recorded = runs(outputs)
+    assert sorted(r.data.params["cell"] for r in recorded) == ["peephole", "rnn"]
+    assert all(r.info.status == "FINISHED" for r in recorded)
+    assert sorted(r.data.params["cell._target_"] for r in recorded) == [
+        "seqexp.cells.PeepholeLSTMCell",
+        "seqexp.cells.RNNCell",
+    ]
+    assert {r.data.tags["seqexp.job"] for r in recorded} == {"0", "1"}
+
+
+def test_an_lstm_learns_the_adding_problem(outputs) -> None:
+    """Through the whole framework: far below the baseline on short sequences, in seconds."""
+    cfg = config(
+        "task.seq_len=10",
+        "task.train_size=2048",
+        "model.hidden_size=32",
+        "trainer.max_steps=400",
+        "trainer.val_check_interval=400",
+        "trainer.enable_progress_bar=false",
+        "logger=none",
+        "optimizer.lr=0.01",
+    )
+    result = train(cfg, outputs)
+    assert result.metrics["val/mse"] < 0.01 < 1 / 6
+    assert result.metrics["val/solved"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.hidden_size=0", r"model.hidden_size must be a positive integer \(got 0\)"),
+        ("data.batch_size=-3", r"data.batch_size must be a positive integer \(got -3\)"),
+        ("trainer.max_steps=0", r"trainer.max_steps must be a positive integer"),
+        ("topology.num_layers=0", r"topology.num_layers must be >= 1 \(got 0\)"),
+        ("topology.dropout=1.5", r"topology.dropout must be in \[0, 1\)"),
+        ("task.seq_len=1", r"task.seq_len must be >= 2"),
+        ("task.train_size=0", r"task.train_size must be >= 1"),
+        ("optimizer.lr=0", r"optimizer.lr must be a number > 0 \(got 0\)"),
+        ("optimizer.lr=-0.1", r"optimizer.lr must be a number > 0 \(got -0.1\)"),
+        (
+            "trainer.gradient_clip_algorithm=norm2",
+            r"gradient_clip_algorithm must be one of \['norm', 'value'\]",
+        ),
+        ("cell.impl=fast", r"cell.impl must be one of \['auto', 'native', 'custom'\]"),
+        ("cell.nonlinearity=sigmoid", r"cell.nonlinearity must be one of \['relu', 'tanh'\]"),
+    ],
+)
+def test_bad_values_fail_before_training_naming_the_key(override, message, outputs) -> None:
+    cell = ["cell=rnn"] if "nonlinearity" in override else []
+    with pytest.raises(ConfigError, match=message):
+        train(config(*TINY, *cell, override), outputs)
+    assert not (outputs / "mlflow.db").exists(), "nothing was recorded for a config that cannot run"
+
+
+@pytest.mark.parametrize(
+    ("override", "options"),
+    [
+        ("cell=lstmm", ["gru", "gru_simple", "lstm", "peephole", "rnn"]),
+        ("topology=up", ["bi", "deep", "deep_bi", "uni"]),
+        ("task=adder", ["adding"]),
+        ("optimizer=adagrad", ["adam", "adamw", "rmsprop", "sgd"]),
+    ],
+)
+def test_unknown_options_are_refused_listing_the_valid_ones(
+    override, options, outputs, monkeypatch, capsys
+) -> None:
+    with pytest.raises(SystemExit) as exit:
+        seqexp(*TINY, override, monkeypatch=monkeypatch)
+    assert exit.value.code != 0
+    err = capsys.readouterr().err
+    group, name = override.split("=")
+    assert f"Could not find '{group}/{name}'" in err
+    assert all(f"\t{option}\n" in err for option in options)
+    assert "Traceback" not in err
+
+
+def test_the_command_reports_a_bad_value_without_a_traceback(outputs, monkeypatch, capsys) -> None:
+    with pytest.raises(SystemExit) as exit:
+        seqexp(*TINY, "task.seq_len=1", monkeypatch=monkeypatch)
+    assert exit.value.code == 2
+    out = capsys.readouterr()
+    assert "bad config" in out.out and "task.seq_len must be >= 2" in out.out
+    assert "Traceback" not in out.out + out.err
