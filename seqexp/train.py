@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from seqexp.config import ConfigError, check_config, options
 from seqexp.tracking import log_config, make_logger, tracking_uri, ui_command
 
 console = Console()
+# Lightning's own deprecation notice, of no use to a seqexp user.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 CONF = Path(__file__).parents[1] / "conf"
 """The Hydra config, at the top of the source tree (seqexp is installed editable)."""
 
