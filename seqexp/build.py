@@ -9,6 +9,7 @@ from functools import partial
 import hydra
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
+from torch import nn
 
 from seqexp.config import ConfigError, instantiate, options
 from seqexp.data import TaskData
@@ -25,11 +26,17 @@ def build_task(cfg: DictConfig) -> Task:
 def build_model(cfg: DictConfig, task: Task) -> SequenceModel:
     """The model the config describes, shaped by what the task's spec asks for."""
     cell_options = options(cfg.cell, drop=("name", "impl", "_target_"))
+    spec = task.spec
+    if spec.tokens:
+        encoder: nn.Module = nn.Embedding(spec.input_size, cfg.model.embedding_size)
+        input_size = cfg.model.embedding_size
+    else:
+        encoder, input_size = nn.Identity(), spec.input_size
     with config_errors():
         make_cell = partial(hydra.utils.get_class(cfg.cell._target_), **cell_options)
         stack = build_stack(
             make_cell,
-            input_size=task.spec.input_size,
+            input_size=input_size,
             hidden_size=cfg.model.hidden_size,
             num_layers=cfg.topology.num_layers,
             bidirectional=cfg.topology.bidirectional,
@@ -40,6 +47,7 @@ def build_model(cfg: DictConfig, task: Task) -> SequenceModel:
     return SequenceModel(
         task,
         stack,
+        encoder,
         optimizer=instantiate(cfg.optimizer, _partial_=True),
         scheduler=hydra.utils.instantiate(scheduler, _partial_=True) if scheduler else None,
         scheduler_options=options(cfg.scheduler, drop=("name", "lr_scheduler")),

@@ -18,19 +18,24 @@ SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
 
 class SequenceModel(pl.LightningModule):
-    """Many-to-one: ``ŷ = W_y summary(a<1..T>) + b_y``, where the summary is the last state of
-    each direction of the top layer."""
+    """An input encoder, a recurrent stack and a dense head, shaped by the task's spec.
+
+    Token inputs are embedded (``embedding_size``); real ones go in as they are. Many-to-many:
+    ``ŷ<t> = W_y a<t> + b_y`` at every step; many-to-one: ``ŷ = W_y summary + b_y``, where the
+    summary is the last state of each direction of the top layer."""
 
     def __init__(
         self,
         task: Task,
         stack: RecurrentStack | NativeStack,
+        encoder: nn.Module,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         scheduler_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.task = task
+        self.encoder = encoder
         self.stack = stack
         self.head = nn.Linear(stack.output_size, task.spec.output_size)
         self.make_optimizer = optimizer
@@ -39,8 +44,8 @@ class SequenceModel(pl.LightningModule):
         self.val_metric = MeanMetric()
 
     def forward(self, x: Tensor) -> Tensor:
-        _, summary = self.stack(x)
-        return self.head(summary)
+        outputs, summary = self.stack(self.encoder(x))
+        return self.head(summary if self.task.spec.shape == "many_to_one" else outputs)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
@@ -62,7 +67,7 @@ class SequenceModel(pl.LightningModule):
         metric = self.val_metric.compute()
         self.val_metric.reset()
         self.log(f"val/{spec.metric}_baseline", spec.baseline)
-        self.log("val/solved", float(metric < spec.solved_below))
+        self.log("val/solved", float(spec.solved(metric)))
 
     def configure_optimizers(self) -> Any:
         optimizer = self.make_optimizer(self.parameters())

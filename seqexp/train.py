@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from seqexp.build import build_data, build_model, build_task
-from seqexp.config import ConfigError, check_config, options
+from seqexp.config import ConfigError, check_config, instantiate, options
 from seqexp.tracking import log_config, make_logger, tracking_uri, ui_command
 
 console = Console()
@@ -46,6 +46,7 @@ def train(cfg: DictConfig, run_dir: Path) -> RunResult:
     outputs = Path(cfg.paths.outputs)
     logger = make_logger(cfg, outputs) if cfg.logger.name == "mlflow" else None
     callbacks: list[pl.Callback] = [ModelCheckpoint(run_dir / "checkpoints", monitor="val/loss")]
+    callbacks += [instantiate(node, drop=()) for node in cfg.callbacks.values() if node is not None]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(RichProgressBar())
     trainer = pl.Trainer(

@@ -20,7 +20,7 @@ class AddingTask(Task):
         shape="many_to_one",
         metric="mse",
         baseline=1 / 6,
-        solved_below=0.01,
+        solved_at=0.01,
     )
 
     def __init__(self, seq_len: int = 50, train_size: int = 10_000, val_size: int = 1_000) -> None:

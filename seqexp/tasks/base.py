@@ -14,16 +14,23 @@ class TaskSpec:
     """Everything a model needs to know to be built for a task, and nothing about models."""
 
     input_size: int
-    """Real features per time step."""
+    """Real features per time step, or the vocabulary size when the inputs are ``tokens``."""
     output_size: int
-    shape: Literal["many_to_one"]
-    """Which of the course's kinds of sequence problem this is."""
+    """Outputs per prediction: 1 for a regression, the number of classes for a classification."""
+    shape: Literal["many_to_one", "many_to_many"]
+    """Which of the course's kinds of sequence problem this is (``many_to_many``: T_x = T_y)."""
     metric: str
-    """The task's headline metric, logged as ``val/<metric>``; lower is better."""
+    """The task's headline metric, logged as ``val/<metric>``."""
     baseline: float
-    """``metric`` of a model that ignores the input: what a run must beat."""
-    solved_below: float
-    """A run whose ``metric`` is below this counts as solved."""
+    """``metric`` of a model that ignores the input (or chance): what a run must beat."""
+    solved_at: float
+    """A run counts as solved once ``metric`` is past this (below it, or above if higher is better)."""
+    tokens: bool = False
+    """Inputs are token ids in ``[0, input_size)`` rather than real features."""
+    higher_is_better: bool = False
+
+    def solved(self, value: float) -> bool:
+        return value > self.solved_at if self.higher_is_better else value < self.solved_at
 
 
 class Task(ABC):
