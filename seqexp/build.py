@@ -55,7 +55,7 @@ def build_model(cfg: DictConfig, task: Task) -> SequenceModel:
 
 
 def build_data(cfg: DictConfig, task: Task) -> TaskData:
-    return TaskData(task, batch_size=cfg.data.batch_size, seed=cfg.seed)
+    return TaskData(task, cfg.data.batch_size, cfg.data.batches_per_epoch, cfg.seed)
 
 
 @contextmanager

@@ -16,7 +16,13 @@ class ConfigError(ValueError):
 
 def check_config(cfg: DictConfig) -> None:
     """Fail fast, before anything is built, on values that no group checks for itself."""
-    for key in ("model.hidden_size", "model.embedding_size", "data.batch_size", "trainer.max_steps"):
+    for key in (
+        "model.hidden_size",
+        "model.embedding_size",
+        "data.batch_size",
+        "data.batches_per_epoch",
+        "trainer.max_steps",
+    ):
         value = OmegaConf.select(cfg, key)
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{key} must be a positive integer (got {value!r})")

@@ -1,11 +1,53 @@
-"""A task's seeded data as a LightningDataModule."""
+"""A task's seeded data as a LightningDataModule, in epochs that can be resumed exactly."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+
 import pytorch_lightning as pl
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+import torch
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from seqexp.tasks import Task
+
+
+class EpochBatches(Sampler[list[int]]):
+    """``batches_per_epoch`` batches of indices for the current epoch.
+
+    The batches of all epochs together walk through the data one shuffled pass after another;
+    pass ``p`` is shuffled with seed ``(seed, p)``. So epoch ``e`` is a function of ``(seed, e)``
+    alone, and a run resumed from a checkpoint at an epoch's end sees the same batches as one
+    that never stopped. Lightning sets the epoch through :meth:`set_epoch`.
+    """
+
+    def __init__(self, size: int, batch_size: int, batches_per_epoch: int, seed: int) -> None:
+        self.size = size
+        self.batch_size = batch_size
+        self.batches_per_epoch = batches_per_epoch
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        per_pass = math.ceil(self.size / self.batch_size)
+        first = self.epoch * self.batches_per_epoch
+        current_pass, order = -1, torch.empty(0, dtype=torch.long)
+        for k in range(first, first + self.batches_per_epoch):
+            data_pass, position = divmod(k, per_pass)
+            if data_pass != current_pass:
+                current_pass, order = data_pass, self.order(data_pass)
+            yield order[position * self.batch_size : (position + 1) * self.batch_size].tolist()
+
+    def order(self, data_pass: int) -> torch.Tensor:
+        """The shuffled order of the examples in pass ``data_pass`` over the data."""
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + data_pass)
+        return torch.randperm(self.size, generator=generator)
 
 
 class TaskData(pl.LightningDataModule):
@@ -14,10 +56,11 @@ class TaskData(pl.LightningDataModule):
     Batches are sliced from whole tensors (a sampler of index lists), not collated sample by sample.
     """
 
-    def __init__(self, task: Task, batch_size: int, seed: int) -> None:
+    def __init__(self, task: Task, batch_size: int, batches_per_epoch: int, seed: int) -> None:
         super().__init__()
         self.task = task
         self.batch_size = batch_size
+        self.batches_per_epoch = batches_per_epoch
         self.seed = seed
 
     def setup(self, stage: str) -> None:
@@ -25,11 +68,9 @@ class TaskData(pl.LightningDataModule):
         self.val = TensorDataset(*self.task.generate(self.task.val_size, 2 * self.seed + 1))
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train, RandomSampler(self.train))
+        batches = EpochBatches(len(self.train), self.batch_size, self.batches_per_epoch, self.seed)
+        return DataLoader(self.train, sampler=batches, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val, SequentialSampler(self.val))
-
-    def _loader(self, dataset: TensorDataset, order: RandomSampler | SequentialSampler) -> DataLoader:
-        batches = BatchSampler(order, self.batch_size, drop_last=False)
-        return DataLoader(dataset, sampler=batches, batch_size=None)
+        in_order = torch.arange(len(self.val)).split(self.batch_size)
+        return DataLoader(self.val, sampler=[b.tolist() for b in in_order], batch_size=None)

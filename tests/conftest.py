@@ -21,7 +21,7 @@ TINY = [
     "data.batch_size=16",
     "model.hidden_size=8",
     "trainer.max_steps=6",
-    "trainer.val_check_interval=3",
+    "data.batches_per_epoch=3",
     "trainer.log_every_n_steps=1",
     "trainer.enable_progress_bar=false",
 ]

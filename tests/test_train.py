@@ -72,7 +72,7 @@ def test_an_lstm_learns_the_adding_problem(outputs) -> None:
         "task.train_size=2048",
         "model.hidden_size=32",
         "trainer.max_steps=400",
-        "trainer.val_check_interval=400",
+        "data.batches_per_epoch=400",
         "trainer.enable_progress_bar=false",
         "logger=none",
         "optimizer.lr=0.01",
