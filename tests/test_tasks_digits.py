@@ -1,0 +1,98 @@
+"""Sequential digits: each input is one of scikit-learn's images, read in the chosen order."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from seqexp.data import TaskData
+from seqexp.tasks.digits import DigitsTask
+
+IMAGES, LABELS = load_digits(return_X_y=True)
+BY_PIXELS = {tuple(image / 16.0): int(label) for image, label in zip(IMAGES, LABELS, strict=True)}
+"""Every image (row-major pixels in [0, 1]) and its label; the 1797 images are all distinct."""
+
+
+def test_the_first_sklearn_image_a_zero_read_pixel_by_pixel_and_row_by_row() -> None:
+    zero = torch.tensor(IMAGES[0] / 16.0, dtype=torch.float32)
+    assert LABELS[0] == 0 and zero.reshape(8, 8)[0].tolist() == [0, 0, 5 / 16, 13 / 16, 9 / 16, 1 / 16, 0, 0]
+    for seq_len in (64, 8):
+        task = DigitsTask(seq_len=seq_len, train_size=1497, val_size=300)
+        for seed in (0, 1):  # image 0 is in one of the two pools
+            inputs, targets = task.generate(len(task.pool(seed)), seed)
+            found = [i for i, x in enumerate(inputs) if torch.equal(x.flatten(), zero)]
+            if found:
+                [i] = found
+                assert targets[i] == 0
+                assert inputs[i].shape == ((64, 1) if seq_len == 64 else (8, 8))
+                if seq_len == 8:
+                    assert inputs[i][0].tolist() == zero.reshape(8, 8)[0].tolist(), "step 0 is the top row"
+                break
+        else:
+            pytest.fail("image 0 is in neither pool")
+
+
+@pytest.mark.parametrize("seq_len", [64, 8])
+def test_random_examples_are_sklearn_images_with_their_labels(seq_len: int) -> None:
+    inputs, targets = DigitsTask(seq_len=seq_len).generate(500, seed=4)
+    assert inputs.shape == (500, seq_len, 64 // seq_len) and inputs.dtype == torch.float32
+    for x, y in zip(inputs, targets.tolist(), strict=True):
+        assert BY_PIXELS[tuple(x.flatten().double().tolist())] == y
+    assert set(targets.tolist()) == set(range(10))
+
+
+def test_permuted_applies_one_fixed_seeded_permutation_to_every_image() -> None:
+    plain = DigitsTask(seq_len=64).generate(200, seed=2)
+    permuted = DigitsTask(seq_len=64, permuted=True).generate(200, seed=2)
+    other = DigitsTask(seq_len=64, permuted=True, permutation_seed=1).generate(200, seed=2)
+    permutation = DigitsTask(seq_len=64, permuted=True).permutation
+    assert sorted(permutation.tolist()) == list(range(64)) and permutation.tolist() != list(range(64))
+    assert torch.equal(permuted[1], plain[1])
+    assert torch.equal(permuted[0][:, :, 0], plain[0][:, permutation, 0])
+    assert not torch.equal(other[0], permuted[0])
+    rows = DigitsTask(seq_len=8, permuted=True).generate(200, seed=2)[0]
+    assert torch.equal(rows.flatten(1), permuted[0].flatten(1)), "row by row reads the same permuted order"
+    val = DigitsTask(seq_len=64, permuted=True).generate(50, seed=3)[0]
+    val_plain = DigitsTask(seq_len=64).generate(50, seed=3)[0]
+    assert torch.equal(val[:, :, 0], val_plain[:, permutation, 0]), "validation uses the same permutation"
+
+
+def test_training_and_validation_images_never_overlap() -> None:
+    task = DigitsTask(seq_len=8, train_size=1000, val_size=500)
+    train, val = task.pool(0), task.pool(1)
+    assert len(val) == 500 and len(train) == 1297
+    assert not set(train.tolist()) & set(val.tolist())
+    data = TaskData(task, batch_size=100, batches_per_epoch=1, seed=3)
+    data.setup("fit")
+    seen = {tuple(x.flatten().tolist()) for x in data.train.tensors[0]}
+    assert len(seen) == 1000 and not seen & {tuple(x.flatten().tolist()) for x in data.val.tensors[0]}
+
+
+def test_same_seed_same_data_other_seed_other_data() -> None:
+    task = DigitsTask(seq_len=64, train_size=500, val_size=300)
+    a, b, c = task.generate(64, 6), task.generate(64, 6), task.generate(64, 8)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+
+
+def test_baseline_is_chance_over_ten_balanced_classes() -> None:
+    task = DigitsTask(seq_len=64)
+    assert task.spec.baseline == 0.1 and task.spec.output_size == 10 and task.spec.higher_is_better
+    assert not task.spec.tokens and task.spec.input_size == 1 and DigitsTask(seq_len=8).spec.input_size == 8
+    _, targets = task.generate(1497, seed=0)
+    best_constant = torch.bincount(targets).max().item() / len(targets)
+    assert best_constant == pytest.approx(0.1, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [
+        ({"seq_len": 16}, r"task.seq_len must be 64 \(pixel by pixel\) or 8 \(row by row\) \(got 16\)"),
+        ({"train_size": 1500, "val_size": 300}, r"task.train_size \+ task.val_size must be <= 1797"),
+        ({"val_size": 0}, r"task.val_size must be >= 1"),
+    ],
+)
+def test_bad_knobs_are_refused_naming_the_key(knobs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DigitsTask(**{"seq_len": 64, **knobs})

@@ -1,0 +1,179 @@
+"""The long-range tasks through the whole framework: configs, learning a small fixed batch,
+what a run records, and the experiment sweeps."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY, client, config, seqexp
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from seqexp.build import build_model, build_task
+from seqexp.config import ConfigError
+from seqexp.tasks.agreement import AgreementTask
+from seqexp.tasks.copy import CopyTask
+from seqexp.tasks.digits import DigitsTask
+from seqexp.tasks.reber import ReberTask
+from seqexp.tasks.temporal_order import TemporalOrderTask
+from seqexp.train import train
+
+CONF = Path(__file__).parents[1] / "conf"
+TASKS = {
+    "copy": CopyTask,
+    "temporal_order": TemporalOrderTask,
+    "agreement": AgreementTask,
+    "digits": DigitsTask,
+    "reber": ReberTask,
+}
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+QUIET = ["logger=none", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread, and two threads stall when others share the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_each_task_config_builds_its_task_with_its_length(name: str) -> None:
+    cfg = config(f"task={name}")
+    task = build_task(cfg)
+    assert type(task) is TASKS[name] and cfg.task.name == name
+    assert task.seq_len == cfg.task.seq_len
+    assert (task.train_size, task.val_size) == (cfg.task.train_size, cfg.task.val_size)
+    inputs, targets = task.generate(4, seed=0)
+    model = build_model(cfg, task)
+    prediction = model(inputs)
+    assert set(task.metrics(prediction, targets)) >= {task.spec.metric}
+    assert task.loss(prediction, targets).ndim == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "bad", "message"),
+    [
+        ("copy", "task.seq_len=0", r"task.seq_len must be >= 1"),
+        ("temporal_order", "task.num_markers=5", r"task.num_markers must be one of \[2, 3\]"),
+        ("agreement", "task.seq_len=1", r"task.seq_len must be >= 3"),
+        ("digits", "task.seq_len=32", r"task.seq_len must be 64 \(pixel by pixel\) or 8"),
+        ("reber", "task.seq_len=5", r"task.seq_len must be >= 8"),
+    ],
+)
+def test_a_bad_knob_fails_before_training_naming_the_key(name, bad, message, outputs) -> None:
+    with pytest.raises(ConfigError, match=message):
+        train(config(*TINY, f"task={name}", bad), outputs)
+    assert not (outputs / "mlflow.db").exists()
+
+
+FIT = {
+    # task overrides, steps, and the loss of chance (copy: of the memoryless strategy, the baseline)
+    "copy": (["task.seq_len=4", "task.num_symbols=3", "task.categories=4"], 200, 3 * math.log(4) / 10),
+    "temporal_order": (["task.seq_len=12"], 100, math.log(4)),
+    "agreement": (["task.seq_len=6"], 100, math.log(2)),
+    "digits": (["task.seq_len=8"], 100, math.log(10)),
+    "reber": (["task.seq_len=10"], 200, math.log(7)),
+}
+
+
+def small_run(name: str, *overrides: str, steps: int, size: int, run_dir: Path) -> tuple[dict, object]:
+    cfg = config(
+        *QUIET,
+        f"task={name}",
+        *overrides,
+        f"task.train_size={size}",
+        "task.val_size=32",
+        "data.batch_size=32",
+        "model.hidden_size=32",
+        "model.embedding_size=8",
+        "optimizer.lr=0.01",
+        f"trainer.max_steps={steps}",
+        f"data.batches_per_epoch={steps}",
+    )
+    return train(cfg, run_dir).metrics, build_task(cfg).spec
+
+
+@pytest.mark.parametrize("name", FIT)
+def test_a_small_model_fits_a_small_fixed_batch_through_the_framework(name: str, tmp_path: Path) -> None:
+    """One batch of 32 examples, every step: the training loss falls far below chance's, and
+    the run logs the task's metric, its baseline and the solved flag."""
+    overrides, steps, chance = FIT[name]
+    metrics, spec = small_run(name, *overrides, steps=steps, size=32, run_dir=tmp_path)
+    assert metrics["train/loss"] < 0.2 * chance
+    value = metrics[f"val/{spec.metric}"]
+    assert metrics[f"val/{spec.metric}_baseline"] == pytest.approx(spec.baseline)
+    assert metrics["val/solved"] == float(spec.solved(value))
+    if name != "reber":  # even 32 examples carry over to new data (reber: next test)
+        assert value > spec.baseline if spec.higher_is_better else value < spec.baseline
+
+
+def test_an_lstm_learns_the_embedded_reber_grammar_and_its_long_range_symbol(tmp_path: Path) -> None:
+    metrics, spec = small_run("reber", "task.seq_len=20", steps=300, size=512, run_dir=tmp_path)
+    assert metrics["val/string_accuracy"] == metrics["val/recall_accuracy"] == 1.0 > spec.baseline
+    assert metrics["val/solved"] == 1.0
+    assert metrics["val/loss"] < 0.5 < math.log(7), "near the grammar's own entropy per step"
+
+
+def sweep(name: str) -> tuple[DictConfig, list[list[str]]]:
+    """An experiment's config, and the overrides of every job its sweep declares."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[f"+experiment={name}"], return_hydra_config=True)
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    choices = [[f"{o.key_or_group}={v}" for v in o.sweep_string_iterator()] for o in parsed]
+    return cfg, [list(job) for job in itertools.product(*choices)]
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_job_of_an_experiment_builds_and_records_to_the_experiments_name(name: str) -> None:
+    cfg, jobs = sweep(name)
+    assert cfg.logger.experiment == name and cfg.trainer.enable_progress_bar is False
+    assert len(jobs) >= 4 and any(job[0].startswith("cell=") for job in jobs)
+    for job in jobs:
+        job_cfg = config(f"+experiment={name}", *job)
+        task = build_task(job_cfg)
+        model = build_model(job_cfg, task)
+        assert model(task.generate(2, seed=0)[0]).shape[0] == 2
+        assert job_cfg.logger.experiment == name
+    lengths = {job_cfg for job in jobs for job_cfg in job if job_cfg.startswith("task.seq_len=")}
+    assert len(lengths) >= 2, "each experiment sweeps the length"
+
+
+def test_the_four_questions_have_their_experiments() -> None:
+    assert {"vanishing", "copy_memory", "agreement", "peephole_order"} <= set(EXPERIMENTS)
+    assert sweep("vanishing")[0].task.name == "adding"
+    assert sweep("copy_memory")[0].task.name == "copy"
+    assert sweep("peephole_order")[0].task.name == "temporal_order"
+
+
+def test_an_experiment_job_leaves_an_mlflow_run_with_the_tasks_metrics(outputs, monkeypatch) -> None:
+    """``seqexp -m +experiment=copy_memory`` narrowed to one tiny job on the command line."""
+    seqexp(
+        "-m",
+        "+experiment=copy_memory",
+        *TINY,
+        "cell=lstm",
+        "task.seq_len=4",
+        "model.hidden_size=8",
+        monkeypatch=monkeypatch,
+    )
+    mlflow = client(outputs)
+    experiment = mlflow.get_experiment_by_name("copy_memory")
+    [run] = [r for r in mlflow.search_runs([experiment.experiment_id]) if "cell" in r.data.params]
+    assert run.info.status == "FINISHED" and run.info.run_name.startswith("lstm-uni-copy-T4-seed0")
+    assert run.data.params["task.seq_len"] == "4" and run.data.params["task.num_symbols"] == "10"
+    metrics = run.data.metrics
+    assert {"val/xent", "val/recall_accuracy", "val/xent_baseline", "val/solved"} <= metrics.keys()
+    assert metrics["val/xent_baseline"] == pytest.approx(10 * math.log(8) / 24)
+    assert metrics["val/solved"] == float(metrics["val/xent"] < metrics["val/xent_baseline"] / 10)
