@@ -13,6 +13,7 @@ from torch import nn
 
 from seqexp.config import ConfigError, instantiate, options
 from seqexp.data import TaskData
+from seqexp.init import initialized
 from seqexp.module import SequenceModel
 from seqexp.recurrent import build_stack
 from seqexp.tasks import Task
@@ -35,23 +36,27 @@ def build_model(cfg: DictConfig, task: Task) -> SequenceModel:
     with config_errors():
         make_cell = partial(hydra.utils.get_class(cfg.cell._target_), **cell_options)
         stack = build_stack(
-            make_cell,
+            initialized(make_cell, cfg.init.scheme),
             input_size=input_size,
             hidden_size=cfg.model.hidden_size,
             num_layers=cfg.topology.num_layers,
             bidirectional=cfg.topology.bidirectional,
             dropout=cfg.topology.dropout,
             impl=cfg.cell.impl,
+            input_dropout=cfg.topology.input_dropout,
         )
-    scheduler = cfg.scheduler.lr_scheduler
-    return SequenceModel(
-        task,
-        stack,
-        encoder,
-        optimizer=instantiate(cfg.optimizer, _partial_=True),
-        scheduler=hydra.utils.instantiate(scheduler, _partial_=True) if scheduler else None,
-        scheduler_options=options(cfg.scheduler, drop=("name", "lr_scheduler")),
-    )
+        scheduler = cfg.scheduler.lr_scheduler
+        return SequenceModel(
+            task,
+            stack,
+            encoder,
+            optimizer=instantiate(cfg.optimizer, _partial_=True),
+            scheduler=hydra.utils.instantiate(scheduler, _partial_=True) if scheduler else None,
+            scheduler_options=options(cfg.scheduler, drop=("name", "lr_scheduler")),
+            tbptt_steps=cfg.training.tbptt_steps,
+            clip_val=cfg.trainer.gradient_clip_val,
+            clip_algorithm=cfg.trainer.gradient_clip_algorithm,
+        )
 
 
 def build_data(cfg: DictConfig, task: Task) -> TaskData:

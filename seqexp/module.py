@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytorch_lightning as pl
@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from seqexp.recurrent import NativeStack, RecurrentStack
+from seqexp.recurrent import NativeStack, RecurrentStack, StackRun, StackState
 from seqexp.tasks import Task
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -22,7 +22,11 @@ class SequenceModel(pl.LightningModule):
 
     Token inputs are embedded (``embedding_size``); real ones go in as they are. Many-to-many:
     ``ŷ<t> = W_y a<t> + b_y`` at every step; many-to-one: ``ŷ = W_y summary + b_y``, where the
-    summary is the last state of each direction of the top layer."""
+    summary is the last state of each direction of the top layer.
+
+    ``tbptt_steps = k`` trains by truncated backpropagation through time (manual optimisation,
+    clipping by ``clip_val`` and ``clip_algorithm``); ``None`` is full BPTT (automatic
+    optimisation, the Trainer clips)."""
 
     def __init__(
         self,
@@ -32,8 +36,12 @@ class SequenceModel(pl.LightningModule):
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         scheduler_options: dict[str, Any] | None = None,
+        tbptt_steps: int | None = None,
+        clip_val: float | None = None,
+        clip_algorithm: str = "norm",
     ) -> None:
         super().__init__()
+        check_tbptt(tbptt_steps, stack.num_directions)
         self.task = task
         self.encoder = encoder
         self.stack = stack
@@ -42,16 +50,84 @@ class SequenceModel(pl.LightningModule):
         self.make_scheduler = scheduler
         self.scheduler_options = scheduler_options or {}
         self.val_metric = MeanMetric()
+        self.tbptt_steps = tbptt_steps
+        self.clip_val = clip_val
+        self.clip_algorithm = clip_algorithm
+        self.automatic_optimization = tbptt_steps is None
 
     def forward(self, x: Tensor) -> Tensor:
-        outputs, summary = self.stack(self.encoder(x))
-        return self.head(summary if self.task.spec.shape == "many_to_one" else outputs)
+        return self.read_out(self.stack.run(self.encoder(x)))
+
+    def read_out(self, run: StackRun) -> Tensor:
+        """``ŷ`` from a run of the stack: from its summary (many-to-one) or at every step."""
+        return self.head(run.summary if self.task.spec.shape == "many_to_one" else run.outputs)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        loss = self.task.loss(self(x), y)
+        if self.automatic_optimization:
+            loss = self.task.loss(self(x), y)
+        else:
+            optimizer = self.optimizers()
+            optimizer.zero_grad()
+            loss = torch.zeros((), device=x.device)
+            for chunk_loss in self.truncated_losses(x, y):
+                self.manual_backward(chunk_loss)
+                loss += chunk_loss.detach()
+            optimizer.step()  # clipped in on_before_optimizer_step
+            self.step_schedulers("step")
         self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
         return loss
+
+    def truncated_losses(self, x: Tensor, y: Tensor) -> Iterator[Tensor]:
+        """Truncated BPTT: the batch in chunks of ``tbptt_steps`` steps, the state carried from
+        chunk to chunk and detached between them, so that no gradient crosses a chunk boundary.
+
+        Yields each chunk's share of the loss; backpropagate it before taking the next one (its
+        graph can then be freed). Many-to-many: the chunk's loss weighted by its share of the
+        steps, so the shares add up to the whole loss (of a loss that is a mean over steps);
+        many-to-one: one share, from the last chunk, and no earlier chunk gets any gradient."""
+        k, T = self.tbptt_steps, x.shape[1]
+        many_to_one = self.task.spec.shape == "many_to_one"
+        state: StackState | None = None
+        for start in range(0, T, k):
+            end = min(start + k, T)
+            last = end == T
+            with torch.set_grad_enabled(last or not many_to_one):
+                run = self.stack.run(self.encoder(x[:, start:end]), state)
+            state = tuple(s.detach() for s in run.state)
+            if many_to_one and last:
+                yield self.task.loss(self.read_out(run), y)
+            elif not many_to_one:
+                yield self.task.loss(self.read_out(run), y[:, start:end]) * ((end - start) / T)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Under TBPTT, clip here: where the Trainer clips under automatic optimisation, after
+        the callbacks' ``on_before_optimizer_step`` (which so see the unclipped gradients)."""
+        if not self.automatic_optimization and self.clip_val:
+            self.clip_gradients(optimizer, self.clip_val, self.clip_algorithm)
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """Under TBPTT this module clips by itself, with the values it was built with (the
+        config's ``trainer.gradient_clip_*``); the Trainer's own clipping refuses manual
+        optimisation, so it is switched off here, the one hook Lightning runs before that check."""
+        if not self.automatic_optimization:
+            self.trainer.gradient_clip_val = None
+        return []
+
+    def step_schedulers(self, interval: str) -> None:
+        """Under TBPTT, step the schedulers as Lightning does under automatic optimisation."""
+        count = self.trainer.global_step if interval == "step" else self.trainer.current_epoch + 1
+        for config in self.trainer.lr_scheduler_configs:
+            if config.interval != interval or count % config.frequency:
+                continue
+            if not config.reduce_on_plateau:
+                config.scheduler.step()
+            elif (value := self.trainer.callback_metrics.get(config.monitor)) is not None:
+                config.scheduler.step(value)
+
+    def on_train_epoch_end(self) -> None:
+        if not self.automatic_optimization:
+            self.step_schedulers("epoch")
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
@@ -75,3 +151,15 @@ class SequenceModel(pl.LightningModule):
             return optimizer
         scheduler = {"scheduler": self.make_scheduler(optimizer), **self.scheduler_options}
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def check_tbptt(tbptt_steps: int | None, num_directions: int) -> None:
+    if tbptt_steps is None:
+        return
+    if not isinstance(tbptt_steps, int) or tbptt_steps < 1:
+        raise ValueError(f"training.tbptt_steps must be null or a positive integer (got {tbptt_steps!r})")
+    if num_directions == 2:
+        raise ValueError(
+            "training.tbptt_steps needs a one-directional topology: a right-to-left pass has no "
+            "state to carry into the next chunk (use topology=uni or deep)"
+        )

@@ -6,22 +6,48 @@ first so that the time loop walks the leading dimension.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from seqexp.cells import RecurrentCell
+from seqexp.cells import RecurrentCell, State
 
 CellFactory = Callable[[int, int], RecurrentCell]
 """Builds a cell from ``(input_size, hidden_size)``."""
 Impl = Literal["auto", "native", "custom"]
 IMPLS = ("auto", "native", "custom")
+StackState = tuple[Tensor, ...]
+"""A whole stack's state in torch.nn's layout: ``a`` (and ``c``), each (layers * directions, B, n_a)."""
+
+
+@dataclass(frozen=True)
+class StackRun:
+    """What one run of a stack over a sequence gives."""
+
+    outputs: Tensor
+    """Every step's top-layer output (B, T, output_size)."""
+    summary: Tensor
+    """The whole sequence in one vector (B, output_size): ``[a→<T>, a←<1>]`` of the top layer."""
+    state: StackState
+    """The last state, to carry into the next chunk of the sequence."""
+    steps: dict[str, list[Tensor]] | None
+    """``a[l]<1..T>`` (each (B, n_a), in input order) per layer and direction (``l0``,
+    ``l0_reverse``, ...) as the recurrence used them; ``None`` on the native path."""
+
+
+def layer_name(layer: int, direction: int) -> str:
+    """``l0``, ``l0_reverse``, ...: torch.nn's suffixes for a layer and direction."""
+    return f"l{layer}{'_reverse' if direction else ''}"
 
 
 class RecurrentStack(nn.Module):
-    """``num_layers`` recurrent layers, each one direction or two, with dropout between layers.
+    """``num_layers`` recurrent layers, each one direction or two, with dropout between layers
+    (``dropout``) and on the input of the first (``input_dropout``).
 
     ``a[l]<t> = cell_l(a[l]<t-1>, a[l-1]<t>)`` with ``a[0]<t> = x<t>``; a bidirectional layer
     runs a second cell right to left and concatenates ``[a→<t>, a←<t>]``.
@@ -35,9 +61,10 @@ class RecurrentStack(nn.Module):
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,
+        input_dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        check_topology(num_layers, dropout)
+        check_topology(num_layers, dropout, input_dropout)
         self.hidden_size = hidden_size
         self.num_directions = 2 if bidirectional else 1
         self.output_size = hidden_size * self.num_directions
@@ -49,20 +76,35 @@ class RecurrentStack(nn.Module):
             for layer in range(num_layers)
         )
         self.dropout = nn.Dropout(dropout)
+        self.input_dropout = nn.Dropout(input_dropout)
+        self.blocks = self.layers[0][0].blocks
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x`` (B, T, n_x) -> every step's top-layer output (B, T, output_size) and a summary
         of the whole sequence (B, output_size): ``[a→<T>, a←<1>]`` of the top layer."""
-        h = x.transpose(0, 1)
-        for i, directions in enumerate(self.layers):
-            if i > 0:
+        run = self.run(x)
+        return run.outputs, run.summary
+
+    def run(self, x: Tensor, state: StackState | None = None) -> StackRun:
+        """Run over ``x`` (B, T, n_x) from ``state`` (zeros if ``None``)."""
+        h = self.input_dropout(x).transpose(0, 1)
+        steps: dict[str, list[Tensor]] = {}
+        last: list[State] = []
+        for layer, directions in enumerate(self.layers):
+            if layer > 0:
                 h = self.dropout(h)
-            outputs = [directions[0](h)[0]]
-            if self.num_directions == 2:
-                outputs.append(directions[1](h.flip(0))[0].flip(0))
+            outputs = []
+            for direction, cell in enumerate(directions):
+                i = layer * self.num_directions + direction
+                initial = None if state is None else tuple(s[i] for s in state)
+                a, final = cell.steps(h.flip(0) if direction else h, initial)
+                steps[layer_name(layer, direction)] = a[::-1] if direction else a
+                last.append(final)
+                outputs.append(torch.stack(steps[layer_name(layer, direction)]))
             h = torch.cat(outputs, dim=-1)
         h = h.transpose(0, 1)
-        return h, summarize(h, self.hidden_size)
+        final_state = tuple(torch.stack(s) for s in zip(*last, strict=True))
+        return StackRun(h, summarize(h, self.hidden_size), final_state, steps)
 
     def native_weights(self) -> dict[str, Tensor]:
         """All weights, named as a torch.nn.RNN/GRU/LSTM of the same shape names them."""
@@ -96,6 +138,10 @@ class NativeStack(nn.Module):
         self.hidden_size = custom.hidden_size
         self.num_directions = custom.num_directions
         self.output_size = custom.output_size
+        self.blocks = custom.blocks
+        self.input_dropout = nn.Dropout(custom.input_dropout.p)
+        self.make_custom = partial(copy.deepcopy, custom)
+        """A fresh copy of the custom stack this one was built from (not a submodule)."""
         self.rnn = cell.native(
             cell.input_size,
             cell.hidden_size,
@@ -115,10 +161,23 @@ class NativeStack(nn.Module):
     def native_weights(self) -> dict[str, Tensor]:
         return {name: p.detach().clone() for name, p in self.rnn.named_parameters()}
 
+    def as_custom(self) -> RecurrentStack:
+        """seqexp's own stack with this one's current weights: the same function, step by step."""
+        custom = self.make_custom().to(self.rnn.weight_ih_l0).train(self.training)
+        custom.load_native_weights(self.native_weights())
+        return custom
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Same contract as :meth:`RecurrentStack.forward`."""
-        h = self.rnn(x)[0]
-        return h, summarize(h, self.hidden_size)
+        run = self.run(x)
+        return run.outputs, run.summary
+
+    def run(self, x: Tensor, state: StackState | None = None) -> StackRun:
+        """Same contract as :meth:`RecurrentStack.run`, without the per-step activations."""
+        lstm = isinstance(self.rnn, nn.LSTM)
+        hx = state if state is None or lstm else state[0]
+        h, final = self.rnn(self.input_dropout(x), hx)
+        return StackRun(h, summarize(h, self.hidden_size), final if lstm else (final,), None)
 
 
 def summarize(outputs: Tensor, hidden_size: int) -> Tensor:
@@ -126,11 +185,12 @@ def summarize(outputs: Tensor, hidden_size: int) -> Tensor:
     return torch.cat([outputs[:, -1, :hidden_size], outputs[:, 0, hidden_size:]], dim=-1)
 
 
-def check_topology(num_layers: int, dropout: float) -> None:
+def check_topology(num_layers: int, dropout: float, input_dropout: float = 0.0) -> None:
     if num_layers < 1:
         raise ValueError(f"topology.num_layers must be >= 1 (got {num_layers})")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"topology.dropout must be in [0, 1) (got {dropout})")
+    for key, p in (("dropout", dropout), ("input_dropout", input_dropout)):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"topology.{key} must be in [0, 1) (got {p})")
 
 
 def build_stack(
@@ -141,12 +201,15 @@ def build_stack(
     bidirectional: bool = False,
     dropout: float = 0.0,
     impl: Impl = "auto",
+    input_dropout: float = 0.0,
 ) -> RecurrentStack | NativeStack:
     """A recurrent stack; ``impl`` picks torch's kernel (``native``), seqexp's cells (``custom``)
     or the native one wherever it computes exactly the same function (``auto``)."""
     if impl not in IMPLS:
         raise ValueError(f"cell.impl must be one of {list(IMPLS)} (got {impl!r})")
-    stack = RecurrentStack(make_cell, input_size, hidden_size, num_layers, bidirectional, dropout)
+    stack = RecurrentStack(
+        make_cell, input_size, hidden_size, num_layers, bidirectional, dropout, input_dropout
+    )
     has_native = stack.layers[0][0].native is not None
     if impl == "native" and not has_native:
         raise ValueError(

@@ -68,13 +68,20 @@ class RecurrentCell(nn.Module, ABC):
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """Run over a time-major sequence ``x`` (T, B, n_x): returns ``a<1..T>`` and the last state."""
+        outputs, state = self.steps(x, state)
+        return torch.stack(outputs), state
+
+    def steps(self, x: Tensor, state: State | None = None) -> tuple[list[Tensor], State]:
+        """Like :meth:`forward`, but ``a<1..T>`` as the list of the tensors the recurrence itself
+        used: the gradient of a loss with respect to ``a<t>`` in that list is the whole ``∂L/∂a<t>``,
+        through every later step."""
         if state is None:
             state = self.initial_state(x.shape[1], x)
         outputs = []
         for wx_t in self.project_input(x).unbind(0):
             state = self.step(wx_t, state)
             outputs.append(state[0])
-        return torch.stack(outputs), state
+        return outputs, state
 
     def native_options(self) -> dict[str, Any]:
         """Constructor options of :attr:`native` beyond the sizes (e.g. the nonlinearity)."""

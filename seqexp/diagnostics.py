@@ -1,0 +1,213 @@
+"""Gradient diagnostics as Lightning callbacks: how much gradient reaches each time step, how big
+the gradients of each parameter group are and how often clipping acts, and a guard that stops a
+run at the first non-finite loss or gradient."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import MLFlowLogger
+from torch import Tensor
+
+from seqexp.flow_plots import FlowHistory, plot_history
+from seqexp.module import SequenceModel
+from seqexp.recurrent import RecurrentStack
+
+FLOW_FILES = ("gradient_flow.png", "gradient_flow.json")
+
+
+class Diverged(RuntimeError):
+    """Training met a non-finite loss or gradient; ``step`` is Lightning's ``global_step`` (the
+    number of optimizer steps already taken), ``tensor`` names what was not finite."""
+
+    def __init__(self, step: int, tensor: str, detail: str) -> None:
+        super().__init__(
+            f"diverged at training step {step}: {tensor} {detail}. Try a lower optimizer.lr, "
+            "gradient clipping (trainer.gradient_clip_val), another init.scheme or a gated cell."
+        )
+        self.step = step
+        self.tensor = tensor
+
+
+def step_gradient_norms(model: SequenceModel, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+    """``‖∂L/∂a[l]<t>‖`` (T,) per layer and direction, for the model's loss ``L`` on ``(x, y)``.
+
+    The derivative is the whole one: with respect to the activation the recurrence used, through
+    every later step and layer. A native stack is measured on its custom twin (the same function
+    and weights, run step by step). Parameters' ``.grad`` are left alone."""
+    stack = model.stack if isinstance(model.stack, RecurrentStack) else model.stack.as_custom()
+    with torch.enable_grad():
+        run = stack.run(model.encoder(x))
+        assert run.steps is not None
+        loss = model.task.loss(model.read_out(run), y)
+        activations = [a for steps in run.steps.values() for a in steps]
+        grads = torch.autograd.grad(loss, activations, allow_unused=True, materialize_grads=True)
+    T = x.shape[1]
+    return {
+        name: torch.linalg.vector_norm(torch.stack(grads[i * T : (i + 1) * T]).flatten(1), dim=1)
+        for i, name in enumerate(run.steps)
+    }
+
+
+def parameter_group(name: str) -> str:
+    """``input`` (encoder, ``W_x``), ``recurrent`` (``W_a``, peepholes), ``bias`` or ``head``."""
+    leaf = name.rsplit(".", 1)[-1]
+    if name.startswith("head."):
+        return "head"
+    if name.startswith("encoder.") or leaf == "W_x" or leaf.startswith("weight_ih"):
+        return "input"
+    if leaf in ("W_a", "p_u", "p_f", "p_o") or leaf.startswith("weight_hh"):
+        return "recurrent"
+    if leaf in ("b", "b_cc") or leaf.startswith("bias_"):
+        return "bias"
+    return "other"
+
+
+def group_norms(model: SequenceModel) -> dict[str, Tensor]:
+    """Gradient norms per :func:`parameter_group`, per block of the stacked weights (``block_u``,
+    ``block_f``, ``block_c``, ``block_o``: the course's gates and candidate) and in ``total``."""
+    squares: dict[str, Tensor] = {}
+
+    def add(key: str, value: Tensor) -> None:
+        squares[key] = squares.get(key, 0) + value
+
+    blocks, rows = model.stack.blocks, len(model.stack.blocks) * model.stack.hidden_size
+    for name, p in model.named_parameters():
+        if p.grad is None:
+            continue
+        g = p.grad.detach()
+        add(parameter_group(name), g.square().sum())
+        if len(blocks) > 1 and name.startswith("stack.") and g.shape[0] == rows:
+            for block, part in zip(blocks, g.chunk(len(blocks)), strict=True):
+                add(f"block_{block}", part.square().sum())
+    total = sum(v for k, v in squares.items() if not k.startswith("block_"))
+    return {k: v.sqrt() for k, v in (squares | {"total": total}).items()}
+
+
+def clipping(trainer: pl.Trainer, model: pl.LightningModule) -> tuple[float | None, str]:
+    """The clipping in force: the Trainer's, or under manual optimisation (TBPTT) the module's."""
+    if model.automatic_optimization:
+        return trainer.gradient_clip_val, str(trainer.gradient_clip_algorithm or "norm")
+    return getattr(model, "clip_val", None), getattr(model, "clip_algorithm", "norm")
+
+
+class NonFiniteGuard(pl.Callback):
+    """Ends the run with :class:`Diverged` at the first non-finite training loss or gradient,
+    before an optimizer step can spread it into the weights."""
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: Tensor) -> None:
+        if not torch.isfinite(loss).all():
+            raise Diverged(trainer.global_step, "the training loss", f"is {loss.detach().cpu().tolist()}")
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
+    ) -> None:
+        grads = [(name, p.grad) for name, p in pl_module.named_parameters() if p.grad is not None]
+        if torch.stack([torch.isfinite(g).all() for _, g in grads]).all():
+            return
+        name, g = next((name, g) for name, g in grads if not torch.isfinite(g).all())
+        nan, inf = int(g.isnan().sum()), int(g.isinf().sum())
+        raise Diverged(
+            trainer.global_step,
+            f"the gradient of {name}",
+            f"is not finite ({nan} nan, {inf} inf of {g.numel()})",
+        )
+
+
+class GradientNorms(pl.Callback):
+    """Logs ``grad/norm_<group>`` (see :func:`group_norms`) of the unclipped gradients at every
+    step, and ``grad/clipped_fraction``: the share of steps so far where clipping changed them."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self.clipped = 0
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: SequenceModel, optimizer: Any) -> None:
+        norms = group_norms(pl_module)
+        clip_val, algorithm = clipping(trainer, pl_module)
+        if clip_val:
+            if algorithm == "value":
+                size = max(p.grad.abs().max() for p in pl_module.parameters() if p.grad is not None)
+            else:
+                size = norms["total"]
+            self.clipped += int(size > clip_val)
+        self.steps += 1
+        logged = {f"grad/norm_{k}": v.float() for k, v in norms.items()}
+        pl_module.log_dict(logged | {"grad/clipped_fraction": self.clipped / self.steps}, on_step=True)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"steps": self.steps, "clipped": self.clipped}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self.steps, self.clipped = state_dict["steps"], state_dict["clipped"]
+
+
+class GradientFlow(pl.Callback):
+    """Every ``every_n_steps`` training steps (and at the start and the end), ``‖∂L/∂a[l]<t>‖``
+    for every time step on a fixed validation batch (the first), in eval mode.
+
+    Logs ``grad/flow_ratio``, ``‖∂L/∂a<1>‖ / ‖∂L/∂a<T>‖`` of the top layer's left-to-right
+    direction (and ``grad/flow_ratio/<layer>`` per layer and direction when there are more);
+    writes ``gradient_flow.png`` (heatmap of step × training progress, and the latest curve) and
+    ``gradient_flow.json`` to the run dir and, with an MLflow logger, as artifacts of the run."""
+
+    def __init__(self, every_n_steps: int = 100) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"callbacks.gradient_flow.every_n_steps must be >= 1 (got {every_n_steps})")
+        self.every_n_steps = every_n_steps
+        self.history = FlowHistory()
+        self.batch: tuple[Tensor, Tensor] | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: SequenceModel) -> None:
+        with torch.random.fork_rng(devices=[]):  # a loader's iterator draws a seed: leave training's RNG be
+            x, y = next(iter(trainer.datamodule.val_dataloader()))
+        self.batch = (x.to(pl_module.device), y.to(pl_module.device))
+        self.measure(trainer, pl_module)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: SequenceModel, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            self.measure(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: SequenceModel) -> None:
+        self.measure(trainer, pl_module)
+        self.save(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: SequenceModel, exception: BaseException) -> None:
+        if self.history.steps:
+            self.save(trainer)
+
+    def measure(self, trainer: pl.Trainer, pl_module: SequenceModel) -> None:
+        step = trainer.global_step
+        if self.batch is None or step in self.history.steps:
+            return
+        training = pl_module.training
+        pl_module.eval()
+        norms = step_gradient_norms(pl_module, *self.batch)
+        pl_module.train(training)
+        self.history.add(step, {name: curve.tolist() for name, curve in norms.items()})
+        metrics = {"grad/flow_ratio": self.history.ratios(self.history.headline)[-1]}
+        if len(norms) > 1:
+            metrics |= {f"grad/flow_ratio/{name}": self.history.ratios(name)[-1] for name in norms}
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+
+    def save(self, trainer: pl.Trainer) -> None:
+        run_dir = Path(trainer.default_root_dir)
+        png, data = (run_dir / name for name in FLOW_FILES)
+        plot_history(self.history, png)
+        self.history.save(data)
+        for logger in trainer.loggers:
+            if isinstance(logger, MLFlowLogger):
+                for path in (png, data):
+                    logger.experiment.log_artifact(logger.run_id, str(path))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.history.steps, "norms": self.history.norms}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = FlowHistory(**state_dict)

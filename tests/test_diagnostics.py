@@ -1,0 +1,269 @@
+"""Gradient diagnostics measure what they claim: ∂L/∂a<t> per step, group norms, clipping, NaN guard."""
+
+from __future__ import annotations
+
+from functools import partial
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import TINY, client, config
+from torch import Tensor, nn
+
+from seqexp.cells import LSTMCell, RecurrentCell, RNNCell, State
+from seqexp.diagnostics import (
+    Diverged,
+    NonFiniteGuard,
+    group_norms,
+    parameter_group,
+    step_gradient_norms,
+)
+from seqexp.module import SequenceModel
+from seqexp.recurrent import NativeStack, RecurrentStack
+from seqexp.tasks.adding import AddingTask
+from seqexp.train import train
+
+T, B = 7, 5
+
+
+@pytest.fixture(autouse=True)
+def seeded() -> None:
+    torch.manual_seed(0)
+
+
+def adding_model(stack: RecurrentStack | NativeStack) -> SequenceModel:
+    return SequenceModel(AddingTask(T), stack, nn.Identity(), optimizer=torch.optim.SGD).double()
+
+
+def adding_batch(seq_len: int = T) -> tuple[Tensor, Tensor]:
+    x, y = AddingTask(seq_len).generate(B, seed=3)
+    return x.double(), y.double()
+
+
+def state_after(stack: RecurrentStack | NativeStack, h: Tensor, steps: int) -> State:
+    """The state after the first ``steps`` steps of a one-layer stack."""
+    if isinstance(stack, NativeStack):
+        final = stack.rnn(h[:, :steps])[1]
+        return tuple(s[0] for s in final) if isinstance(final, tuple) else (final[0],)
+    return stack.layers[0][0](h[:, :steps].transpose(0, 1))[1]
+
+
+def last_output_from(stack: RecurrentStack | NativeStack, h: Tensor, state: State) -> Tensor:
+    """``a<T>`` of a one-layer stack run over ``h`` from ``state``."""
+    if isinstance(stack, NativeStack):
+        hx = tuple(s[None] for s in state)
+        return stack.rnn(h, hx if len(hx) == 2 else hx[0])[0][:, -1]
+    return stack.layers[0][0](h.transpose(0, 1), state)[0][-1]
+
+
+def direct_norms(model: SequenceModel, x: Tensor, y: Tensor) -> Tensor:
+    """``‖∂L/∂a<t>‖`` the long way: for each t, ``a<t>`` made a leaf and the rest of the sequence
+    run again from it by torch's own module (native) or the cell (custom)."""
+    norms = []
+    for t in range(1, T + 1):
+        a, *rest = (s.detach() for s in state_after(model.stack, x, t))
+        a.requires_grad_()
+        last = a if t == T else last_output_from(model.stack, x[:, t:], (a, *rest))
+        (grad,) = torch.autograd.grad(model.task.loss(model.head(last), y), a)
+        norms.append(grad.norm())
+    return torch.stack(norms)
+
+
+@pytest.mark.parametrize("impl", ["custom", "native"])
+@pytest.mark.parametrize("make_cell", [partial(RNNCell, nonlinearity="tanh"), LSTMCell], ids=["rnn", "lstm"])
+def test_per_step_gradient_norms_equal_a_direct_autograd_computation(make_cell, impl) -> None:
+    stack = RecurrentStack(make_cell, 2, 4)
+    model = adding_model(stack if impl == "custom" else NativeStack(stack))
+    x, y = adding_batch()
+
+    measured = step_gradient_norms(model, x, y)
+
+    assert list(measured) == ["l0"]
+    torch.testing.assert_close(measured["l0"], direct_norms(model, x, y), rtol=1e-10, atol=0)
+
+
+def test_a_native_deep_bidirectional_stack_is_measured_with_its_current_weights() -> None:
+    native = NativeStack(RecurrentStack(LSTMCell, 2, 4, num_layers=2, bidirectional=True)).double()
+    with torch.no_grad():
+        for p in native.parameters():
+            p.add_(0.3 * torch.randn_like(p))  # trained away from the weights it was built with
+    custom = RecurrentStack(LSTMCell, 2, 4, num_layers=2, bidirectional=True).double()
+    custom.load_native_weights(native.native_weights())
+    native_model, custom_model = adding_model(native), adding_model(custom)
+    custom_model.head.load_state_dict(native_model.head.state_dict())
+    x, y = adding_batch()
+
+    on_native, on_custom = step_gradient_norms(native_model, x, y), step_gradient_norms(custom_model, x, y)
+
+    assert list(on_native) == ["l0", "l0_reverse", "l1", "l1_reverse"]
+    for name in on_native:
+        torch.testing.assert_close(on_native[name], on_custom[name], rtol=1e-10, atol=0)
+
+
+class LinearCell(RecurrentCell):
+    """``a<t> = W_a a<t-1> + W_x x<t> + b``: no nonlinearity, so ``∂a<t>/∂a<t-1> = W_a``."""
+
+    blocks = ("a",)
+
+    def step(self, wx_t: Tensor, state: State) -> State:
+        return (wx_t + state[0] @ self.W_a.T,)
+
+
+@pytest.mark.parametrize("w", [0.5, 0.9, 1.1])
+def test_on_a_linear_rnn_with_recurrent_weight_w_the_ratio_is_w_to_the_t_minus_1(w: float) -> None:
+    seq_len = 20
+    stack = RecurrentStack(LinearCell, 2, 3)
+    model = SequenceModel(AddingTask(seq_len), stack, nn.Identity(), optimizer=torch.optim.SGD).double()
+    with torch.no_grad():
+        stack.layers[0][0].W_a.copy_(w * torch.eye(3, dtype=torch.float64))
+
+    curve = step_gradient_norms(model, *adding_batch(seq_len))["l0"]
+
+    assert (curve[0] / curve[-1]).item() == pytest.approx(w ** (seq_len - 1), rel=1e-12)
+    torch.testing.assert_close(curve[:-1] / curve[1:], torch.full((seq_len - 1,), w, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    ("name", "group"),
+    [
+        ("encoder.weight", "input"),
+        ("stack.layers.0.0.W_x", "input"),
+        ("stack.rnn.weight_ih_l1_reverse", "input"),
+        ("stack.layers.1.0.W_a", "recurrent"),
+        ("stack.layers.0.0.p_f", "recurrent"),
+        ("stack.rnn.weight_hh_l0", "recurrent"),
+        ("stack.layers.0.0.b", "bias"),
+        ("stack.layers.0.0.b_cc", "bias"),
+        ("stack.rnn.bias_hh_l0", "bias"),
+        ("head.weight", "head"),
+        ("head.bias", "head"),
+    ],
+)
+def test_parameter_groups(name: str, group: str) -> None:
+    assert parameter_group(name) == group
+
+
+@pytest.mark.parametrize("impl", ["custom", "native"])
+def test_group_norms_split_the_gradient_by_group_and_by_gate(impl: str) -> None:
+    stack = RecurrentStack(LSTMCell, 2, 4)
+    model = adding_model(stack if impl == "custom" else NativeStack(stack))
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    if impl == "native":
+        model.stack.rnn.bias_hh_l0.grad = None  # torch's second bias; the course's b is one tensor
+    norms = {k: v.item() for k, v in group_norms(model).items()}
+
+    n_a, n_x, gates = 4, 2, 4
+    assert norms["input"] == pytest.approx((gates * n_a * n_x) ** 0.5)
+    assert norms["recurrent"] == pytest.approx((gates * n_a * n_a) ** 0.5)
+    assert norms["bias"] == pytest.approx((gates * n_a) ** 0.5)
+    assert norms["head"] == pytest.approx((n_a + 1) ** 0.5)
+    for block in "ufco":
+        assert norms[f"block_{block}"] == pytest.approx((n_a * (n_x + n_a + 1)) ** 0.5)
+    assert norms["total"] ** 2 == pytest.approx(
+        sum(norms[g] ** 2 for g in ("input", "recurrent", "bias", "head"))
+    )
+
+
+def test_the_guard_names_the_step_and_the_first_non_finite_gradient() -> None:
+    model = adding_model(RecurrentStack(LSTMCell, 2, 4))
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    model.stack.layers[0][0].W_a.grad[1, 2] = torch.nan
+    model.head.weight.grad[0, 0] = torch.inf
+    guard = NonFiniteGuard()
+
+    with pytest.raises(
+        Diverged, match=r"step 7: the gradient of stack.layers.0.0.W_a is not finite"
+    ) as error:
+        guard.on_before_optimizer_step(SimpleNamespace(global_step=7), model, None)
+    assert "1 nan, 0 inf of 64" in str(error.value)
+    with pytest.raises(Diverged, match=r"step 3: the training loss is inf"):
+        guard.on_before_backward(SimpleNamespace(global_step=3), model, torch.tensor(torch.inf))
+    model.stack.layers[0][0].W_a.grad.zero_()
+    model.head.weight.grad.zero_()
+    guard.on_before_optimizer_step(SimpleNamespace(global_step=8), model, None)  # all finite: no error
+
+
+def diverged(error: BaseException) -> Diverged:
+    """The :class:`Diverged` that ended a run, however train() wrapped it."""
+    while not isinstance(error, Diverged):
+        assert error.__cause__ is not None, f"not a Diverged: {error!r}"
+        error = error.__cause__
+    return error
+
+
+def test_a_run_forced_to_explode_stops_at_the_first_non_finite_step_and_is_marked_failed(outputs) -> None:
+    cfg = config(
+        *TINY,
+        "cell=rnn",
+        "cell.nonlinearity=relu",
+        "optimizer=sgd",
+        "optimizer.lr=1e12",
+        "trainer.gradient_clip_val=null",
+        "callbacks.gradient_flow.every_n_steps=1",
+    )
+    with pytest.raises(Exception) as raised:
+        train(cfg, outputs / "run")
+    error = diverged(raised.value)
+
+    assert f"diverged at training step {error.step}: {error.tensor}" in str(error)
+    [run] = client(outputs).search_runs([client(outputs).get_experiment_by_name("adding").experiment_id])
+    assert run.info.status == "FAILED"
+    losses = client(outputs).get_metric_history(run.info.run_id, "train/loss")
+    assert [m.step for m in losses] == list(range(error.step)), "every step before it was logged"
+    assert all(torch.isfinite(torch.tensor(m.value)) for m in losses), "and it was the first non-finite one"
+    assert (outputs / "run" / "gradient_flow.png").exists(), "the flow so far is kept"
+
+
+@pytest.mark.parametrize(
+    ("clipping", "fraction"),
+    [
+        (["trainer.gradient_clip_val=1e-6"], 1.0),
+        (["trainer.gradient_clip_val=1e6"], 0.0),
+        (["trainer.gradient_clip_val=null"], 0.0),
+        (
+            [
+                "trainer.gradient_clip_val=1e-6",
+                "trainer.gradient_clip_algorithm=value",
+                "training.tbptt_steps=2",
+            ],
+            1.0,
+        ),
+    ],
+)
+def test_the_clipped_fraction_shows_when_clipping_acts(clipping, fraction, outputs) -> None:
+    result = train(config(*TINY, "logger=none", *clipping), outputs)
+    assert result.metrics["grad/clipped_fraction"] == fraction
+
+
+def test_a_run_records_gradient_norms_flow_metrics_and_plots(outputs) -> None:
+    cfg = config(*TINY, "topology=deep", "topology.num_layers=2", "callbacks.gradient_flow.every_n_steps=2")
+    result = train(cfg, outputs / "run")
+
+    mlflow = client(outputs)
+    metrics = mlflow.get_run(result.run_id).data.metrics
+    groups = {"input", "recurrent", "bias", "head", "total", "block_u", "block_f", "block_c", "block_o"}
+    assert {f"grad/norm_{g}" for g in groups} | {"grad/clipped_fraction"} <= metrics.keys()
+    assert {"grad/flow_ratio", "grad/flow_ratio/l0", "grad/flow_ratio/l1"} <= metrics.keys()
+    assert metrics["grad/flow_ratio"] == metrics["grad/flow_ratio/l1"], "the headline is the top layer"
+    assert [m.step for m in mlflow.get_metric_history(result.run_id, "grad/flow_ratio")] == [0, 2, 4, 6]
+    artifacts = {a.path for a in mlflow.list_artifacts(result.run_id)}
+    assert {"gradient_flow.png", "gradient_flow.json"} <= artifacts
+    assert (outputs / "run" / "gradient_flow.png").stat().st_size > 1000
+
+
+def test_the_diagnostics_leave_training_exactly_as_it_is_without_them(outputs) -> None:
+    overrides = [
+        *TINY,
+        "logger=none",
+        "topology=deep",
+        "topology.dropout=0.3",
+        "trainer.gradient_clip_val=null",
+    ]
+    off = [f"callbacks.{name}=null" for name in ("nan_guard", "gradient_norms", "gradient_flow")]
+    watched = train(config(*overrides, "callbacks.gradient_flow.every_n_steps=1"), outputs / "on")
+    unwatched = train(config(*overrides, *off), outputs / "off")
+    for key in ("train/loss", "val/loss"):
+        assert watched.metrics[key] == unwatched.metrics[key]
+    assert "grad/norm_total" not in unwatched.metrics
