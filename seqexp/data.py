@@ -1,9 +1,9 @@
-"""A task's seeded data as a LightningDataModule, in epochs that can be resumed exactly."""
+"""A task's seeded data as a LightningDataModule, in batches that a resumed run sees again exactly."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytorch_lightning as pl
 import torch
@@ -12,31 +12,30 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 from seqexp.tasks import Task
 
 
-class EpochBatches(Sampler[list[int]]):
-    """``batches_per_epoch`` batches of indices for the current epoch.
+class StepBatches(Sampler[list[int]]):
+    """The batches of one epoch: the batch of training step ``k`` is a function of ``(seed, k)``.
 
-    The batches of all epochs together walk through the data one shuffled pass after another;
-    pass ``p`` is shuffled with seed ``(seed, p)``. So epoch ``e`` is a function of ``(seed, e)``
-    alone, and a run resumed from a checkpoint at an epoch's end sees the same batches as one
-    that never stopped. Lightning sets the epoch through :meth:`set_epoch`.
+    The batches of all steps together walk through the data one shuffled pass after another, pass
+    ``p`` shuffled with seed ``(seed, p)``. An epoch serves ``batches_per_epoch`` batches from the
+    trainer's current step on, so a run resumed from a checkpoint sees the same batches as one that
+    never stopped, whatever the trainer's epoch count says.
     """
 
-    def __init__(self, size: int, batch_size: int, batches_per_epoch: int, seed: int) -> None:
+    def __init__(
+        self, size: int, batch_size: int, batches_per_epoch: int, seed: int, current_step: Callable[[], int]
+    ) -> None:
         self.size = size
         self.batch_size = batch_size
         self.batches_per_epoch = batches_per_epoch
         self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self.current_step = current_step
 
     def __len__(self) -> int:
         return self.batches_per_epoch
 
     def __iter__(self) -> Iterator[list[int]]:
         per_pass = math.ceil(self.size / self.batch_size)
-        first = self.epoch * self.batches_per_epoch
+        first = self.current_step()
         current_pass, order = -1, torch.empty(0, dtype=torch.long)
         for k in range(first, first + self.batches_per_epoch):
             data_pass, position = divmod(k, per_pass)
@@ -68,7 +67,13 @@ class TaskData(pl.LightningDataModule):
         self.val = TensorDataset(*self.task.generate(self.task.val_size, 2 * self.seed + 1))
 
     def train_dataloader(self) -> DataLoader:
-        batches = EpochBatches(len(self.train), self.batch_size, self.batches_per_epoch, self.seed)
+        batches = StepBatches(
+            len(self.train),
+            self.batch_size,
+            self.batches_per_epoch,
+            self.seed,
+            lambda: self.trainer.global_step,
+        )
         return DataLoader(self.train, sampler=batches, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:

@@ -4,22 +4,49 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from mlflow import MlflowClient
+from mlflow.entities import Metric
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 import seqexp
 from seqexp.config import chosen_options
 
 CONFIG_ARTIFACT = "config.yaml"
+PARENT_RUN_FILE = "mlflow_parent_run"
+"""In a sweep's directory: the id of the sweep's parent run."""
+
+TAG_FAILURE = "seqexp.failure"
+TAG_HEADLINE = "seqexp.headline"
+TAG_OVERRIDES = "seqexp.overrides"
+TAG_RUN_DIR = "seqexp.run_dir"
+TAG_SWEEP_ID = "seqexp.sweep_id"
+TAG_PARENT = "mlflow.parentRunId"
 
 
 def tracking_uri(outputs: Path) -> str:
     """``MLFLOW_TRACKING_URI`` if set, else a sqlite file in the outputs dir."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{outputs.resolve() / 'mlflow.db'}"
+
+
+def artifact_location(outputs: Path) -> str | None:
+    """Artifacts of a local store go beside it; a tracking server keeps its own."""
+    return None if os.environ.get("MLFLOW_TRACKING_URI") else (outputs.resolve() / "artifacts").as_uri()
+
+
+def experiment_id(client: MlflowClient, name: str, outputs: Path) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location(outputs))
 
 
 def ui_command(uri: str) -> str:
@@ -47,16 +74,19 @@ def run_params(cfg: DictConfig) -> dict[str, Any]:
     return chosen_options(cfg) | flatten(OmegaConf.to_container(cfg, resolve=True))
 
 
-def run_tags() -> dict[str, str]:
-    """Version, git state and, inside a Hydra app, its overrides and sweep position."""
+def run_tags(run_dir: Path) -> dict[str, str]:
+    """Version, git state, run dir and, inside a Hydra app, its overrides and sweep position."""
     source = Path(seqexp.__file__).parent
-    tags = {"seqexp.version": seqexp.__version__} | git_tags(source)
+    tags = {"seqexp.version": seqexp.__version__, TAG_RUN_DIR: str(run_dir.resolve())} | git_tags(source)
     if HydraConfig.initialized():
         hydra_cfg = HydraConfig.get()
-        tags["seqexp.overrides"] = " ".join(hydra_cfg.overrides.task)
-        if hydra_cfg.mode.name == "MULTIRUN":
-            tags["seqexp.sweep_dir"] = str(Path(hydra_cfg.sweep.dir).resolve())
-            tags["seqexp.job"] = str(hydra_cfg.job.num)
+        tags[TAG_OVERRIDES] = " ".join(hydra_cfg.overrides.task)
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            sweep_dir = Path(hydra_cfg.sweep.dir).resolve()
+            tags |= {"seqexp.sweep_dir": str(sweep_dir), "seqexp.job": str(hydra_cfg.job.num)}
+            parent = sweep_dir / PARENT_RUN_FILE
+            if parent.exists():
+                tags |= {TAG_PARENT: parent.read_text().strip(), TAG_SWEEP_ID: parent.read_text().strip()}
     return tags
 
 
@@ -77,17 +107,66 @@ def git_tags(source: Path) -> dict[str, str]:
         return {}
 
 
-def make_logger(cfg: DictConfig, outputs: Path) -> MLFlowLogger:
-    """An MLflow logger for this run; the run is created at once, with its params and tags."""
+class RunLogger(MLFlowLogger):
+    """Lightning's MLflow logger, holding metrics back until a checkpoint is saved or the run ends.
+
+    What a killed run logged after its last checkpoint was never written; a run resumed from that
+    checkpoint computes it again, and skips what an interrupted (not killed) run did write, so
+    that no value is lost or repeated. The store gets one write per epoch instead of one per step.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pending: list[Metric] = []
+        self.written_up_to: dict[str, int] = {}
+        """For a resumed run: the last step of each metric already in the store."""
+
+    @rank_zero_only
+    def resume(self) -> None:
+        client, run = self.experiment, self.run_id
+        self.written_up_to = {
+            key: max(m.step for m in client.get_metric_history(run, key))
+            for key in client.get_run(run).data.metrics
+        }
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        now, step = int(time.time() * 1000), step or 0
+        self.pending += [
+            Metric(k, float(v), now, step) for k, v in metrics.items() if step > self.written_up_to.get(k, -1)
+        ]
+
+    @rank_zero_only
+    def flush(self) -> None:
+        for start in range(0, len(self.pending), 1000):  # MLflow takes at most 1000 metrics a call
+            self.experiment.log_batch(self.run_id, metrics=self.pending[start : start + 1000])
+        self.pending = []
+
+    def after_save_checkpoint(self, checkpoint_callback: Checkpoint) -> None:
+        self.flush()
+
+    @rank_zero_only
+    def finalize(self, status: str = "success") -> None:
+        if self._initialized:
+            self.flush()
+        super().finalize(status)
+
+
+def make_logger(cfg: DictConfig, outputs: Path, run_dir: Path, resume_run: str | None = None) -> RunLogger:
+    """An MLflow logger for this run: a new run with its params and tags, or ``resume_run`` again."""
     uri = tracking_uri(outputs)
-    local = uri.startswith("sqlite:///") and not os.environ.get("MLFLOW_TRACKING_URI")
-    logger = MLFlowLogger(
+    client = MlflowClient(uri)
+    if resume_run:
+        client.update_run(resume_run, status="RUNNING")
+        logger = RunLogger(tracking_uri=uri, run_id=resume_run)
+        logger.resume()
+        return logger
+    logger = RunLogger(
         experiment_name=cfg.logger.experiment,
         run_name=run_name(cfg),
         tracking_uri=uri,
-        tags=run_tags(),
-        log_model=cfg.logger.log_model,
-        artifact_location=(outputs.resolve() / "artifacts").as_uri() if local else None,
+        tags=run_tags(run_dir),
+        artifact_location=artifact_location(outputs),
     )
     logger.log_hyperparams(run_params(cfg))
     return logger

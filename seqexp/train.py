@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import sys
 import warnings
 from dataclasses import dataclass
@@ -10,15 +12,18 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+from pytorch_lightning.callbacks import RichProgressBar
 from rich.console import Console
 from rich.table import Table
 
 from seqexp.build import build_data, build_model, build_task
+from seqexp.checkpoints import LAST, ExactResume, best_checkpoint, checkpoint_dir, last_checkpoint
 from seqexp.config import ConfigError, check_config, instantiate, options
-from seqexp.tracking import log_config, make_logger, tracking_uri, ui_command
+from seqexp.tracking import TAG_FAILURE, TAG_HEADLINE, log_config, make_logger, tracking_uri, ui_command
 
+log = logging.getLogger(__name__)
 console = Console()
 # Lightning's own deprecation notice, of no use to a seqexp user.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
@@ -36,27 +41,55 @@ class RunResult:
     """The MLflow run, if one was recorded."""
 
 
-def train(cfg: DictConfig, run_dir: Path) -> RunResult:
-    """Check and build everything the config describes, train, and return the final metrics."""
+class RunFailed(RuntimeError):
+    """Training raised or diverged; the run is recorded as FAILED with the reason."""
+
+    def __init__(self, reason: str, run_id: str | None) -> None:
+        super().__init__(reason)
+        self.run_id = run_id
+
+
+def train(
+    cfg: DictConfig, run_dir: Path, *, resume_run: str | None = None, tags: dict[str, str] | None = None
+) -> RunResult:
+    """Check and build everything the config describes, train, and return the final metrics.
+
+    ``resume_run`` continues that MLflow run from the last checkpoint in ``run_dir``.
+    """
     check_config(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     task = build_task(cfg)
     model = build_model(cfg, task)
     data = build_data(cfg, task)
+    headline = f"val/{task.spec.metric}"
     outputs = Path(cfg.paths.outputs)
-    logger = make_logger(cfg, outputs) if cfg.logger.name == "mlflow" else None
-    callbacks: list[pl.Callback] = [ModelCheckpoint(run_dir / "checkpoints", monitor="val/loss")]
+    logger = make_logger(cfg, outputs, run_dir, resume_run) if cfg.logger.name == "mlflow" else None
+    best = best_checkpoint(run_dir)
+    callbacks = [best, last_checkpoint(run_dir), ExactResume(cfg.seed)]
     callbacks += [instantiate(node, drop=()) for node in cfg.callbacks.values() if node is not None]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(RichProgressBar())
     trainer = pl.Trainer(
         **options(cfg.trainer), logger=logger or False, callbacks=callbacks, default_root_dir=run_dir
     )
-    if logger:
+    if logger and not resume_run:
+        logger.experiment.set_tag(logger.run_id, TAG_HEADLINE, headline)
+        for key, value in (tags or {}).items():
+            logger.experiment.set_tag(logger.run_id, key, value)
         log_config(logger, cfg, run_dir)
-    trainer.fit(model, datamodule=data)
+    last = checkpoint_dir(run_dir) / LAST if resume_run else None
+    try:
+        trainer.fit(model, datamodule=data, ckpt_path=last, weights_only=True)
+    except Exception as error:
+        reason = f"{type(error).__name__}: {error}"
+        if logger:
+            logger.experiment.set_tag(logger.run_id, TAG_FAILURE, reason[:5000])
+        raise RunFailed(reason, logger.run_id if logger else None) from error
+    if logger and cfg.logger.log_model:
+        logger.experiment.log_artifact(logger.run_id, best.best_model_path, "checkpoints")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    result = RunResult(metrics, f"val/{task.spec.metric}", logger.run_id if logger else None)
+    result = RunResult(metrics, headline, logger.run_id if logger else None)
     report(result, cfg, outputs)
     return result
 
@@ -77,10 +110,20 @@ def report(result: RunResult, cfg: DictConfig, outputs: Path) -> None:
 
 @hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    """Hydra's entry point; returns the headline metric, which sweepers minimise."""
+    """Hydra's entry point; returns the headline metric, which sweepers minimise.
+
+    A bad config stops the command (exit 2). A failed run stops a single run (exit 1); in a sweep
+    it is recorded as FAILED and the sweep goes on.
+    """
+    hydra_cfg = HydraConfig.get()
     try:
-        result = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+        result = train(cfg, Path(hydra_cfg.runtime.output_dir))
     except ConfigError as error:
         console.print(f"[bold red]seqexp: bad config:[/] {error}", soft_wrap=True)
         sys.exit(2)
+    except RunFailed as failure:
+        log.error("run %s failed: %s", failure.run_id or "(not recorded)", failure)
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            sys.exit(1)
+        return math.nan
     return result.metrics[result.headline]

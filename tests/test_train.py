@@ -47,9 +47,10 @@ def test_a_run_leaves_a_finished_mlflow_record_with_params_metrics_and_config(ou
         Path(client(outputs).download_artifacts(run.info.run_id, "config.yaml")).read_text()
     )
     assert saved["cell"]["name"] == "gru" and saved["task"]["seq_len"] == 6
-    [checkpoint_dir] = [a.path for a in artifacts if a.is_dir]
-    checkpoint = client(outputs).list_artifacts(run.info.run_id, checkpoint_dir)
-    assert any(a.path.endswith(".ckpt") for a in checkpoint), "the best checkpoint is an artifact"
+    checkpoints = client(outputs).list_artifacts(run.info.run_id, "checkpoints")
+    assert [a.path for a in checkpoints] == ["checkpoints/epoch=1-step=6.ckpt"], (
+        "the best checkpoint is an artifact"
+    )
 
 
 def test_a_two_job_multirun_leaves_two_runs_whose_params_differ(outputs, monkeypatch) -> None:

@@ -1,0 +1,48 @@
+"""Checkpoints a run can resume from exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+LAST = "last.ckpt"
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return run_dir / "checkpoints"
+
+
+def best_checkpoint(run_dir: Path) -> ModelCheckpoint:
+    """The checkpoint with the lowest ``val/loss``, updated after every epoch."""
+    return ModelCheckpoint(checkpoint_dir(run_dir), monitor="val/loss", save_on_train_epoch_end=True)
+
+
+def last_checkpoint(run_dir: Path) -> ModelCheckpoint:
+    """``last.ckpt``, overwritten after every epoch: where a killed run resumes from."""
+    return ModelCheckpoint(
+        checkpoint_dir(run_dir),
+        filename=LAST.removesuffix(".ckpt"),
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
+
+
+class ExactResume(pl.Callback):
+    """Makes a run resumed from a checkpoint repeat an uninterrupted one exactly.
+
+    Before every training step it seeds torch's generators with ``(seed, step)``, so that the
+    step's random draws (dropout) do not depend on what else drew random numbers before it; and
+    it keeps the step that metrics are logged at equal to the global step (Lightning 2.6 counts one
+    batch too many after resuming from a checkpoint saved at an epoch's end).
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        torch.manual_seed(self.seed * 1_000_003 + trainer.global_step)
+        trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step

@@ -1,0 +1,128 @@
+"""``seqexp-rerun`` and ``seqexp-resume``: a recorded run again, from its MLflow record alone."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from seqexp.config import ConfigError
+from seqexp.tracking import CONFIG_ARTIFACT, TAG_RUN_DIR, tracking_uri
+from seqexp.train import RunFailed, RunResult, train
+
+console = Console()
+TRUSTED_MODULES = ("seqexp", "torch", "pytorch_lightning", "lightning")
+"""The only code a recorded config may name with ``_target_`` unless the user says ``--trust``."""
+
+
+def recorded_config(client: MlflowClient, run_id: str) -> DictConfig:
+    """The resolved config that run ``run_id`` logged as its artifact."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(run_id, CONFIG_ARTIFACT, tmp)
+        return OmegaConf.load(path)
+
+
+def untrusted_targets(node: Any, path: str = "") -> list[str]:
+    """``key = target`` for every ``_target_`` outside :data:`TRUSTED_MODULES`."""
+    if isinstance(node, dict):
+        found = []
+        for key, value in node.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key == "_target_" and str(value).split(".")[0] not in TRUSTED_MODULES:
+                found.append(f"{where} = {value!r}")
+            found += untrusted_targets(value, where)
+        return found
+    if isinstance(node, list):
+        return [target for i, item in enumerate(node) for target in untrusted_targets(item, f"{path}[{i}]")]
+    return []
+
+
+def check_trusted(cfg: DictConfig, trust: bool) -> None:
+    untrusted = untrusted_targets(OmegaConf.to_container(cfg))
+    if untrusted and not trust:
+        raise ConfigError(
+            f"the recorded config would run code outside {', '.join(TRUSTED_MODULES)}: "
+            f"{'; '.join(untrusted)}. Pass --trust if you trust this record."
+        )
+
+
+def same(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+def rerun(client: MlflowClient, run_id: str, outputs: Path, trust: bool = False) -> tuple[RunResult, bool]:
+    """Run ``run_id``'s recorded config again as a new run linked to it; do the final metrics match?"""
+    cfg = recorded_config(client, run_id)
+    check_trusted(cfg, trust)
+    cfg.paths.outputs = str(outputs)
+    run_dir = outputs / "reruns" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+    run_dir.mkdir(parents=True)
+    result = train(cfg, run_dir, tags={"seqexp.rerun_of": run_id})
+    recorded = client.get_run(run_id).data.metrics
+    compared = {k: (recorded[k], v) for k, v in result.metrics.items() if k in recorded}
+    matches = all(same(a, b) for a, b in compared.values())
+    table = Table("metric", "recorded", "rerun", "same", title=f"rerun of {run_id}")
+    for name, (a, b) in sorted(compared.items()):
+        table.add_row(name, repr(a), repr(b), "yes" if same(a, b) else "[red]no[/]")
+    console.print(table)
+    console.print(f"the final metrics {'match exactly' if matches else '[bold red]differ[/]'}")
+    if result.run_id:
+        client.set_tag(result.run_id, "seqexp.rerun_matches", str(matches))
+        client.set_tag(run_id, f"seqexp.rerun.{result.run_id}", str(matches))
+    return result, matches
+
+
+def resume(client: MlflowClient, run_id: str, trust: bool = False) -> RunResult:
+    """Continue ``run_id`` from the last checkpoint in its run directory, into the same MLflow run."""
+    cfg = recorded_config(client, run_id)
+    check_trusted(cfg, trust)
+    run_dir = Path(client.get_run(run_id).data.tags[TAG_RUN_DIR])
+    if not (run_dir / "checkpoints" / "last.ckpt").exists():
+        raise ConfigError(f"run {run_id} has no checkpoint to resume from in {run_dir / 'checkpoints'}")
+    return train(cfg, run_dir, resume_run=run_id)
+
+
+def parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("run_id", help="the MLflow run id")
+    p.add_argument("--outputs", type=Path, default=Path("outputs"), help="seqexp's outputs dir")
+    p.add_argument("--trust", action="store_true", help="allow a _target_ outside seqexp, torch, Lightning")
+    return p
+
+
+def command(prog: str, description: str, action: Any) -> None:
+    args = parser(prog, description).parse_args()
+    client = MlflowClient(tracking_uri(args.outputs))
+    try:
+        action(client, args)
+    except ConfigError as error:
+        raise SystemExit(f"{prog}: {error}") from None
+    except RunFailed as failure:
+        raise SystemExit(f"{prog}: the run failed: {failure}") from None
+
+
+def rerun_main() -> None:
+    def action(client: MlflowClient, args: argparse.Namespace) -> None:
+        _, matches = rerun(client, args.run_id, args.outputs, args.trust)
+        if not matches:
+            raise SystemExit(1)
+
+    command(
+        "seqexp-rerun", "Run a recorded run again from its record; say whether the metrics match.", action
+    )
+
+
+def resume_main() -> None:
+    command(
+        "seqexp-resume",
+        "Continue a killed run from its last checkpoint, into the same MLflow run.",
+        lambda client, args: resume(client, args.run_id, args.trust),
+    )

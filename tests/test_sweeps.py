@@ -1,0 +1,145 @@
+"""Sweeps you can trust: a parent run per sweep, failures recorded, reports, exact reruns and resumes."""
+
+from __future__ import annotations
+
+import csv
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY, client, config, seqexp
+from mlflow.entities import Run
+
+from seqexp.config import ConfigError
+from seqexp.report import main as report_main
+from seqexp.rerun import recorded_config, rerun, resume, untrusted_targets
+from seqexp.tracking import PARENT_RUN_FILE
+from seqexp.train import train
+
+
+def all_runs(outputs: Path) -> list[Run]:
+    mlflow = client(outputs)
+    return mlflow.search_runs([e.experiment_id for e in mlflow.search_experiments()])
+
+
+def sweep_dir(outputs: Path) -> Path:
+    [directory] = (outputs / "multirun").iterdir()
+    return directory
+
+
+def test_a_sweep_is_a_parent_run_with_a_child_per_job_and_a_report(outputs, monkeypatch) -> None:
+    seqexp("-m", *TINY, "cell=rnn,gru,lstm", monkeypatch=monkeypatch)
+
+    runs = all_runs(outputs)
+    [parent] = [r for r in runs if "seqexp.headline" not in r.data.tags]
+    children = [r for r in runs if r is not parent]
+    assert parent.info.status == "FINISHED"
+    assert (sweep_dir(outputs) / PARENT_RUN_FILE).read_text() == parent.info.run_id
+    assert len(children) == 3
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+    assert {r.data.tags["seqexp.sweep_id"] for r in children} == {parent.info.run_id}
+    assert sorted(r.data.tags["seqexp.job"] for r in children) == ["0", "1", "2"]
+
+    artifacts = [a.path for a in client(outputs).list_artifacts(parent.info.run_id, "report")]
+    assert {"report/summary.md", "report/summary.csv", "report/learning_curves.png"} <= set(artifacts)
+    with open(sweep_dir(outputs) / "report" / "summary.csv") as f:
+        rows = {row["cell"]: row for row in csv.DictReader(f)}
+    for child in children:
+        row = rows[child.data.params["cell"]]
+        assert float(row["val/mse mean"]) == pytest.approx(child.data.metrics["val/mse"])
+        assert float(row["val/mse std"]) == 0.0
+        assert rows[child.data.params["cell"]]["runs"] == "1"
+
+
+def test_a_failing_job_is_recorded_as_failed_and_the_sweep_goes_on(outputs, monkeypatch) -> None:
+    seqexp("-m", *TINY, "+optimizer.betas=[0.9,0.999],[2.0,0.999]", monkeypatch=monkeypatch)
+
+    children = [r for r in all_runs(outputs) if "seqexp.headline" in r.data.tags]
+    by_status = {r.info.status: r for r in children}
+    assert sorted(by_status) == ["FAILED", "FINISHED"]
+    assert "Invalid beta parameter" in by_status["FAILED"].data.tags["seqexp.failure"]
+    summary = (sweep_dir(outputs) / "report" / "summary.md").read_text()
+    assert "Runs that did not finish" in summary and "Invalid beta parameter" in summary
+
+
+def test_report_groups_by_what_was_swept_and_averages_over_seeds(outputs, monkeypatch, capsys) -> None:
+    seqexp("-m", *TINY, "cell=rnn,lstm", "seed=0,1", monkeypatch=monkeypatch)
+    capsys.readouterr()
+
+    report_main(["--experiment", "adding", "--outputs", str(outputs), "--out", str(outputs / "r")])
+
+    with open(outputs / "r" / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(row["cell"], row["runs"]) for row in rows] == [("lstm", "2"), ("rnn", "2")]
+    finals = [r.data.metrics["val/mse"] for r in all_runs(outputs) if r.data.params.get("cell") == "rnn"]
+    assert float(rows[1]["val/mse mean"]) == pytest.approx(sum(finals) / 2)
+    assert float(rows[1]["val/mse std"]) == pytest.approx(abs(finals[0] - finals[1]) / 2)
+    assert "rnn" in capsys.readouterr().out
+
+
+def test_a_rerun_reproduces_the_recorded_metrics_exactly(outputs, monkeypatch) -> None:
+    seqexp(*TINY, "cell=peephole", "topology=bi", monkeypatch=monkeypatch)
+    [original] = all_runs(outputs)
+
+    result, matches = rerun(client(outputs), original.info.run_id, outputs)
+
+    assert matches
+    for name in ("train/loss", "val/loss", "val/mse"):
+        assert result.metrics[name] == original.data.metrics[name]
+    copy = client(outputs).get_run(result.run_id)
+    assert copy.data.tags["seqexp.rerun_of"] == original.info.run_id
+    assert copy.data.tags["seqexp.rerun_matches"] == "True"
+
+
+def test_a_rerun_refuses_code_outside_seqexp_torch_and_lightning(outputs, monkeypatch) -> None:
+    seqexp(*TINY, monkeypatch=monkeypatch)
+    [original] = all_runs(outputs)
+    cfg = recorded_config(client(outputs), original.info.run_id)
+    assert untrusted_targets(dict(cfg)) == []
+    assert untrusted_targets({"optimizer": {"_target_": "os.system"}}) == ["optimizer._target_ = 'os.system'"]
+
+    tampered = outputs / "config.yaml"
+    tampered.write_text(
+        Path(client(outputs).download_artifacts(original.info.run_id, "config.yaml", str(outputs)))
+        .read_text()
+        .replace("torch.optim.Adam", "builtins.exec")
+    )
+    client(outputs).log_artifact(original.info.run_id, str(tampered))
+    with pytest.raises(ConfigError, match=r"optimizer._target_ = 'builtins.exec'.*--trust"):
+        rerun(client(outputs), original.info.run_id, outputs)
+
+
+@pytest.mark.parametrize("signal", [signal.SIGKILL, signal.SIGINT], ids=["kill -9", "Ctrl-C"])
+def test_a_killed_run_resumes_into_the_same_run_and_ends_as_an_uninterrupted_one(
+    signal, outputs, tmp_path
+) -> None:
+    overrides = [
+        *TINY,
+        "topology=deep",
+        "topology.dropout=0.3",
+        "task.seq_len=20",
+        "trainer.max_steps=200",
+        "data.batches_per_epoch=10",
+    ]
+    process = subprocess.Popen(["seqexp", *overrides], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not list(outputs.glob("runs/*/checkpoints/last.ckpt")) and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal)
+    process.wait(timeout=60)
+    [killed] = all_runs(outputs)
+    assert killed.info.status != "FINISHED"
+    steps_before = [m.step for m in client(outputs).get_metric_history(killed.info.run_id, "train/loss")]
+    assert 0 < len(steps_before) < 200
+
+    resumed = resume(client(outputs), killed.info.run_id)
+    whole = train(config(*overrides, "logger=none"), tmp_path / "whole")
+
+    assert resumed.metrics == whole.metrics
+    assert client(outputs).get_run(killed.info.run_id).info.status == "FINISHED"
+    steps = [m.step for m in client(outputs).get_metric_history(killed.info.run_id, "train/loss")]
+    assert steps == list(range(200)), "every step logged once, none lost"
+    checkpoint = next(outputs.glob("runs/*/checkpoints/last.ckpt"))
+    assert torch.load(checkpoint, weights_only=True)["global_step"] == 200
