@@ -108,9 +108,8 @@ def report(result: RunResult, cfg: DictConfig, outputs: Path) -> None:
         console.print(f"open it with: {ui_command(uri)}", soft_wrap=True)
 
 
-@hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float:
-    """Hydra's entry point; returns the headline metric, which sweepers minimise.
+def run_job(cfg: DictConfig) -> float:
+    """One job of the ``seqexp`` command; returns the headline metric, which sweepers minimise.
 
     A bad config stops the command (exit 2). A failed run stops a single run (exit 1); in a sweep
     it is recorded as FAILED and the sweep goes on.
@@ -127,3 +126,8 @@ def main(cfg: DictConfig) -> float:
             sys.exit(1)
         return math.nan
     return result.metrics[result.headline]
+
+
+main = hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")(run_job)
+"""The ``seqexp`` command. (``run_job`` stays a plain module-level function, so that parallel
+launchers can send it to their worker processes by name.)"""
