@@ -10,7 +10,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import MLFlowLogger
-from torch import Tensor
+from torch import Tensor, nn
 
 from seqexp.flow_plots import FlowHistory, plot_history
 from seqexp.module import SequenceModel
@@ -90,8 +90,18 @@ def group_norms(model: SequenceModel) -> dict[str, Tensor]:
 def clipping(trainer: pl.Trainer, model: pl.LightningModule) -> tuple[float | None, str]:
     """The clipping in force: the Trainer's, or under manual optimisation (TBPTT) the module's."""
     if model.automatic_optimization:
-        return trainer.gradient_clip_val, str(trainer.gradient_clip_algorithm or "norm")
+        return trainer.gradient_clip_val, trainer.gradient_clip_algorithm or "norm"  # a str enum
     return getattr(model, "clip_val", None), getattr(model, "clip_algorithm", "norm")
+
+
+def clipping_acts(model: nn.Module, clip_val: float | None, algorithm: str, total_norm: Tensor) -> bool:
+    """Whether clipping changes the gradients: their norm (``total_norm``) or largest element is
+    over ``clip_val``."""
+    if not clip_val:
+        return False
+    if algorithm == "value":
+        return max(p.grad.abs().max() for p in model.parameters() if p.grad is not None) > clip_val
+    return bool(total_norm > clip_val)
 
 
 class NonFiniteGuard(pl.Callback):
@@ -127,13 +137,7 @@ class GradientNorms(pl.Callback):
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: SequenceModel, optimizer: Any) -> None:
         norms = group_norms(pl_module)
-        clip_val, algorithm = clipping(trainer, pl_module)
-        if clip_val:
-            if algorithm == "value":
-                size = max(p.grad.abs().max() for p in pl_module.parameters() if p.grad is not None)
-            else:
-                size = norms["total"]
-            self.clipped += int(size > clip_val)
+        self.clipped += clipping_acts(pl_module, *clipping(trainer, pl_module), norms["total"])
         self.steps += 1
         logged = {f"grad/norm_{k}": v.float() for k, v in norms.items()}
         pl_module.log_dict(logged | {"grad/clipped_fraction": self.clipped / self.steps}, on_step=True)

@@ -63,10 +63,9 @@ def plot_history(history: FlowHistory, path: Path) -> None:
     for ax, name in zip(axes, names, strict=False):
         norms = np.asarray(history.norms[name], dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
-            mesh = ax.pcolormesh(
-                np.arange(1, norms.shape[1] + 1), history.steps, np.log10(norms), shading="nearest"
-            )
-        fig.colorbar(mesh, ax=ax, label="log10 ‖∂L/∂a<t>‖")
+            log_norms = np.ma.masked_invalid(np.log10(norms))
+        mesh = ax.pcolormesh(np.arange(1, norms.shape[1] + 1), history.steps, log_norms, shading="nearest")
+        fig.colorbar(mesh, ax=ax, label="log10 ‖∂L/∂a<t>‖\n(blank: exactly 0)")
         ax.set(xlabel="time step t", ylabel="training step", title=f"gradient reaching a<t>, layer {name}")
     latest = axes[-1]
     for name in names:
@@ -80,14 +79,15 @@ def plot_history(history: FlowHistory, path: Path) -> None:
 
 def plot_comparison(histories: dict[str, FlowHistory], path: Path) -> None:
     """Runs side by side: each one's last ``‖∂L/∂a<t>‖`` curve, and its first/last ratio over
-    training (top layer, left to right)."""
+    training (top layer, left to right). Exact zeros (float32 underflow) are not drawn."""
     fig = Figure(figsize=(11, 4), layout="constrained")
     curves, ratios = fig.subplots(1, 2)
     for label, history in histories.items():
         name = history.headline
         curve = history.norms[name][-1]
+        final = history.ratios(name)[-1]
         curves.semilogy(range(1, len(curve) + 1), curve, label=label)
-        ratios.semilogy(history.steps, history.ratios(name), marker=".", label=label)
+        ratios.semilogy(history.steps, history.ratios(name), marker=".", label=f"{label} (last: {final:.2g})")
     curves.set(
         xlabel="time step t",
         ylabel="‖∂L/∂a<t>‖",

@@ -69,10 +69,11 @@ class SequenceModel(pl.LightningModule):
         else:
             optimizer = self.optimizers()
             optimizer.zero_grad()
-            loss = torch.zeros((), device=x.device)
+            losses = []
             for chunk_loss in self.truncated_losses(x, y):
                 self.manual_backward(chunk_loss)
-                loss += chunk_loss.detach()
+                losses.append(chunk_loss.detach())
+            loss = torch.stack(losses).sum()
             optimizer.step()  # clipped in on_before_optimizer_step
             self.step_schedulers("step")
         self.log("train/loss", loss, prog_bar=True, batch_size=len(x))

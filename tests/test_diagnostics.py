@@ -6,6 +6,7 @@ from functools import partial
 from types import SimpleNamespace
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from conftest import TINY, client, config
 from torch import Tensor, nn
@@ -14,6 +15,8 @@ from seqexp.cells import LSTMCell, RecurrentCell, RNNCell, State
 from seqexp.diagnostics import (
     Diverged,
     NonFiniteGuard,
+    clipping,
+    clipping_acts,
     group_norms,
     parameter_group,
     step_gradient_norms,
@@ -235,6 +238,19 @@ def test_a_run_forced_to_explode_stops_at_the_first_non_finite_step_and_is_marke
 def test_the_clipped_fraction_shows_when_clipping_acts(clipping, fraction, outputs) -> None:
     result = train(config(*TINY, "logger=none", *clipping), outputs)
     assert result.metrics["grad/clipped_fraction"] == fraction
+
+
+@pytest.mark.parametrize("algorithm", ["norm", "value"])
+def test_clipping_acts_by_the_trainers_algorithm(algorithm: str) -> None:
+    model = adding_model(RecurrentStack(LSTMCell, 2, 4))
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 0.1)
+    trainer = pl.Trainer(gradient_clip_val=0.5, gradient_clip_algorithm=algorithm, logger=False)
+    clip_val, in_force = clipping(trainer, model)
+    total = group_norms(model)["total"]
+
+    assert total > 0.5 > 0.1, "the norm is over the clip value, no element is"
+    assert clipping_acts(model, clip_val, in_force, total) == (algorithm == "norm")
 
 
 def test_a_run_records_gradient_norms_flow_metrics_and_plots(outputs) -> None:
