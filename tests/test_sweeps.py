@@ -54,15 +54,37 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_job_and_a_report(outputs, monk
         assert rows[child.data.params["cell"]]["runs"] == "1"
 
 
-def test_a_failing_job_is_recorded_as_failed_and_the_sweep_goes_on(outputs, monkeypatch) -> None:
-    seqexp("-m", *TINY, "+optimizer.betas=[0.9,0.999],[2.0,0.999]", monkeypatch=monkeypatch)
+@pytest.mark.parametrize(
+    ("sweep", "reason"),
+    [
+        (["+optimizer.betas=[0.9,0.999],[2.0,0.999]"], "ValueError: Invalid beta parameter"),
+        (
+            [
+                "cell=rnn",
+                "cell.nonlinearity=relu",
+                "optimizer=sgd",
+                "optimizer.lr=0.01,1e6",
+                "trainer.gradient_clip_val=null",
+            ],
+            "Diverged: diverged at training step",
+        ),
+    ],
+    ids=["raises", "diverges"],
+)
+def test_a_failing_job_is_recorded_as_failed_and_the_sweep_goes_on(
+    sweep, reason, outputs, monkeypatch
+) -> None:
+    seqexp("-m", *TINY, *sweep, monkeypatch=monkeypatch)
 
     children = [r for r in all_runs(outputs) if "seqexp.headline" in r.data.tags]
     by_status = {r.info.status: r for r in children}
     assert sorted(by_status) == ["FAILED", "FINISHED"]
-    assert "Invalid beta parameter" in by_status["FAILED"].data.tags["seqexp.failure"]
+    assert by_status["FAILED"].data.tags["seqexp.failure"].startswith(reason)
     summary = (sweep_dir(outputs) / "report" / "summary.md").read_text()
-    assert "Runs that did not finish" in summary and "Invalid beta parameter" in summary
+    assert "Runs that did not finish" in summary and reason in summary
+    failed = by_status["FAILED"]
+    job_log = sweep_dir(outputs) / failed.data.tags["seqexp.job"] / "train.log"
+    assert f"run {failed.info.run_id} failed: {reason}" in job_log.read_text()
 
 
 def test_report_groups_by_what_was_swept_and_averages_over_seeds(outputs, monkeypatch, capsys) -> None:
