@@ -106,25 +106,34 @@ def clipping_acts(model: nn.Module, clip_val: float | None, algorithm: str, tota
 
 class NonFiniteGuard(pl.Callback):
     """Ends the run with :class:`Diverged` at the first non-finite training loss or gradient,
-    before an optimizer step can spread it into the weights."""
+    before the optimizer step could spread it into the weights.
+
+    Losses are checked with the gradients, after backward: every process of a distributed run
+    then sees the non-finite (all-reduced) gradients and stops, none waits for the others."""
+
+    def __init__(self) -> None:
+        self.losses: list[Tensor] = []
 
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: Tensor) -> None:
-        if not torch.isfinite(loss).all():
-            raise Diverged(trainer.global_step, "the training loss", f"is {loss.detach().cpu().tolist()}")
+        self.losses.append(loss.detach())
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
     ) -> None:
-        grads = [(name, p.grad) for name, p in pl_module.named_parameters() if p.grad is not None]
-        if torch.stack([torch.isfinite(g).all() for _, g in grads]).all():
+        checked = [("the training loss", loss) for loss in self.losses] + [
+            (f"the gradient of {name}", p.grad)
+            for name, p in pl_module.named_parameters()
+            if p.grad is not None
+        ]
+        self.losses = []
+        if torch.stack([torch.isfinite(t).all() for _, t in checked]).all():
             return
-        name, g = next((name, g) for name, g in grads if not torch.isfinite(g).all())
-        nan, inf = int(g.isnan().sum()), int(g.isinf().sum())
-        raise Diverged(
-            trainer.global_step,
-            f"the gradient of {name}",
-            f"is not finite ({nan} nan, {inf} inf of {g.numel()})",
-        )
+        what, t = next((what, t) for what, t in checked if not torch.isfinite(t).all())
+        if t.numel() == 1:
+            detail = f"is {t.item()}"
+        else:
+            detail = f"is not finite ({int(t.isnan().sum())} nan, {int(t.isinf().sum())} inf of {t.numel()})"
+        raise Diverged(trainer.global_step, what, detail)
 
 
 class GradientNorms(pl.Callback):
@@ -187,7 +196,7 @@ class GradientFlow(pl.Callback):
 
     def measure(self, trainer: pl.Trainer, pl_module: SequenceModel) -> None:
         step = trainer.global_step
-        if self.batch is None or step in self.history.steps:
+        if self.batch is None or step in self.history.steps or not trainer.is_global_zero:
             return
         training = pl_module.training
         pl_module.eval()
@@ -201,6 +210,8 @@ class GradientFlow(pl.Callback):
             logger.log_metrics(metrics, step=step)
 
     def save(self, trainer: pl.Trainer) -> None:
+        if not trainer.is_global_zero:
+            return
         run_dir = Path(trainer.default_root_dir)
         png, data = (run_dir / name for name in FLOW_FILES)
         plot_history(self.history, png)
