@@ -14,8 +14,10 @@ from seqexp.train import train
 
 
 def runs(outputs: Path, experiment: str = "adding") -> list[Run]:
+    """The training runs (not a sweep's parent run) of ``experiment``."""
     mlflow = client(outputs)
-    return mlflow.search_runs([mlflow.get_experiment_by_name(experiment).experiment_id])
+    experiment_id = mlflow.get_experiment_by_name(experiment).experiment_id
+    return mlflow.search_runs([experiment_id], "tags.`seqexp.headline` != ''")
 
 
 def test_a_run_leaves_a_finished_mlflow_record_with_params_metrics_and_config(outputs, monkeypatch) -> None:
