@@ -98,9 +98,10 @@ class RecurrentStack(nn.Module):
                 i = layer * self.num_directions + direction
                 initial = None if state is None else tuple(s[i] for s in state)
                 a, final = cell.steps(h.flip(0) if direction else h, initial)
-                steps[layer_name(layer, direction)] = a[::-1] if direction else a
+                a = a[::-1] if direction else a
+                steps[layer_name(layer, direction)] = a
                 last.append(final)
-                outputs.append(torch.stack(steps[layer_name(layer, direction)]))
+                outputs.append(torch.stack(a))
             h = torch.cat(outputs, dim=-1)
         h = h.transpose(0, 1)
         final_state = tuple(torch.stack(s) for s in zip(*last, strict=True))
