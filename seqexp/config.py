@@ -26,6 +26,11 @@ def check_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{key} must be a positive integer (got {value!r})")
+    if cfg.trainer.max_steps % cfg.data.batches_per_epoch:
+        raise ConfigError(
+            f"trainer.max_steps ({cfg.trainer.max_steps}) must be a multiple of data.batches_per_epoch "
+            f"({cfg.data.batches_per_epoch}), so that the run ends with a validation and a checkpoint"
+        )
     lr = cfg.optimizer.get("lr")
     if not isinstance(lr, (int, float)) or lr <= 0:
         raise ConfigError(f"optimizer.lr must be a number > 0 (got {lr!r})")

@@ -86,7 +86,7 @@ def train(
         if logger:
             logger.experiment.set_tag(logger.run_id, TAG_FAILURE, reason[:5000])
         raise RunFailed(reason, logger.run_id if logger else None) from error
-    if logger and cfg.logger.log_model:
+    if logger and cfg.logger.log_model and best.best_model_path:  # none if val/loss was never finite
         logger.experiment.log_artifact(logger.run_id, best.best_model_path, "checkpoints")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     result = RunResult(metrics, headline, logger.run_id if logger else None)

@@ -1,0 +1,361 @@
+"""``seqexp-bench``: how fast seqexp's recurrences and training loop are, against torch's own.
+
+Every number is a ratio to a baseline measured in the same run on the same inputs (these
+machines are noisy): a cell's forward+backward against the torch.nn kernel of the same
+topology, seqexp's training loop against a plain PyTorch loop over the same model and data,
+its start-up against importing Lightning. Medians over repeats. Results also as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from seqexp.build import build_data, build_model, build_task
+from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RNNCell, SimpleGRUCell
+from seqexp.config import options
+from seqexp.recurrent import CellFactory, NativeStack, RecurrentStack, build_stack
+from seqexp.train import CONF, train
+
+console = Console()
+SIZES = [(64, 100, 32, 128), (64, 500, 2, 128), (128, 200, 64, 256)]
+"""(B, T, n_x, n_a)."""
+TINY_SIZES = [(2, 5, 3, 4)]
+CELLS: dict[str, CellFactory] = {
+    "rnn": RNNCell,
+    "gru_simple": SimpleGRUCell,
+    "gru": partial(GRUCell, reset_after=False),
+    "gru_reset_after": partial(GRUCell, reset_after=True),
+    "lstm": LSTMCell,
+    "peephole": PeepholeLSTMCell,
+}
+REFERENCE: dict[str, CellFactory] = {
+    "rnn": RNNCell,
+    "gru_simple": partial(GRUCell, reset_after=True),
+    "gru": partial(GRUCell, reset_after=True),
+    "gru_reset_after": partial(GRUCell, reset_after=True),
+    "lstm": LSTMCell,
+    "peephole": LSTMCell,
+}
+"""The torch.nn kernel each cell is compared with: nn.RNN, nn.GRU or nn.LSTM."""
+TOPOLOGIES = {"uni": (1, False), "bi": (1, True), "deep": (3, False), "deep_bi": (2, True)}
+
+
+@dataclass
+class KernelTiming:
+    cell: str
+    topology: str
+    size: tuple[int, int, int, int]
+    kernel: str
+    """What ran: ``custom`` (seqexp's cells, a Python loop over time) or ``native`` (torch.nn)."""
+    ms: float
+    """Median forward+backward time of one batch."""
+    reference_ms: float
+    """The same for the torch.nn kernel (nn.RNN / GRU / LSTM) of the same topology."""
+    saved_mb: float
+    """Memory that autograd keeps for the backward pass (the peak beyond the weights)."""
+    reference_saved_mb: float
+
+    @property
+    def ratio(self) -> float:
+        return self.ms / self.reference_ms
+
+
+def median_ms(run: Callable[[], object], repeats: int) -> float:
+    run()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def saved_for_backward_mb(stack: nn.Module, x: torch.Tensor) -> float:
+    """The bytes of every tensor autograd saves in one forward pass, in MB."""
+    total = 0
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        stack(x)
+    return total / 2**20
+
+
+def forward_backward(stack: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def run() -> None:
+        outputs, _ = stack(x)
+        outputs.sum().backward()
+
+    return run
+
+
+def time_kernel(
+    cell: str, topology: str, size: tuple[int, int, int, int], repeats: int
+) -> list[KernelTiming]:
+    B, T, n_x, n_a = size
+    num_layers, bidirectional = TOPOLOGIES[topology]
+    x = torch.randn(B, T, n_x)
+    reference = build_stack(REFERENCE[cell], n_x, n_a, num_layers, bidirectional, impl="native")
+    reference_ms = median_ms(forward_backward(reference, x), repeats)
+    reference_mb = saved_for_backward_mb(reference, x)
+    custom = RecurrentStack(CELLS[cell], n_x, n_a, num_layers, bidirectional)
+    stacks: dict[str, nn.Module] = {"custom": custom}
+    if custom.layers[0][0].native is not None:
+        stacks["native"] = NativeStack(custom)
+    return [
+        KernelTiming(
+            cell,
+            topology,
+            size,
+            kernel,
+            median_ms(forward_backward(stack, x), repeats),
+            reference_ms,
+            saved_for_backward_mb(stack, x),
+            reference_mb,
+        )
+        for kernel, stack in stacks.items()
+    ]
+
+
+@dataclass
+class LoopTiming:
+    label: str
+    seqexp_steps_per_s: float
+    plain_steps_per_s: float
+
+    @property
+    def ratio(self) -> float:
+        return self.seqexp_steps_per_s / self.plain_steps_per_s
+
+
+class StepTimer(pl.Callback):
+    """Times the training steps after the first ``skip`` and writes ``{steps, seconds}`` to ``path``."""
+
+    def __init__(self, skip: int, path: str) -> None:
+        self.skip = skip
+        self.path = path
+        self.start = 0.0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step == self.skip:
+            self.start = time.perf_counter()
+
+    def on_train_end(self, trainer: pl.Trainer, *args: object) -> None:
+        seconds = time.perf_counter() - self.start
+        Path(self.path).write_text(json.dumps({"steps": trainer.global_step - self.skip, "seconds": seconds}))
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def seqexp_steps_per_s(cfg: DictConfig, skip: int, run_dir: Path) -> float:
+    """seqexp's whole loop: Lightning, MLflow logging, checkpoints, the diagnostics in the config."""
+    timing = run_dir / "timing.json"
+    with open_dict(cfg):
+        cfg.callbacks.bench_timer = {"_target_": "seqexp.bench.StepTimer", "skip": skip, "path": str(timing)}
+    train(cfg, run_dir)
+    measured = json.loads(timing.read_text())
+    return measured["steps"] / measured["seconds"]
+
+
+def plain_steps_per_s(cfg: DictConfig, skip: int) -> float:
+    """A hand-written PyTorch loop over the same model, data, optimizer and clipping."""
+    torch.manual_seed(cfg.seed)
+    task = build_task(cfg)
+    model = build_model(cfg, task)
+    data = build_data(cfg, task)
+    data.setup("fit")
+    optimizer = hydra.utils.instantiate(options(cfg.optimizer), params=model.parameters())
+    x, y = data.train.tensors
+    start = time.perf_counter()
+    for step in range(cfg.trainer.max_steps):
+        if step == skip:
+            start = time.perf_counter()
+        index = torch.randint(len(x), (cfg.data.batch_size,))
+        optimizer.zero_grad()
+        task.loss(model(x[index]), y[index]).backward()
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.gradient_clip_val)
+        optimizer.step()
+    return (cfg.trainer.max_steps - skip) / (time.perf_counter() - start)
+
+
+def time_loops(overrides: list[str], steps: int) -> list[LoopTiming]:
+    """seqexp's loop against the plain one, with seqexp's default callbacks and without them."""
+    cfg = compose_config([*overrides, f"trainer.max_steps={steps}", "trainer.enable_progress_bar=false"])
+    skip = steps // 5
+    plain = plain_steps_per_s(cfg.copy(), skip)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg.paths.outputs = tmp
+        bare = cfg.copy()
+        bare.callbacks = {}
+        return [
+            LoopTiming(
+                "seqexp, default callbacks", seqexp_steps_per_s(cfg, skip, Path(tmp, "default")), plain
+            ),
+            LoopTiming("seqexp, no diagnostics", seqexp_steps_per_s(bare, skip, Path(tmp, "bare")), plain),
+        ]
+
+
+def seconds_until(command: list[str], marker: Path | None = None) -> float:
+    """Wall time from starting ``command`` until it exits, or until it writes ``marker``."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while process.poll() is None and not (marker and marker.exists()):
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - start
+    process.kill()
+    process.wait()
+    return elapsed
+
+
+class FirstStep(pl.Callback):
+    """Writes ``path`` when the first training step starts."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_batch_start(self, *args: object) -> None:
+        Path(self.path).touch()
+
+
+LIBRARIES = ("torch", "pytorch_lightning", "hydra", "mlflow", "matplotlib.pyplot", "seqexp.train")
+
+
+def time_startup(libraries: tuple[str, ...] = LIBRARIES) -> dict[str, float]:
+    """Seconds from a fresh process to seqexp's first training step, and to importing each of the
+    libraries it stands on, for comparison."""
+    times = {
+        f"import {module}": seconds_until([sys.executable, "-c", f"import {module}"]) for module in libraries
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        marker = Path(tmp) / "first_step"
+        command = [
+            "seqexp",
+            f"paths.outputs={tmp}",
+            "trainer.enable_progress_bar=false",
+            f"+callbacks.first_step={{_target_: seqexp.bench.FirstStep, path: '{marker}'}}",
+        ]
+        times["seqexp to its first training step"] = seconds_until(command, marker)
+    return times
+
+
+def kernel_table(timings: list[KernelTiming]) -> Table:
+    table = Table(
+        "cell",
+        "topology",
+        "B, T, n_x, n_a",
+        "kernel",
+        "ms",
+        "torch.nn ms",
+        "ratio",
+        "saved MB",
+        "torch.nn MB",
+        title="forward + backward of one batch (median), against torch.nn of the same topology",
+    )
+    for t in timings:
+        table.add_row(
+            t.cell,
+            t.topology,
+            ", ".join(map(str, t.size)),
+            t.kernel,
+            f"{t.ms:.2f}",
+            f"{t.reference_ms:.2f}",
+            f"{t.ratio:.2f}×",
+            f"{t.saved_mb:.1f}",
+            f"{t.reference_saved_mb:.1f}",
+        )
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="seqexp-bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
+    parser.add_argument("--topologies", nargs="+", default=list(TOPOLOGIES), choices=list(TOPOLOGIES))
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median)")
+    parser.add_argument(
+        "--loop-steps",
+        type=int,
+        default=500,
+        help="training steps for the loop comparison (a multiple of 250)",
+    )
+    parser.add_argument("--skip", nargs="*", default=[], choices=["kernels", "loops", "startup"])
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes, one repeat: checks that it runs")
+    parser.add_argument(
+        "--json", type=Path, default=Path("outputs/bench") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    )
+    args = parser.parse_args(argv)
+    sizes = TINY_SIZES if args.tiny else SIZES
+    repeats = 1 if args.tiny else args.repeats
+    tiny_loop = ["task.seq_len=5", "model.hidden_size=4", "task.train_size=64", "task.val_size=16"]
+    loop_overrides = [*tiny_loop, "data.batches_per_epoch=5"] if args.tiny else []
+    loop_steps = 10 if args.tiny else args.loop_steps
+
+    machine = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+    console.print(", ".join(f"{key}: {value}" for key, value in machine.items()))
+    result: dict[str, object] = {"machine": machine}
+    if "kernels" not in args.skip:
+        timings = [
+            timing
+            for cell in args.cells
+            for topology in args.topologies
+            for size in sizes
+            for timing in time_kernel(cell, topology, size, repeats)
+        ]
+        console.print(kernel_table(timings))
+        result["kernels"] = [asdict(t) | {"ratio": t.ratio} for t in timings]
+    if "loops" not in args.skip:
+        loops = time_loops(loop_overrides, loop_steps)
+        table = Table(
+            "loop", "seqexp steps/s", "plain steps/s", "ratio", title="training loop, default experiment"
+        )
+        for loop in loops:
+            table.add_row(
+                loop.label,
+                f"{loop.seqexp_steps_per_s:.1f}",
+                f"{loop.plain_steps_per_s:.1f}",
+                f"{loop.ratio:.2f}×",
+            )
+        console.print(table)
+        result["loops"] = [asdict(loop) | {"ratio": loop.ratio} for loop in loops]
+    if "startup" not in args.skip:
+        startup = time_startup(("pytorch_lightning",) if args.tiny else LIBRARIES)
+        table = Table("from a fresh process to", "seconds", title="start-up")
+        for what, seconds in startup.items():
+            table.add_row(what, f"{seconds:.1f}")
+        console.print(table)
+        result["startup"] = startup
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2))
+    console.print(f"results written to {args.json}", soft_wrap=True)
