@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 from functools import partial
 
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import TINY, config
+from conftest import CONF, TINY, config
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -246,3 +251,25 @@ def test_input_dropout_drops_the_input_of_the_first_layer_in_training_only(impl:
     assert not torch.allclose(trained, evaluated)
     with pytest.raises(ConfigError, match=r"topology.input_dropout must be in \[0, 1\)"):
         build_model(config(*TINY, "topology.input_dropout=1.0"), build_task(cfg))
+
+
+def test_every_job_of_the_remedies_experiment_builds_what_it_names() -> None:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["+experiment=remedies"], return_hydra_config=True)
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    jobs = list(
+        itertools.product(*([f"{o.key_or_group}={v}" for v in o.sweep_string_iterator()] for o in parsed))
+    )
+
+    assert len(jobs) == 24 and cfg.logger.experiment == "remedies" and cfg.task.seq_len == 50
+    for job in jobs:
+        job_cfg = config("+experiment=remedies", *job)
+        model = build_model(job_cfg, build_task(job_cfg))
+        cell = model.stack.make_custom().layers[0][0] if isinstance(model.stack, NativeStack) else None
+        assert isinstance(cell, RNNCell) and cell.nonlinearity == job_cfg.cell.nonlinearity
+        assert model.tbptt_steps == job_cfg.training.tbptt_steps
+        assert model.automatic_optimization == (job_cfg.training.tbptt_steps is None)
+        x = torch.rand(2, 50, 2)
+        assert model(x).shape == (2, 1)
