@@ -14,8 +14,10 @@ from torch import nn
 from seqexp.config import ConfigError, instantiate, options
 from seqexp.data import TaskData
 from seqexp.init import initialized
+from seqexp.lm import LanguageModel
 from seqexp.module import SequenceModel
-from seqexp.recurrent import build_stack
+from seqexp.recurrent import NativeStack, RecurrentStack, build_stack
+from seqexp.seq2seq import Seq2SeqModel
 from seqexp.tasks import Task
 
 
@@ -24,7 +26,7 @@ def build_task(cfg: DictConfig) -> Task:
         return instantiate(cfg.task)
 
 
-def build_model(cfg: DictConfig, task: Task) -> SequenceModel:
+def build_model(cfg: DictConfig, task: Task) -> SequenceModel | Seq2SeqModel:
     """The model the config describes, shaped by what the task's spec asks for."""
     cell_options = options(cfg.cell, drop=("name", "impl", "_target_"))
     spec = task.spec
@@ -46,7 +48,12 @@ def build_model(cfg: DictConfig, task: Task) -> SequenceModel:
             input_dropout=cfg.topology.input_dropout,
         )
         scheduler = cfg.scheduler.lr_scheduler
-        return SequenceModel(
+        if spec.shape == "encoder_decoder":
+            return build_seq2seq(cfg, task, stack, encoder, make_cell)
+        model_class, extra = SequenceModel, {}
+        if spec.shape == "one_to_many":
+            model_class, extra = LanguageModel, {"sampling": options(cfg.sampling, drop=())}
+        return model_class(
             task,
             stack,
             encoder,
@@ -56,7 +63,37 @@ def build_model(cfg: DictConfig, task: Task) -> SequenceModel:
             tbptt_steps=cfg.training.tbptt_steps,
             clip_val=cfg.trainer.gradient_clip_val,
             clip_algorithm=cfg.trainer.gradient_clip_algorithm,
+            **extra,
         )
+
+
+def build_seq2seq(
+    cfg: DictConfig, task: Task, stack: RecurrentStack | NativeStack, encoder: nn.Module, make_cell: partial
+) -> Seq2SeqModel:
+    """An encoder–decoder: ``stack`` (the topology's) encodes; the decoder has the same cell and
+    ``num_layers`` in one direction, and reads ``[embed(y<t-1>), context<t>]`` with attention."""
+    if cfg.training.tbptt_steps is not None:
+        raise ValueError("training.tbptt_steps must be null for an encoder–decoder task (full BPTT only)")
+    context = stack.output_size if cfg.decoder.attention else 0
+    decoder = build_stack(
+        initialized(make_cell, cfg.init.scheme),
+        input_size=cfg.model.embedding_size + context,
+        hidden_size=cfg.model.hidden_size,
+        num_layers=cfg.topology.num_layers,
+        dropout=cfg.topology.dropout,
+        impl=cfg.cell.impl,
+    )
+    scheduler = cfg.scheduler.lr_scheduler
+    return Seq2SeqModel(
+        task,
+        stack,
+        encoder,
+        decoder,
+        optimizer=instantiate(cfg.optimizer, _partial_=True),
+        scheduler=hydra.utils.instantiate(scheduler, _partial_=True) if scheduler else None,
+        scheduler_options=options(cfg.scheduler, drop=("name", "lr_scheduler")),
+        **options(cfg.decoder, drop=()),
+    )
 
 
 def build_data(cfg: DictConfig, task: Task) -> TaskData:

@@ -33,7 +33,9 @@ TASKS = {
     "digits": DigitsTask,
     "reber": ReberTask,
 }
-EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+OTHER_EXPERIMENTS = ("bidirectional", "decoding")
+"""Sweeps of topology and decoding rather than cells and lengths: tested in test_problem_kinds.py."""
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml") if p.stem not in OTHER_EXPERIMENTS)
 QUIET = ["logger=none", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
 
 

@@ -17,8 +17,9 @@ class TaskSpec:
     """Real features per time step, or the vocabulary size when the inputs are ``tokens``."""
     output_size: int
     """Outputs per prediction: 1 for a regression, the number of classes for a classification."""
-    shape: Literal["many_to_one", "many_to_many"]
-    """Which of the course's kinds of sequence problem this is (``many_to_many``: T_x = T_y)."""
+    shape: Literal["many_to_one", "many_to_many", "one_to_many", "encoder_decoder"]
+    """Which of the course's kinds of sequence problem this is (``many_to_many``: T_x = T_y;
+    ``one_to_many``: a language model that generates; ``encoder_decoder``: T_x ≠ T_y)."""
     metric: str
     """The task's headline metric, logged as ``val/<metric>``."""
     baseline: float
@@ -28,6 +29,14 @@ class TaskSpec:
     tokens: bool = False
     """Inputs are token ids in ``[0, input_size)`` rather than real features."""
     higher_is_better: bool = False
+    start_token: int | None = None
+    """Generation and decoders: the token fed as ``x<1>`` before the first output."""
+    end_token: int | None = None
+    """Generation and decoders: ``<EOS>``, where an output sequence stops."""
+    unknown_token: int | None = None
+    """``<UNK>``, which sampling may reject."""
+    output_length: int | None = None
+    """Decoders: the longest output sequence, ``<EOS>`` included."""
 
     def solved(self, value: float) -> bool:
         return value > self.solved_at if self.higher_is_better else value < self.solved_at

@@ -1,0 +1,82 @@
+"""``seqexp-sample``: novel text from a trained language model, by MLflow run id or checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from omegaconf import DictConfig, OmegaConf
+
+from seqexp.build import build_model, build_task
+from seqexp.config import ConfigError
+from seqexp.lm import LanguageModel
+from seqexp.rerun import check_trusted, recorded_config
+from seqexp.tracking import CONFIG_ARTIFACT, TAG_RUN_DIR, tracking_uri
+
+
+def from_checkpoint(path: Path) -> tuple[DictConfig, Path]:
+    """A checkpoint in a run dir (``<run dir>/checkpoints/x.ckpt``) and that run's ``config.yaml``."""
+    config = path.resolve().parents[1] / CONFIG_ARTIFACT
+    if not config.is_file():
+        raise ConfigError(f"no {CONFIG_ARTIFACT} beside checkpoint {path} (looked for {config})")
+    return OmegaConf.load(config), path
+
+
+def from_run(client: MlflowClient, run_id: str) -> tuple[DictConfig, Path]:
+    """Run ``run_id``'s recorded config and its best checkpoint (lowest ``val/loss``)."""
+    cfg = recorded_config(client, run_id)
+    run_dir = Path(client.get_run(run_id).data.tags[TAG_RUN_DIR])
+    best = sorted(p for p in (run_dir / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt")
+    if not best:
+        raise ConfigError(f"run {run_id} has no best checkpoint in {run_dir / 'checkpoints'}")
+    return cfg, best[-1]
+
+
+def load_model(cfg: DictConfig, checkpoint: Path, trust: bool = False) -> LanguageModel:
+    """The model the recorded config describes, with the checkpoint's weights (``weights_only``)."""
+    check_trusted(cfg, trust)
+    model = build_model(cfg, build_task(cfg))
+    if not isinstance(model, LanguageModel):
+        raise ConfigError(f"task={cfg.task.name} is not a language model (sampling needs task=lm)")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict(state)
+    return model
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="seqexp-sample", description="Sample novel text from a language model.")
+    p.add_argument("source", help="an MLflow run id, or a checkpoint file (.ckpt) in a run dir")
+    p.add_argument("--outputs", type=Path, default=Path("outputs"), help="seqexp's outputs dir")
+    p.add_argument("--count", type=int, help="how many samples (default: the run's sampling.count)")
+    p.add_argument("--max-length", type=int, help="tokens per sample unless <EOS> comes first")
+    p.add_argument("--temperature", type=float, help="> 0; below 1 sharper, above 1 flatter")
+    p.add_argument(
+        "--reject-unk", action=argparse.BooleanOptionalAction, help="redraw whenever <UNK> comes out"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    p.add_argument("--trust", action="store_true", help="allow a _target_ outside seqexp, torch, Lightning")
+    args = p.parse_args(argv)
+    try:
+        if args.source.endswith(".ckpt"):
+            cfg, checkpoint = from_checkpoint(Path(args.source))
+        else:
+            cfg, checkpoint = from_run(MlflowClient(tracking_uri(args.outputs)), args.source)
+        model = load_model(cfg, checkpoint, args.trust)
+        options = dict(cfg.sampling) | {
+            key: value
+            for key, value in (
+                ("count", args.count),
+                ("max_length", args.max_length),
+                ("temperature", args.temperature),
+                ("reject_unk", args.reject_unk),
+            )
+            if value is not None
+        }
+        texts = model.sample(generator=torch.Generator().manual_seed(args.seed), **options)
+    except (ConfigError, ValueError, MlflowException) as error:
+        raise SystemExit(f"seqexp-sample: {error}") from None
+    for text in texts:
+        print(text)

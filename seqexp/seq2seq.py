@@ -1,0 +1,288 @@
+"""The encoder–decoder LightningModule (T_x ≠ T_y): separate encoder and decoder weights, teacher
+forcing in training, greedy and beam-search decoding, optional additive attention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import MLFlowLogger
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from seqexp.attention_plots import plot_attention
+from seqexp.module import OptimizerFactory, SchedulerFactory
+from seqexp.recurrent import NativeStack, RecurrentStack, StackRun, StackState
+from seqexp.tasks import Task
+
+Stack = RecurrentStack | NativeStack
+ATTENTION_PLOT = "attention.png"
+
+
+class AdditiveAttention(nn.Module):
+    """Bahdanau attention: ``e<t,t'> = v · tanh(W_s s<t-1> + W_h a<t'>)``,
+    ``α<t,t'> = softmax over t' of e<t,t'>``, ``context<t> = Σ_t' α<t,t'> a<t'>``."""
+
+    def __init__(self, state_size: int, memory_size: int, size: int) -> None:
+        super().__init__()
+        self.W_s = nn.Linear(state_size, size, bias=False)
+        self.W_h = nn.Linear(memory_size, size)
+        self.v = nn.Linear(size, 1, bias=False)
+
+    def forward(self, s: Tensor, memory: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
+        """``s`` (B, n_s), ``memory`` the encoder states (B, T_x, n_h), ``keys`` their ``W_h a<t'>``
+        -> the context (B, n_h) and ``α`` (B, T_x)."""
+        e = self.v(torch.tanh(self.W_s(s)[:, None] + keys)).squeeze(-1)
+        alpha = e.softmax(-1)
+        return torch.einsum("bt,bth->bh", alpha, memory), alpha
+
+
+class Bridge(nn.Module):
+    """The encoder's last state as the decoder's first: as it is from a unidirectional encoder;
+    from a bidirectional one, ``tanh(W [a→<T_x>, a←<1>] + b)`` per layer (and so for ``c``)."""
+
+    def __init__(self, num_directions: int, hidden_size: int, state_size: int) -> None:
+        super().__init__()
+        self.num_directions = num_directions
+        self.project = nn.ModuleList(
+            nn.Linear(num_directions * hidden_size, hidden_size)
+            for _ in range(state_size if num_directions == 2 else 0)
+        )
+
+    def forward(self, state: StackState) -> StackState:
+        if self.num_directions == 1:
+            return state
+        bridged = []
+        for s, project in zip(state, self.project, strict=True):
+            layers, batch, n_a = s.shape[0] // 2, s.shape[1], s.shape[2]
+            both = s.view(layers, 2, batch, n_a).permute(0, 2, 1, 3).reshape(layers, batch, 2 * n_a)
+            bridged.append(torch.tanh(project(both)))
+        return tuple(bridged)
+
+
+def check_decoder(decoder: Stack) -> None:
+    if decoder.num_directions != 1:
+        raise ValueError(
+            "topology: a decoder must be unidirectional, it produces its outputs one step at a time "
+            "and cannot read the future; bidirectional topologies (bi, deep_bi) apply to the encoder only"
+        )
+
+
+def after_end(tokens: Tensor, end_token: int) -> Tensor:
+    """Which steps of ``tokens`` (B, T) come after the first ``end_token`` of their row."""
+    is_end = tokens == end_token
+    return (is_end.cumsum(-1) - is_end.long()) > 0
+
+
+def sequence_log_prob(log_probs: Tensor, tokens: Tensor, end_token: int) -> tuple[Tensor, Tensor]:
+    """``log P(y<1..T_y>)`` of each row of ``tokens`` (B, T) under per-step ``log_probs`` (B, T, V),
+    up to and including the first ``end_token``; and that length."""
+    chosen = log_probs.gather(-1, tokens[..., None]).squeeze(-1)
+    counted = ~after_end(tokens, end_token)
+    return (chosen * counted).sum(-1), counted.sum(-1)
+
+
+class Seq2SeqModel(pl.LightningModule):
+    """An encoder stack reads the source; a decoder stack with its own weights writes the target.
+
+    ``encoder`` embeds the source tokens and ``stack`` runs over them (its final state, through
+    :class:`Bridge`, starts the decoder). The decoder is fed ``<SOS>`` and then, in training, the
+    true previous character (teacher forcing), or in decoding its own choice:
+    ``x<t> = [embed(y<t-1>), context<t>]`` with attention, ``embed(y<t-1>)`` without;
+    ``ŷ<t> = softmax(W_y s<t> + b_y)``.
+
+    Validation logs ``val/exact_match`` of beam search of ``beam_width`` (1: greedy), and
+    ``val/exact_match_greedy`` and ``val/exact_match_beam`` for both decodings."""
+
+    def __init__(
+        self,
+        task: Task,
+        stack: Stack,
+        encoder: nn.Embedding,
+        decoder: Stack,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_options: dict[str, Any] | None = None,
+        attention: bool = False,
+        attention_size: int = 32,
+        beam_width: int = 3,
+        length_penalty: float = 0.7,
+        attention_plots: int = 3,
+    ) -> None:
+        super().__init__()
+        check_decoder(decoder)
+        if beam_width < 1:
+            raise ValueError(f"decoder.beam_width must be >= 1 (got {beam_width})")
+        if length_penalty < 0:
+            raise ValueError(f"decoder.length_penalty must be >= 0 (got {length_penalty})")
+        spec = task.spec
+        self.task = task
+        self.encoder = encoder
+        self.stack = stack
+        probe = stack.run(encoder(torch.zeros(1, 1, dtype=torch.long)))  # for the shape of the state
+        self.bridge = Bridge(stack.num_directions, stack.hidden_size, len(probe.state))
+        self.target_embedding = nn.Embedding(spec.output_size, encoder.embedding_dim)
+        self.attention = (
+            AdditiveAttention(decoder.hidden_size, stack.output_size, attention_size) if attention else None
+        )
+        self.decoder = decoder
+        self.head = nn.Linear(decoder.hidden_size, spec.output_size)
+        self.make_optimizer = optimizer
+        self.make_scheduler = scheduler
+        self.scheduler_options = scheduler_options or {}
+        self.beam_width = beam_width
+        self.length_penalty = length_penalty
+        self.attention_plots = attention_plots
+        self.val_metric = MeanMetric()
+        self.plotted: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def encode(self, x: Tensor) -> StackRun:
+        return self.stack.run(self.encoder(x))
+
+    def decode_step(
+        self, token: Tensor, state: StackState, memory: Tensor, keys: Tensor | None
+    ) -> tuple[Tensor, StackState, Tensor | None]:
+        """Feed ``y<t-1>`` (B,) from ``state``: the logits of ``ŷ<t>`` (B, V), the new state and ``α<t>``."""
+        x = self.target_embedding(token)
+        alpha = None
+        if self.attention is not None:
+            context, alpha = self.attention(state[0][-1], memory, keys)
+            x = torch.cat([x, context], -1)
+        run = self.decoder.run(x[:, None], state)
+        return self.head(run.outputs[:, 0]), run.state, alpha
+
+    def decode(self, run: StackRun, forced: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Decode from the encoder's ``run`` for ``output_length`` steps, feeding ``forced`` (the
+        target, teacher forcing) or else each step's most probable token (greedy).
+        Returns the logits (B, T_y, V), the most probable tokens (B, T_y; after a greedy ``<EOS>``,
+        ``<EOS>`` again) and ``α`` (B, T_y, T_x)."""
+        spec = self.task.spec
+        memory, state = run.outputs, self.bridge(run.state)
+        keys = self.attention.W_h(memory) if self.attention is not None else None
+        token = memory.new_full((len(memory),), spec.start_token, dtype=torch.long)
+        steps = spec.output_length if forced is None else forced.shape[1]
+        logits, tokens, alphas = [], [], []
+        for t in range(steps):
+            step_logits, state, alpha = self.decode_step(token, state, memory, keys)
+            logits.append(step_logits)
+            alphas.append(alpha)
+            token = step_logits.argmax(-1) if forced is None else forced[:, t]
+            tokens.append(step_logits.argmax(-1))
+        alpha = torch.stack(alphas, 1) if self.attention is not None else None
+        chosen = torch.stack(tokens, 1)
+        if forced is None:
+            chosen = chosen.masked_fill(after_end(chosen, spec.end_token), spec.end_token)
+        return torch.stack(logits, 1), chosen, alpha
+
+    def read_out(self, run: StackRun) -> Tensor:
+        """The greedy decoding's logits from a run of the encoder (what the gradient-flow
+        diagnostics differentiate)."""
+        return self.decode(run)[0]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Greedy decoding: the logits of every output step (B, T_y, V)."""
+        return self.read_out(self.encode(x))
+
+    def beam_search(self, run: StackRun, width: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Beam search of ``width``: keep the ``width`` most probable partial outputs at every step;
+        a finished one (``<EOS>``) carries on unchanged. Of the last beams, the one with the best
+        ``log P / T_y^length_penalty``. Returns its tokens (B, T_y), ``log P`` and that score."""
+        spec = self.task.spec
+        end, V = spec.end_token, spec.output_size
+        B, k = run.outputs.shape[0], width
+        memory = run.outputs.repeat_interleave(k, 0)
+        state = tuple(s.repeat_interleave(k, 1) for s in self.bridge(run.state))
+        keys = self.attention.W_h(memory) if self.attention is not None else None
+        scores = memory.new_full((B, k), float("-inf"))
+        scores[:, 0] = 0.0
+        token = torch.full((B * k,), spec.start_token, dtype=torch.long, device=memory.device)
+        history = token.new_zeros(B * k, 0)
+        finished = torch.zeros(B, k, dtype=torch.bool, device=memory.device)
+        lengths = torch.zeros(B, k, device=memory.device)
+        only_end = memory.new_full((V,), float("-inf"))
+        only_end[end] = 0.0
+        for _ in range(spec.output_length):
+            logits, state, _ = self.decode_step(token, state, memory, keys)
+            log_p = torch.where(finished[..., None], only_end, logits.log_softmax(-1).view(B, k, V))
+            scores, index = (scores[..., None] + log_p).view(B, k * V).topk(k, -1)
+            beam, chosen = index // V, index % V
+            rows = (torch.arange(B, device=memory.device)[:, None] * k + beam).view(-1)
+            state = tuple(s[:, rows] for s in state)
+            history = torch.cat([history[rows], chosen.view(-1, 1)], 1)
+            lengths = lengths.gather(1, beam) + (~finished.gather(1, beam)).float()
+            finished = finished.gather(1, beam) | (chosen == end)
+            token = chosen.view(-1)
+        normalised = scores / lengths.clamp(min=1) ** self.length_penalty
+        best = normalised.argmax(-1)
+        pick = torch.arange(B, device=memory.device) * k + best
+        at_best = best[:, None]
+        return history[pick], scores.gather(1, at_best).squeeze(1), normalised.gather(1, at_best).squeeze(1)
+
+    def decode_beam(self, run: StackRun, width: int) -> tuple[Tensor, Tensor]:
+        """Beam search's output, or greedy's where that scores better (beam search can drop the
+        greedy path, so greedy's output competes too: the result is never worse than greedy's).
+        Returns the tokens (B, T_y) and their ``log P``."""
+        tokens, log_p, score = self.beam_search(run, width)
+        logits, greedy, _ = self.decode(run)
+        greedy_log_p, length = sequence_log_prob(logits.log_softmax(-1), greedy, self.task.spec.end_token)
+        greedy_score = greedy_log_p / length.clamp(min=1).float() ** self.length_penalty
+        better = greedy_score > score
+        return torch.where(better[:, None], greedy, tokens), torch.where(better, greedy_log_p, log_p)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        loss = self.task.loss(self.decode(self.encode(x), forced=y)[0], y)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        run = self.encode(x)
+        forced = self.decode(run, forced=y)[0]
+        _, greedy, alpha = self.decode(run)
+        beam = self.decode_beam(run, self.beam_width)[0]
+        exact = {"greedy": exact_match(greedy, y), "beam": exact_match(beam, y)}
+        self.val_metric.update(exact["beam"], weight=len(x))
+        logged = {
+            "val/loss": self.task.loss(forced, y),
+            f"val/{self.task.spec.metric}": exact["beam"],
+            **{f"val/{self.task.spec.metric}_{name}": value for name, value in exact.items()},
+        }
+        self.log_dict(logged, prog_bar=True, batch_size=len(x))
+        if batch_idx == 0 and alpha is not None:
+            n = self.attention_plots
+            self.plotted = (x[:n].cpu(), greedy[:n].cpu(), alpha[:n].cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the baseline and the solved flag beside the metric, and plot the attention."""
+        spec = self.task.spec
+        metric = self.val_metric.compute()
+        self.val_metric.reset()
+        self.log(f"val/{spec.metric}_baseline", spec.baseline)
+        self.log("val/solved", float(spec.solved(metric)))
+        if self.plotted is not None and not self.trainer.sanity_checking and self.trainer.is_global_zero:
+            self.save_attention_plot()
+
+    def save_attention_plot(self) -> None:
+        x, tokens, alpha = self.plotted
+        path = Path(self.trainer.default_root_dir) / ATTENTION_PLOT
+        sources = [self.task.decode_source(row) for row in x]
+        outputs = [self.task.decode_target(row) for row in tokens]
+        plot_attention(sources, outputs, alpha, x.shape[1], path, f"step {self.trainer.global_step}")
+        for logger in self.trainer.loggers:
+            if isinstance(logger, MLFlowLogger):
+                logger.experiment.log_artifact(logger.run_id, str(path))
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.make_optimizer(self.parameters())
+        if self.make_scheduler is None:
+            return optimizer
+        scheduler = {"scheduler": self.make_scheduler(optimizer), **self.scheduler_options}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def exact_match(outputs: Tensor, target: Tensor) -> Tensor:
+    """Share of rows of ``outputs`` (token ids) equal to ``target`` at every step."""
+    return (outputs[:, : target.shape[1]] == target).all(-1).float().mean()

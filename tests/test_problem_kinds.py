@@ -1,0 +1,102 @@
+"""The course's four kinds of sequence problem: every cell in every shape, the topologies each
+accepts, and the experiments that compare them."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import config
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from seqexp.build import build_model, build_task
+from seqexp.config import ConfigError
+
+CONF = Path(__file__).parents[1] / "conf"
+CELLS = ("rnn", "gru_simple", "gru", "lstm", "peephole")
+SHAPES = {  # task: (its shape, extra overrides that keep it tiny)
+    "adding": ("many_to_one", ["task.seq_len=6"]),
+    "tagging": ("many_to_many", ["task.seq_len=6", "task.lookahead=2"]),
+    "lm": ("one_to_many", ["task.seq_len=6", "task.corpus_sentences=300"]),
+    "dates": ("encoder_decoder", ["decoder.attention=true"]),
+}
+SMALL = ["model.hidden_size=8", "model.embedding_size=4"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize(("cell", "task"), itertools.product(CELLS, SHAPES))
+def test_every_cell_works_in_every_shape(cell: str, task: str) -> None:
+    shape, overrides = SHAPES[task]
+    cfg = config(f"task={task}", f"cell={cell}", *overrides, *SMALL)
+    built = build_task(cfg)
+    assert built.spec.shape == shape
+    x, y = built.generate(3, seed=0)
+    model = build_model(cfg, built)
+    loss = built.loss(model(x), y)
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("task", ["adding", "tagging", "dates"])
+@pytest.mark.parametrize("topology", ["bi", "deep_bi"])
+def test_a_bidirectional_topology_is_accepted_for_classification_tagging_and_encoders(
+    task: str, topology: str
+) -> None:
+    cfg = config(f"task={task}", f"topology={topology}", *SHAPES[task][1], *SMALL)
+    built = build_task(cfg)
+    model = build_model(cfg, built)
+    assert model.stack.num_directions == 2
+    assert model(built.generate(2, seed=0)[0]).shape[0] == 2
+    if task == "dates":
+        assert model.decoder.num_directions == 1, "the decoder is always one direction"
+        assert len(model.decoder.rnn.all_weights) == cfg.topology.num_layers, "with the encoder's layers"
+
+
+@pytest.mark.parametrize("topology", ["bi", "deep_bi"])
+def test_a_bidirectional_language_model_is_refused_as_a_config_error(topology: str) -> None:
+    cfg = config("task=lm", f"topology={topology}", *SHAPES["lm"][1], *SMALL)
+    with pytest.raises(ConfigError, match=r"topology: a language model must be unidirectional.*topology=uni"):
+        build_model(cfg, build_task(cfg))
+
+
+def jobs(name: str) -> list[list[str]]:
+    """The overrides of every job of experiment ``name``'s sweep."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[f"+experiment={name}"], return_hydra_config=True)
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    choices = [[f"{o.key_or_group}={v}" for v in o.sweep_string_iterator()] for o in parsed]
+    return [list(job) for job in itertools.product(*choices)]
+
+
+@pytest.mark.parametrize(
+    ("name", "task", "swept"),
+    [
+        ("bidirectional", "tagging", {"topology", "task.lookahead"}),
+        ("decoding", "dates", {"decoder.attention"}),
+    ],
+)
+def test_every_job_of_the_experiments_builds(name: str, task: str, swept: set[str]) -> None:
+    experiment_jobs = jobs(name)
+    assert len(experiment_jobs) >= 4
+    assert swept <= {override.split("=")[0] for job in experiment_jobs for override in job}
+    for job in experiment_jobs:
+        cfg = config(f"+experiment={name}", *job)
+        assert cfg.task.name == task and cfg.logger.experiment == name
+        assert cfg.trainer.enable_progress_bar is False
+        built = build_task(cfg)
+        assert build_model(cfg, built)(built.generate(2, seed=0)[0]).shape[0] == 2

@@ -1,0 +1,120 @@
+"""Name tagging (many-to-many, T_x = T_y): the generator's labels, the metrics, and what a
+unidirectional and a bidirectional model can learn of the ambiguous words."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import config
+
+from seqexp.build import build_task
+from seqexp.config import ConfigError
+from seqexp.tasks.tagging import (
+    AMBIGUOUS,
+    FIRST_NAMES,
+    NAME_CUES,
+    SURNAMES,
+    THING_CUES,
+    VOCAB,
+    TaggingTask,
+    f1,
+)
+from seqexp.train import train
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread, and two threads stall when others share the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_every_word_gets_the_label_its_role_says() -> None:
+    task = TaggingTask(seq_len=7, lookahead=3)
+    inputs, targets = task.generate(200, seed=0)
+    for sentence, target in zip(inputs, targets, strict=True):
+        words, labels, flags = task.decode(sentence), target[:, 0].tolist(), target[:, 1].tolist()
+        [i] = [t for t, flag in enumerate(flags) if flag]
+        assert words[i] in AMBIGUOUS
+        assert words[i + 3] in NAME_CUES + THING_CUES
+        assert labels[i] == (words[i + 3] in NAME_CUES)
+        for t, (word, label) in enumerate(zip(words, labels, strict=True)):
+            if t != i:
+                assert label == (word in FIRST_NAMES + SURNAMES), (word, label)
+
+
+def test_a_hand_checked_sentence() -> None:
+    """ "Teddy was sold ..." with look-ahead 2: not a name; "Harry Potter" is one."""
+    task = TaggingTask(seq_len=6, lookahead=2)
+    words = ["Harry", "Potter", "Teddy", "was", "sold", "today"]
+    x = torch.tensor([[VOCAB.index(w) for w in words]])
+    target = torch.tensor([[[1, 0], [1, 0], [0, 1], [0, 0], [0, 0], [0, 0]]])
+    right = torch.tensor([[[5.0], [5.0], [-5.0], [-5.0], [-5.0], [-5.0]]])
+    wrong_on_teddy = right.clone()
+    wrong_on_teddy[0, 2] = 5.0
+    assert task.decode(x[0]) == words
+    assert {k: float(v) for k, v in task.metrics(right, target).items()} == {
+        "accuracy": 1.0,
+        "f1": 1.0,
+        "ambiguous_accuracy": 1.0,
+        "ambiguous_f1": 1.0,
+    }
+    metrics = task.metrics(wrong_on_teddy, target)
+    assert float(metrics["accuracy"]) == pytest.approx(5 / 6)
+    assert float(metrics["f1"]) == pytest.approx(2 * 2 / (3 + 2))
+    assert float(metrics["ambiguous_accuracy"]) == 0.0
+
+
+def test_f1() -> None:
+    predicted = torch.tensor([True, True, False, False])
+    actual = torch.tensor([True, False, True, False])
+    assert float(f1(predicted, actual)) == pytest.approx(0.5)
+    assert float(f1(torch.zeros(3, dtype=torch.bool), torch.zeros(3, dtype=torch.bool))) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("task.lookahead=0", "task.lookahead must be >= 1"),
+        ("task.seq_len=3", r"task.seq_len must be >= task.lookahead \+ 1 = 4"),
+    ],
+)
+def test_bad_knobs_are_refused_naming_the_key(bad: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_task(config("task=tagging", "task.lookahead=3", bad))
+
+
+def tagging_run(topology: str, run_dir: Path) -> dict[str, float]:
+    cfg = config(
+        "task=tagging",
+        f"topology={topology}",
+        "task.seq_len=8",
+        "task.lookahead=3",
+        "task.train_size=512",
+        "task.val_size=256",
+        "data.batch_size=64",
+        "model.hidden_size=16",
+        "model.embedding_size=8",
+        "optimizer.lr=0.02",
+        "trainer.max_steps=150",
+        "data.batches_per_epoch=150",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "callbacks.gradient_flow=null",
+    )
+    return train(cfg, run_dir).metrics
+
+
+def test_only_a_bidirectional_model_tags_the_ambiguous_words(tmp_path: Path) -> None:
+    uni = tagging_run("uni", tmp_path / "uni")
+    bi = tagging_run("bi", tmp_path / "bi")
+    assert uni["val/accuracy"] > 0.9 and bi["val/accuracy"] > 0.9, "both tag the unambiguous words"
+    assert abs(uni["val/ambiguous_accuracy"] - 0.5) < 0.1, "unidirectional: chance on the ambiguous words"
+    assert bi["val/ambiguous_accuracy"] > 0.9
+    assert bi["val/solved"] == 1.0 and uni["val/solved"] == 0.0
+    assert uni["val/ambiguous_accuracy_baseline"] == 0.5
