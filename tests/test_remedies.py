@@ -259,16 +259,17 @@ def test_every_job_of_the_remedies_experiment_builds_what_it_names() -> None:
         cfg = compose("config", overrides=["+experiment=remedies"], return_hydra_config=True)
     params = OmegaConf.to_container(cfg.hydra.sweeper.params)
     parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
-    jobs = list(
-        itertools.product(*([f"{o.key_or_group}={v}" for v in o.sweep_string_iterator()] for o in parsed))
-    )
+    choices = [[f"{o.key_or_group}={v}" for v in o.sweep_string_iterator()] for o in parsed]
+    jobs = list(itertools.product(*choices))
 
     assert len(jobs) == 24 and cfg.logger.experiment == "remedies" and cfg.task.seq_len == 50
     for job in jobs:
         job_cfg = config("+experiment=remedies", *job)
         model = build_model(job_cfg, build_task(job_cfg))
-        cell = model.stack.make_custom().layers[0][0] if isinstance(model.stack, NativeStack) else None
+        stack = model.stack.as_custom() if isinstance(model.stack, NativeStack) else model.stack
+        cell = stack.layers[0][0]
         assert isinstance(cell, RNNCell) and cell.nonlinearity == job_cfg.cell.nonlinearity
+        assert torch.equal(cell.W_a, torch.eye(64)) == (job_cfg.init.scheme == "identity")
         assert model.tbptt_steps == job_cfg.training.tbptt_steps
         assert model.automatic_optimization == (job_cfg.training.tbptt_steps is None)
         x = torch.rand(2, 50, 2)
