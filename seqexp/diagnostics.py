@@ -53,7 +53,8 @@ def step_gradient_norms(model: SequenceModel, x: Tensor, y: Tensor) -> dict[str,
 
 
 def parameter_group(name: str) -> str:
-    """``input`` (encoder, ``W_x``), ``recurrent`` (``W_a``, peepholes), ``bias`` or ``head``."""
+    """``input`` (encoder, ``W_x``), ``recurrent`` (``W_a``, peepholes), ``bias``, ``head``, or
+    ``other`` (a parameter of none of these, e.g. an attention layer's)."""
     leaf = name.rsplit(".", 1)[-1]
     if name.startswith("head."):
         return "head"
@@ -100,7 +101,7 @@ def clipping_acts(model: nn.Module, clip_val: float | None, algorithm: str, tota
     if not clip_val:
         return False
     if algorithm == "value":
-        return max(p.grad.abs().max() for p in model.parameters() if p.grad is not None) > clip_val
+        return bool(max(p.grad.abs().max() for p in model.parameters() if p.grad is not None) > clip_val)
     return bool(total_norm > clip_val)
 
 
