@@ -26,6 +26,9 @@ def check_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{key} must be a positive integer (got {value!r})")
+    threads = cfg.get("threads")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be null or a positive integer (got {threads!r})")
     if cfg.trainer.max_steps % cfg.data.batches_per_epoch:
         raise ConfigError(
             f"trainer.max_steps ({cfg.trainer.max_steps}) must be a multiple of data.batches_per_epoch "

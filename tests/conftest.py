@@ -15,6 +15,7 @@ from seqexp import train
 
 CONF = Path(__file__).parents[1] / "conf"
 TINY = [
+    "threads=1",  # tiny models run fastest on one thread, and parallel jobs then don't oversubscribe
     "task.seq_len=6",
     "task.train_size=64",
     "task.val_size=32",
