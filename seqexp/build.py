@@ -16,7 +16,7 @@ from seqexp.data import TaskData
 from seqexp.init import initialized
 from seqexp.lm import LanguageModel
 from seqexp.module import SequenceModel
-from seqexp.recurrent import NativeStack, RecurrentStack, build_stack
+from seqexp.recurrent import CellFactory, NativeStack, RecurrentStack, build_stack
 from seqexp.seq2seq import Seq2SeqModel
 from seqexp.tasks import Task
 
@@ -68,7 +68,11 @@ def build_model(cfg: DictConfig, task: Task) -> SequenceModel | Seq2SeqModel:
 
 
 def build_seq2seq(
-    cfg: DictConfig, task: Task, stack: RecurrentStack | NativeStack, encoder: nn.Module, make_cell: partial
+    cfg: DictConfig,
+    task: Task,
+    stack: RecurrentStack | NativeStack,
+    encoder: nn.Module,
+    make_cell: CellFactory,
 ) -> Seq2SeqModel:
     """An encoder–decoder: ``stack`` (the topology's) encodes; the decoder has the same cell and
     ``num_layers`` in one direction, and reads ``[embed(y<t-1>), context<t>]`` with attention."""

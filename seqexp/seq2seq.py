@@ -117,6 +117,8 @@ class Seq2SeqModel(pl.LightningModule):
             raise ValueError(f"decoder.beam_width must be >= 1 (got {beam_width})")
         if length_penalty < 0:
             raise ValueError(f"decoder.length_penalty must be >= 0 (got {length_penalty})")
+        if attention_plots < 0:
+            raise ValueError(f"decoder.attention_plots must be >= 0 (got {attention_plots})")
         spec = task.spec
         self.task = task
         self.encoder = encoder
@@ -251,7 +253,7 @@ class Seq2SeqModel(pl.LightningModule):
             **{f"val/{self.task.spec.metric}_{name}": value for name, value in exact.items()},
         }
         self.log_dict(logged, prog_bar=True, batch_size=len(x))
-        if batch_idx == 0 and alpha is not None:
+        if batch_idx == 0 and alpha is not None and self.attention_plots:
             n = self.attention_plots
             self.plotted = (x[:n].cpu(), greedy[:n].cpu(), alpha[:n].cpu())
 

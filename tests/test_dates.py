@@ -13,6 +13,7 @@ from conftest import client, config
 
 from seqexp.build import build_model, build_task
 from seqexp.cells import LSTMCell
+from seqexp.config import ConfigError
 from seqexp.recurrent import build_stack
 from seqexp.seq2seq import Seq2SeqModel, sequence_log_prob
 from seqexp.tasks.dates import EOS, FORMATS, LONGEST, PAD, SOS, DatesTask, ordinal
@@ -147,3 +148,18 @@ def test_a_tiny_encoder_decoder_with_attention_fits_a_small_batch_and_logs_its_a
     assert metrics["val/solved"] == float(metrics["val/exact_match"] > 0.95)
     artifacts = {a.path for a in client(outputs).list_artifacts(result.run_id)}
     assert {"attention.png", "gradient_flow.png", "config.yaml", "checkpoints"} <= artifacts
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("task.seq_len=20", r"task.seq_len must be >= 29, the longest formatted date"),
+        ("decoder.beam_width=0", r"decoder.beam_width must be >= 1"),
+        ("decoder.length_penalty=-1", r"decoder.length_penalty must be >= 0"),
+        ("training.tbptt_steps=5", r"training.tbptt_steps must be null for an encoder–decoder task"),
+    ],
+)
+def test_bad_knobs_are_refused_naming_the_key(bad: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        cfg = config("task=dates", bad)
+        build_model(cfg, build_task(cfg))
