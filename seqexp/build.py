@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
+from typing import Any
 
 import hydra
 from hydra.errors import InstantiationException
@@ -47,7 +48,6 @@ def build_model(cfg: DictConfig, task: Task) -> SequenceModel | Seq2SeqModel:
             impl=cfg.cell.impl,
             input_dropout=cfg.topology.input_dropout,
         )
-        scheduler = cfg.scheduler.lr_scheduler
         if spec.shape == "encoder_decoder":
             return build_seq2seq(cfg, task, stack, encoder, make_cell)
         model_class, extra = SequenceModel, {}
@@ -57,9 +57,7 @@ def build_model(cfg: DictConfig, task: Task) -> SequenceModel | Seq2SeqModel:
             task,
             stack,
             encoder,
-            optimizer=instantiate(cfg.optimizer, _partial_=True),
-            scheduler=hydra.utils.instantiate(scheduler, _partial_=True) if scheduler else None,
-            scheduler_options=options(cfg.scheduler, drop=("name", "lr_scheduler")),
+            **optimization(cfg),
             tbptt_steps=cfg.training.tbptt_steps,
             clip_val=cfg.trainer.gradient_clip_val,
             clip_algorithm=cfg.trainer.gradient_clip_algorithm,
@@ -87,17 +85,17 @@ def build_seq2seq(
         dropout=cfg.topology.dropout,
         impl=cfg.cell.impl,
     )
+    return Seq2SeqModel(task, stack, encoder, decoder, **optimization(cfg), **options(cfg.decoder, drop=()))
+
+
+def optimization(cfg: DictConfig) -> dict[str, Any]:
+    """The optimizer and scheduler factories, and the scheduler's options for Lightning."""
     scheduler = cfg.scheduler.lr_scheduler
-    return Seq2SeqModel(
-        task,
-        stack,
-        encoder,
-        decoder,
-        optimizer=instantiate(cfg.optimizer, _partial_=True),
-        scheduler=hydra.utils.instantiate(scheduler, _partial_=True) if scheduler else None,
-        scheduler_options=options(cfg.scheduler, drop=("name", "lr_scheduler")),
-        **options(cfg.decoder, drop=()),
-    )
+    return {
+        "optimizer": instantiate(cfg.optimizer, _partial_=True),
+        "scheduler": hydra.utils.instantiate(scheduler, _partial_=True) if scheduler else None,
+        "scheduler_options": options(cfg.scheduler, drop=("name", "lr_scheduler")),
+    }
 
 
 def build_data(cfg: DictConfig, task: Task) -> TaskData:

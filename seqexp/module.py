@@ -17,7 +17,42 @@ OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
 
-class SequenceModel(pl.LightningModule):
+class TaskModule(pl.LightningModule):
+    """What every seqexp model shares: its task, its optimizer and scheduler, and the summary of
+    each validation (the task's baseline and solved flag beside its metric)."""
+
+    def __init__(
+        self,
+        task: Task,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.task = task
+        self.make_optimizer = optimizer
+        self.make_scheduler = scheduler
+        self.scheduler_options = scheduler_options or {}
+        self.val_metric = MeanMetric()
+        """The task's headline metric over the validation set: subclasses update it per batch."""
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the baseline and the solved flag beside the metric, so runs compare at a glance."""
+        spec = self.task.spec
+        metric = self.val_metric.compute()
+        self.val_metric.reset()
+        self.log(f"val/{spec.metric}_baseline", spec.baseline)
+        self.log("val/solved", float(spec.solved(metric)))
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.make_optimizer(self.parameters())
+        if self.make_scheduler is None:
+            return optimizer
+        scheduler = {"scheduler": self.make_scheduler(optimizer), **self.scheduler_options}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+class SequenceModel(TaskModule):
     """An input encoder, a recurrent stack and a dense head, shaped by the task's spec.
 
     Token inputs are embedded (``embedding_size``); real ones go in as they are. Many-to-many:
@@ -40,16 +75,11 @@ class SequenceModel(pl.LightningModule):
         clip_val: float | None = None,
         clip_algorithm: str = "norm",
     ) -> None:
-        super().__init__()
+        super().__init__(task, optimizer, scheduler, scheduler_options)
         check_tbptt(tbptt_steps, stack.num_directions)
-        self.task = task
         self.encoder = encoder
         self.stack = stack
         self.head = nn.Linear(stack.output_size, task.spec.output_size)
-        self.make_optimizer = optimizer
-        self.make_scheduler = scheduler
-        self.scheduler_options = scheduler_options or {}
-        self.val_metric = MeanMetric()
         self.tbptt_steps = tbptt_steps
         self.clip_val = clip_val
         self.clip_algorithm = clip_algorithm
@@ -137,21 +167,6 @@ class SequenceModel(pl.LightningModule):
         self.val_metric.update(metrics[self.task.spec.metric], weight=len(x))
         logged = {"val/loss": self.task.loss(prediction, y)} | {f"val/{k}": v for k, v in metrics.items()}
         self.log_dict(logged, prog_bar=True, batch_size=len(x))
-
-    def on_validation_epoch_end(self) -> None:
-        """Log the baseline and the solved flag beside the metric, so runs compare at a glance."""
-        spec = self.task.spec
-        metric = self.val_metric.compute()
-        self.val_metric.reset()
-        self.log(f"val/{spec.metric}_baseline", spec.baseline)
-        self.log("val/solved", float(spec.solved(metric)))
-
-    def configure_optimizers(self) -> Any:
-        optimizer = self.make_optimizer(self.parameters())
-        if self.make_scheduler is None:
-            return optimizer
-        scheduler = {"scheduler": self.make_scheduler(optimizer), **self.scheduler_options}
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
 
 def check_tbptt(tbptt_steps: int | None, num_directions: int) -> None:

@@ -6,14 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import MLFlowLogger
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
 
 from seqexp.attention_plots import plot_attention
-from seqexp.module import OptimizerFactory, SchedulerFactory
+from seqexp.module import OptimizerFactory, SchedulerFactory, TaskModule
 from seqexp.recurrent import NativeStack, RecurrentStack, StackRun, StackState
 from seqexp.tasks import Task
 
@@ -84,7 +82,7 @@ def sequence_log_prob(log_probs: Tensor, tokens: Tensor, end_token: int) -> tupl
     return (chosen * counted).sum(-1), counted.sum(-1)
 
 
-class Seq2SeqModel(pl.LightningModule):
+class Seq2SeqModel(TaskModule):
     """An encoder stack reads the source; a decoder stack with its own weights writes the target.
 
     ``encoder`` embeds the source tokens and ``stack`` runs over them (its final state, through
@@ -111,7 +109,7 @@ class Seq2SeqModel(pl.LightningModule):
         length_penalty: float = 0.7,
         attention_plots: int = 3,
     ) -> None:
-        super().__init__()
+        super().__init__(task, optimizer, scheduler, scheduler_options)
         check_decoder(decoder)
         if beam_width < 1:
             raise ValueError(f"decoder.beam_width must be >= 1 (got {beam_width})")
@@ -120,7 +118,6 @@ class Seq2SeqModel(pl.LightningModule):
         if attention_plots < 0:
             raise ValueError(f"decoder.attention_plots must be >= 0 (got {attention_plots})")
         spec = task.spec
-        self.task = task
         self.encoder = encoder
         self.stack = stack
         probe = stack.run(encoder(torch.zeros(1, 1, dtype=torch.long)))  # for the shape of the state
@@ -131,13 +128,9 @@ class Seq2SeqModel(pl.LightningModule):
         )
         self.decoder = decoder
         self.head = nn.Linear(decoder.hidden_size, spec.output_size)
-        self.make_optimizer = optimizer
-        self.make_scheduler = scheduler
-        self.scheduler_options = scheduler_options or {}
         self.beam_width = beam_width
         self.length_penalty = length_penalty
         self.attention_plots = attention_plots
-        self.val_metric = MeanMetric()
         self.plotted: tuple[Tensor, Tensor, Tensor] | None = None
 
     def encode(self, x: Tensor) -> StackRun:
@@ -258,12 +251,8 @@ class Seq2SeqModel(pl.LightningModule):
             self.plotted = (x[:n].cpu(), greedy[:n].cpu(), alpha[:n].cpu())
 
     def on_validation_epoch_end(self) -> None:
-        """Log the baseline and the solved flag beside the metric, and plot the attention."""
-        spec = self.task.spec
-        metric = self.val_metric.compute()
-        self.val_metric.reset()
-        self.log(f"val/{spec.metric}_baseline", spec.baseline)
-        self.log("val/solved", float(spec.solved(metric)))
+        """The baseline and the solved flag, and the attention plot."""
+        super().on_validation_epoch_end()
         if self.plotted is not None and not self.trainer.sanity_checking and self.trainer.is_global_zero:
             self.save_attention_plot()
 
@@ -276,13 +265,6 @@ class Seq2SeqModel(pl.LightningModule):
         for logger in self.trainer.loggers:
             if isinstance(logger, MLFlowLogger):
                 logger.experiment.log_artifact(logger.run_id, str(path))
-
-    def configure_optimizers(self) -> Any:
-        optimizer = self.make_optimizer(self.parameters())
-        if self.make_scheduler is None:
-            return optimizer
-        scheduler = {"scheduler": self.make_scheduler(optimizer), **self.scheduler_options}
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
 
 def exact_match(outputs: Tensor, target: Tensor) -> Tensor:

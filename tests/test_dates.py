@@ -4,7 +4,6 @@ decoding, the decoder's topology, and a tiny model through the framework."""
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,6 @@ from seqexp.recurrent import build_stack
 from seqexp.seq2seq import Seq2SeqModel, sequence_log_prob
 from seqexp.tasks.dates import EOS, FORMATS, LONGEST, PAD, SOS, DatesTask, ordinal
 from seqexp.train import train
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_the_formats_of_one_hand_checked_date() -> None:

@@ -4,7 +4,6 @@ describes it; a tiny model through the framework, its logged samples and ``seqex
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,6 @@ from seqexp.config import ConfigError
 from seqexp.sampling import draw, sample
 from seqexp.tasks.lm import EOS, UNK, LanguageModelTask, tokenize, vocabulary
 from seqexp.train import train
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_tokens_at_character_and_word_level() -> None:

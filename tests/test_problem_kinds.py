@@ -4,7 +4,6 @@ accepts, and the experiments that compare them."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,14 +26,6 @@ SHAPES = {  # task: (its shape, extra overrides that keep it tiny)
     "dates": ("encoder_decoder", ["decoder.attention=true"]),
 }
 SMALL = ["model.hidden_size=8", "model.embedding_size=4"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize(("cell", "task"), itertools.product(CELLS, SHAPES))

@@ -3,7 +3,6 @@ unidirectional and a bidirectional model can learn of the ambiguous words."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,15 +22,6 @@ from seqexp.tasks.tagging import (
     f1,
 )
 from seqexp.train import train
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and two threads stall when others share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_every_word_gets_the_label_its_role_says() -> None:

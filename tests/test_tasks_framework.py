@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import TINY, client, config, seqexp
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -36,15 +34,6 @@ TASKS = {
 EXPERIMENTS = ("vanishing", "copy_memory", "agreement", "peephole_order", "permuted_digits")
 """The long-range experiments: each sweeps cells over lengths (other experiments are tested elsewhere)."""
 QUIET = ["logger=none", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and two threads stall when others share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", TASKS)
