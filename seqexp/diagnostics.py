@@ -95,14 +95,17 @@ def clipping(trainer: pl.Trainer, model: pl.LightningModule) -> tuple[float | No
     return getattr(model, "clip_val", None), getattr(model, "clip_algorithm", "norm")
 
 
-def clipping_acts(model: nn.Module, clip_val: float | None, algorithm: str, total_norm: Tensor) -> bool:
+def clipping_acts(model: nn.Module, clip_val: float | None, algorithm: str, total_norm: Tensor) -> Tensor:
     """Whether clipping changes the gradients: their norm (``total_norm``) or largest element is
-    over ``clip_val``."""
+    over ``clip_val``. A boolean tensor, so that counting it forces no device sync."""
     if not clip_val:
-        return False
+        return torch.zeros((), dtype=torch.bool, device=total_norm.device)
     if algorithm == "value":
-        return bool(max(p.grad.abs().max() for p in model.parameters() if p.grad is not None) > clip_val)
-    return bool(total_norm > clip_val)
+        return (
+            torch.stack([p.grad.abs().max() for p in model.parameters() if p.grad is not None]).max()
+            > clip_val
+        )
+    return total_norm > clip_val
 
 
 class NonFiniteGuard(pl.Callback):
@@ -139,21 +142,25 @@ class NonFiniteGuard(pl.Callback):
 
 class GradientNorms(pl.Callback):
     """Logs ``grad/norm_<group>`` (see :func:`group_norms`) of the unclipped gradients at every
-    step, and ``grad/clipped_fraction``: the share of steps so far where clipping changed them."""
+    logging step (``trainer.log_every_n_steps``), and ``grad/clipped_fraction``: the share of all
+    steps so far where clipping changed them."""
 
     def __init__(self) -> None:
         self.steps = 0
-        self.clipped = 0
+        self.clipped: Tensor | int = 0
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: SequenceModel, optimizer: Any) -> None:
-        norms = group_norms(pl_module)
-        self.clipped += clipping_acts(pl_module, *clipping(trainer, pl_module), norms["total"])
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        self.clipped = self.clipped + clipping_acts(pl_module, *clipping(trainer, pl_module), total)
         self.steps += 1
-        logged = {f"grad/norm_{k}": v.float() for k, v in norms.items()}
+        if trainer.global_step % trainer.log_every_n_steps:
+            return
+        logged = {f"grad/norm_{k}": v.float() for k, v in group_norms(pl_module).items()}
         pl_module.log_dict(logged | {"grad/clipped_fraction": self.clipped / self.steps}, on_step=True)
 
     def state_dict(self) -> dict[str, int]:
-        return {"steps": self.steps, "clipped": self.clipped}
+        return {"steps": self.steps, "clipped": int(self.clipped)}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         self.steps, self.clipped = state_dict["steps"], state_dict["clipped"]
