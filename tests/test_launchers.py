@@ -64,6 +64,8 @@ def tracking_server(tmp_path: Path):
             str(port),
             "--backend-store-uri",
             f"sqlite:///{tmp_path / 'server.db'}",
+            "--default-artifact-root",
+            "mlflow-artifacts:/",
             "--artifacts-destination",
             str(tmp_path / "server-artifacts"),
             "--workers",
@@ -71,6 +73,7 @@ def tracking_server(tmp_path: Path):
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        cwd=tmp_path,  # whatever it writes stays out of the source tree
     )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -96,6 +99,7 @@ def test_a_run_logs_to_a_tracking_server(tracking_server, outputs, monkeypatch) 
     assert run.info.status == "FINISHED"
     assert {"train/loss", "val/mse"} <= run.data.metrics.keys()
     assert "config.yaml" in [a.path for a in server.list_artifacts(run.info.run_id)]
+    assert list((outputs.parent / "server-artifacts").rglob("config.yaml")), "the server keeps the artifacts"
 
 
 def test_ddp_with_two_cpu_processes_trains_a_few_steps(outputs) -> None:
