@@ -47,8 +47,9 @@ def swept_keys(runs: list[Run]) -> list[str]:
 
 
 def runs_frame(runs: list[Run], keys: list[str]) -> pd.DataFrame:
-    """One row per run: id, name, status, failure, swept values and final metrics."""
-    return pd.DataFrame(
+    """One row per run: id, name, status, failure, swept values (as numbers where they are
+    numbers, so that lengths sort as numbers) and final metrics."""
+    frame = pd.DataFrame(
         {
             "run_id": run.info.run_id,
             "run": run.info.run_name,
@@ -59,6 +60,11 @@ def runs_frame(runs: list[Run], keys: list[str]) -> pd.DataFrame:
         }
         for run in runs
     )
+    for key in keys:
+        numbers = pd.to_numeric(frame[key], errors="coerce")
+        if numbers.notna().all():
+            frame[key] = numbers
+    return frame
 
 
 def headline(runs: list[Run]) -> str:
@@ -111,6 +117,8 @@ def plot_metric_vs_length(frame: pd.DataFrame, keys: list[str], metric: str, pat
     for values, group in groups(finished, [k for k in keys if k != "task.seq_len"]):
         stats = group.groupby(group["task.seq_len"].astype(int))[metric].agg(["mean", "std"]).fillna(0.0)
         ax.errorbar(stats.index, stats["mean"], yerr=stats["std"], marker="o", capsize=3, label=label(values))
+    if f"{metric}_baseline" in finished:
+        ax.axhline(finished[f"{metric}_baseline"].mean(), color="grey", linestyle="--", label="baseline")
     ax.set(
         xlabel="sequence length", ylabel=metric, yscale="log" if (finished[metric] > 0).all() else "linear"
     )
@@ -209,7 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     if experiment is None:
         names = sorted(e.name for e in client.search_experiments())
         raise SystemExit(f"seqexp-report: no experiment {args.experiment!r}; there are: {', '.join(names)}")
-    query = " and ".join(filter(None, [f"tags.`{TAG_HEADLINE}` != ''", args.filter]))
+    training_runs = "params.task != ''"  # not the parent runs of sweeps, which have no params
+    query = " and ".join(filter(None, [training_runs, args.filter]))
     runs = client.search_runs([experiment.experiment_id], query, max_results=50_000)
     if not runs:
         raise SystemExit(f"seqexp-report: no runs in {args.experiment!r} match {args.filter!r}")

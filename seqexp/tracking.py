@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -152,24 +154,39 @@ class RunLogger(MLFlowLogger):
         super().finalize(status)
 
 
+@contextmanager
+def tracking_env_kept() -> Iterator[None]:
+    """Undo what ``mlflow.set_tracking_uri`` (which Lightning's logger calls) does to
+    ``MLFLOW_TRACKING_URI``: it would send this process's later runs, and every process it starts,
+    to this run's store, as if the user had named a tracking server."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 def make_logger(cfg: DictConfig, outputs: Path, run_dir: Path, resume_run: str | None = None) -> RunLogger:
     """An MLflow logger for this run: a new run with its params and tags, or ``resume_run`` again."""
     uri = tracking_uri(outputs)
-    client = MlflowClient(uri)
-    if resume_run:
-        client.update_run(resume_run, status="RUNNING")
-        logger = RunLogger(tracking_uri=uri, run_id=resume_run)
-        logger.resume()
+    with tracking_env_kept():
+        if resume_run:
+            MlflowClient(uri).update_run(resume_run, status="RUNNING")
+            logger = RunLogger(tracking_uri=uri, run_id=resume_run)
+            logger.resume()
+            return logger
+        logger = RunLogger(
+            experiment_name=cfg.logger.experiment,
+            run_name=run_name(cfg),
+            tracking_uri=uri,
+            tags=run_tags(run_dir),
+            artifact_location=artifact_location(outputs),
+        )
+        logger.log_hyperparams(run_params(cfg))  # creates the run
         return logger
-    logger = RunLogger(
-        experiment_name=cfg.logger.experiment,
-        run_name=run_name(cfg),
-        tracking_uri=uri,
-        tags=run_tags(run_dir),
-        artifact_location=artifact_location(outputs),
-    )
-    logger.log_hyperparams(run_params(cfg))
-    return logger
 
 
 def log_config(logger: MLFlowLogger, cfg: DictConfig, run_dir: Path) -> None:

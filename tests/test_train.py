@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,9 @@ def test_a_run_leaves_a_finished_mlflow_record_with_params_metrics_and_config(ou
 
     [run] = runs(outputs)
     assert run.info.status == "FINISHED"
+    assert "MLFLOW_TRACKING_URI" not in os.environ, (
+        "later runs and child processes are not sent to this store"
+    )
     assert run.info.run_name == "gru-bi-adding-T6-seed0"
     params = run.data.params
     assert {k: params[k] for k in ("cell", "topology", "task", "optimizer")} == {
