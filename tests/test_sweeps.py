@@ -83,7 +83,7 @@ def test_a_failing_job_is_recorded_as_failed_and_the_sweep_goes_on(
     summary = (sweep_dir(outputs) / "report" / "summary.md").read_text()
     assert "Runs that did not finish" in summary and reason in summary
     failed = by_status["FAILED"]
-    job_log = sweep_dir(outputs) / failed.data.tags["seqexp.job"] / "train.log"
+    job_log = sweep_dir(outputs) / failed.data.tags["seqexp.job"] / "seqexp.log"
     assert f"run {failed.info.run_id} failed: {reason}" in job_log.read_text()
 
 
