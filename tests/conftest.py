@@ -10,8 +10,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from mlflow import MlflowClient
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from seqexp import train
 
@@ -62,6 +63,16 @@ def config(*overrides: str) -> DictConfig:
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF), version_base="1.3"):
         return compose("config", overrides=list(overrides))
+
+
+def experiment(name: str) -> tuple[DictConfig, list[list[str]]]:
+    """Experiment ``name``'s config, and its sweep's axes: for each swept key, one override per value."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[f"+experiment={name}"], return_hydra_config=True)
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    return cfg, [[f"{o.key_or_group}={v}" for v in o.sweep_string_iterator()] for o in parsed]
 
 
 def client(outputs: Path) -> MlflowClient:

@@ -8,11 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import config
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf
+from conftest import config, experiment
 
 from seqexp.build import build_model, build_task
 from seqexp.config import ConfigError
@@ -65,13 +61,7 @@ def test_a_bidirectional_language_model_is_refused_as_a_config_error(topology: s
 
 def jobs(name: str) -> list[list[str]]:
     """The overrides of every job of experiment ``name``'s sweep."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"+experiment={name}"], return_hydra_config=True)
-    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
-    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
-    choices = [[f"{o.key_or_group}={v}" for v in o.sweep_string_iterator()] for o in parsed]
-    return [list(job) for job in itertools.product(*choices)]
+    return [list(job) for job in itertools.product(*experiment(name)[1])]
 
 
 @pytest.mark.parametrize(

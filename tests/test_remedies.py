@@ -8,11 +8,7 @@ from functools import partial
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import CONF, TINY, config
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf
+from conftest import TINY, config, experiment
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -254,12 +250,7 @@ def test_input_dropout_drops_the_input_of_the_first_layer_in_training_only(impl:
 
 
 def test_the_remedies_experiment_builds_what_it_names() -> None:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=["+experiment=remedies"], return_hydra_config=True)
-    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
-    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
-    choices = [[f"{o.key_or_group}={v}" for v in o.sweep_string_iterator()] for o in parsed]
+    cfg, choices = experiment("remedies")
     assert len(list(itertools.product(*choices))) == 24
     assert cfg.logger.experiment == "remedies" and cfg.task.seq_len == 50
 

@@ -8,11 +8,8 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import TINY, client, config, seqexp
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, OmegaConf
+from conftest import TINY, client, config, experiment, seqexp
+from omegaconf import DictConfig
 
 from seqexp.build import build_model, build_task
 from seqexp.config import ConfigError
@@ -116,13 +113,8 @@ def test_an_lstm_learns_the_embedded_reber_grammar_and_its_long_range_symbol(tmp
 
 def sweep(name: str) -> tuple[DictConfig, list[list[str]]]:
     """An experiment's config, and the overrides of every job its sweep declares."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"+experiment={name}"], return_hydra_config=True)
-    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
-    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
-    choices = [[f"{o.key_or_group}={v}" for v in o.sweep_string_iterator()] for o in parsed]
-    return cfg, [list(job) for job in itertools.product(*choices)]
+    cfg, axes = experiment(name)
+    return cfg, [list(job) for job in itertools.product(*axes)]
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
