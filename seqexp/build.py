@@ -98,6 +98,15 @@ def optimization(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def trainer_options(cfg: DictConfig) -> dict[str, Any]:
+    """The Trainer's keyword arguments. Under truncated BPTT the module clips by itself (manual
+    optimisation, where Lightning refuses to clip), so the Trainer gets no clipping value."""
+    trainer = options(cfg.trainer)
+    if cfg.training.tbptt_steps is not None:
+        trainer["gradient_clip_val"] = None
+    return trainer
+
+
 def build_data(cfg: DictConfig, task: Task) -> TaskData:
     return TaskData(task, cfg.data.batch_size, cfg.data.batches_per_epoch, cfg.seed)
 

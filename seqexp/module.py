@@ -137,14 +137,6 @@ class SequenceModel(TaskModule):
         if not self.automatic_optimization and self.clip_val:
             self.clip_gradients(optimizer, self.clip_val, self.clip_algorithm)
 
-    def configure_callbacks(self) -> list[pl.Callback]:
-        """Under TBPTT this module clips by itself, with the values it was built with (the
-        config's ``trainer.gradient_clip_*``); the Trainer's own clipping refuses manual
-        optimisation, so it is switched off here, the one hook Lightning runs before that check."""
-        if not self.automatic_optimization:
-            self.trainer.gradient_clip_val = None
-        return []
-
     def step_schedulers(self, interval: str) -> None:
         """Under TBPTT, step the schedulers as Lightning does under automatic optimisation."""
         count = self.trainer.global_step if interval == "step" else self.trainer.current_epoch + 1

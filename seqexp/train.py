@@ -19,9 +19,9 @@ from pytorch_lightning.callbacks import RichProgressBar
 from rich.console import Console
 from rich.table import Table
 
-from seqexp.build import build_data, build_model, build_task
+from seqexp.build import build_data, build_model, build_task, trainer_options
 from seqexp.checkpoints import LAST, ExactResume, best_checkpoint, checkpoint_dir, last_checkpoint
-from seqexp.config import ConfigError, check_config, instantiate, options
+from seqexp.config import ConfigError, check_config, instantiate
 from seqexp.tracking import TAG_FAILURE, TAG_HEADLINE, log_config, make_logger, tracking_uri, ui_command
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def train(
     if cfg.trainer.enable_progress_bar:
         callbacks.append(RichProgressBar())
     trainer = pl.Trainer(
-        **options(cfg.trainer), logger=logger or False, callbacks=callbacks, default_root_dir=run_dir
+        **trainer_options(cfg), logger=logger or False, callbacks=callbacks, default_root_dir=run_dir
     )
     if logger and not resume_run:
         logger.experiment.set_tag(logger.run_id, TAG_HEADLINE, headline)

@@ -12,7 +12,7 @@ from conftest import TINY, config, experiment
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from seqexp.build import build_data, build_model, build_task
+from seqexp.build import build_data, build_model, build_task, trainer_options
 from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RecurrentCell, RNNCell, SimpleGRUCell
 from seqexp.config import ConfigError
 from seqexp.init import IRNN_INPUT_STD, initialize
@@ -207,14 +207,7 @@ def fit(*overrides: str) -> tuple[SequenceModel, dict[str, Tensor]]:
     model = build_model(cfg, task)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     trainer = pl.Trainer(
-        max_steps=cfg.trainer.max_steps,
-        gradient_clip_val=cfg.trainer.gradient_clip_val,
-        gradient_clip_algorithm=cfg.trainer.gradient_clip_algorithm,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
+        **trainer_options(cfg) | {"logger": False, "enable_checkpointing": False, "limit_val_batches": 0}
     )
     trainer.fit(model, datamodule=build_data(cfg, task))
     return model, before
