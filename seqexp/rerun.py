@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from seqexp.checkpoints import LAST, checkpoint_dir
 from seqexp.config import ConfigError
 from seqexp.tracking import CONFIG_ARTIFACT, TAG_RUN_DIR, tracking_uri
 from seqexp.train import RunFailed, RunResult, train
@@ -85,8 +86,8 @@ def resume(client: MlflowClient, run_id: str, trust: bool = False) -> RunResult:
     cfg = recorded_config(client, run_id)
     check_trusted(cfg, trust)
     run_dir = Path(client.get_run(run_id).data.tags[TAG_RUN_DIR])
-    if not (run_dir / "checkpoints" / "last.ckpt").exists():
-        raise ConfigError(f"run {run_id} has no checkpoint to resume from in {run_dir / 'checkpoints'}")
+    if not (checkpoint_dir(run_dir) / LAST).exists():
+        raise ConfigError(f"run {run_id} has no checkpoint to resume from in {checkpoint_dir(run_dir)}")
     return train(cfg, run_dir, resume_run=run_id)
 
 

@@ -11,6 +11,7 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
 from seqexp.build import build_model, build_task
+from seqexp.checkpoints import LAST, checkpoint_dir
 from seqexp.config import ConfigError
 from seqexp.lm import LanguageModel
 from seqexp.rerun import check_trusted, recorded_config
@@ -29,9 +30,9 @@ def from_run(client: MlflowClient, run_id: str) -> tuple[DictConfig, Path]:
     """Run ``run_id``'s recorded config and its best checkpoint (lowest ``val/loss``)."""
     cfg = recorded_config(client, run_id)
     run_dir = Path(client.get_run(run_id).data.tags[TAG_RUN_DIR])
-    best = sorted(p for p in (run_dir / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt")
+    best = sorted(p for p in checkpoint_dir(run_dir).glob("*.ckpt") if p.name != LAST)
     if not best:
-        raise ConfigError(f"run {run_id} has no best checkpoint in {run_dir / 'checkpoints'}")
+        raise ConfigError(f"run {run_id} has no best checkpoint in {checkpoint_dir(run_dir)}")
     return cfg, best[-1]
 
 
