@@ -40,7 +40,7 @@ def step_gradient_norms(model: SequenceModel, x: Tensor, y: Tensor) -> dict[str,
     and weights, run step by step). Parameters' ``.grad`` are left alone."""
     stack = model.stack if isinstance(model.stack, RecurrentStack) else model.stack.as_custom()
     with torch.enable_grad():
-        run = stack.run(model.encoder(x))
+        run = stack.run(model.encoder(x), keep_steps=True)
         assert run.steps is not None
         loss = model.task.loss(model.read_out(run), y)
         activations = [a for steps in run.steps.values() for a in steps]

@@ -15,12 +15,13 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from seqexp import kernels
 from seqexp.cells import RecurrentCell, State
 
 CellFactory = Callable[[int, int], RecurrentCell]
 """Builds a cell from ``(input_size, hidden_size)``."""
-Impl = Literal["auto", "native", "custom"]
-IMPLS = ("auto", "native", "custom")
+Impl = Literal["auto", "native", "custom", "loop"]
+IMPLS = ("auto", "native", "custom", "loop")
 StackState = tuple[Tensor, ...]
 """A whole stack's state in torch.nn's layout: ``a`` (and ``c``), each (layers * directions, B, n_a)."""
 
@@ -37,7 +38,7 @@ class StackRun:
     """The last state, to carry into the next chunk of the sequence."""
     steps: dict[str, list[Tensor]] | None
     """``a[l]<1..T>`` (each (B, n_a), in input order) per layer and direction (``l0``,
-    ``l0_reverse``, ...) as the recurrence used them; ``None`` on the native path."""
+    ``l0_reverse``, ...) as the recurrence used them; ``None`` unless asked for."""
 
 
 def layer_name(layer: int, direction: int) -> str:
@@ -50,7 +51,8 @@ class RecurrentStack(nn.Module):
     (``dropout``) and on the input of the first (``input_dropout``).
 
     ``a[l]<t> = cell_l(a[l]<t-1>, a[l-1]<t>)`` with ``a[0]<t> = x<t>``; a bidirectional layer
-    runs a second cell right to left and concatenates ``[a→<t>, a←<t>]``.
+    runs a second cell right to left and concatenates ``[a→<t>, a←<t>]``. Each layer runs
+    through :mod:`seqexp.kernels` (``use_kernels``) or the cells' own step-by-step loop.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class RecurrentStack(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         input_dropout: float = 0.0,
+        use_kernels: bool = True,
     ) -> None:
         super().__init__()
         check_topology(num_layers, dropout, input_dropout)
@@ -78,6 +81,7 @@ class RecurrentStack(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.input_dropout = nn.Dropout(input_dropout)
         self.blocks = self.layers[0][0].blocks
+        self.use_kernels = use_kernels
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x`` (B, T, n_x) -> every step's top-layer output (B, T, output_size) and a summary
@@ -85,8 +89,9 @@ class RecurrentStack(nn.Module):
         run = self.run(x)
         return run.outputs, run.summary
 
-    def run(self, x: Tensor, state: StackState | None = None) -> StackRun:
-        """Run over ``x`` (B, T, n_x) from ``state`` (zeros if ``None``)."""
+    def run(self, x: Tensor, state: StackState | None = None, keep_steps: bool = False) -> StackRun:
+        """Run over ``x`` (B, T, n_x) from ``state`` (zeros if ``None``); ``keep_steps`` runs
+        the step-by-step loop and keeps every ``a[l]<t>`` it used, for per-step gradients."""
         h = self.input_dropout(x).transpose(0, 1)
         steps: dict[str, list[Tensor]] = {}
         last: list[State] = []
@@ -97,15 +102,19 @@ class RecurrentStack(nn.Module):
             for direction, cell in enumerate(directions):
                 i = layer * self.num_directions + direction
                 initial = None if state is None else tuple(s[i] for s in state)
-                a, final = cell.steps(h.flip(0) if direction else h, initial)
-                a = a[::-1] if direction else a
-                steps[layer_name(layer, direction)] = a
+                sequence = h.flip(0) if direction else h
+                if keep_steps or not self.use_kernels:
+                    a, final = cell.steps(sequence, initial)
+                    steps[layer_name(layer, direction)] = a[::-1] if direction else a
+                    a = torch.stack(a)
+                else:
+                    a, final = kernels.run(cell, sequence, initial)
                 last.append(final)
-                outputs.append(torch.stack(a))
+                outputs.append(a.flip(0) if direction else a)
             h = torch.cat(outputs, dim=-1)
         h = h.transpose(0, 1)
         final_state = tuple(torch.stack(s) for s in zip(*last, strict=True))
-        return StackRun(h, summarize(h, self.hidden_size), final_state, steps)
+        return StackRun(h, summarize(h, self.hidden_size), final_state, steps if keep_steps else None)
 
     def native_weights(self) -> dict[str, Tensor]:
         """All weights, named as a torch.nn.RNN/GRU/LSTM of the same shape names them."""
@@ -204,12 +213,20 @@ def build_stack(
     impl: Impl = "auto",
     input_dropout: float = 0.0,
 ) -> RecurrentStack | NativeStack:
-    """A recurrent stack; ``impl`` picks torch's kernel (``native``), seqexp's cells (``custom``)
-    or the native one wherever it computes exactly the same function (``auto``)."""
+    """A recurrent stack; ``impl`` picks torch's kernel (``native``), seqexp's cells through
+    :mod:`seqexp.kernels` (``custom``) or step by step through autograd (``loop``), or the native
+    kernel wherever it computes exactly the same function and seqexp's kernels elsewhere (``auto``)."""
     if impl not in IMPLS:
         raise ValueError(f"cell.impl must be one of {list(IMPLS)} (got {impl!r})")
     stack = RecurrentStack(
-        make_cell, input_size, hidden_size, num_layers, bidirectional, dropout, input_dropout
+        make_cell,
+        input_size,
+        hidden_size,
+        num_layers,
+        bidirectional,
+        dropout,
+        input_dropout,
+        use_kernels=impl != "loop",
     )
     has_native = stack.layers[0][0].native is not None
     if impl == "native" and not has_native:

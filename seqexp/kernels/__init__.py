@@ -1,0 +1,59 @@
+"""Fast paths for seqexp's own cells: a whole sequence per call, with a hand-written backward.
+
+:func:`run` computes exactly what :meth:`RecurrentCell.steps` computes (the cells stay the
+readable reference), through the fastest kernel there is for the cell and device:
+
+- ``triton`` — one GPU launch for the whole time loop (:mod:`seqexp.kernels.fused`), on CUDA;
+- ``manual`` — torch ops with the backward pass written by hand (:mod:`seqexp.kernels.manual`),
+  on any device, and wherever the Triton kernel does not take the input;
+- ``loop`` — the cell's own step-by-step loop through autograd, for a cell with no kernel here
+  (the GRU with ``reset_after``, whose fast path is torch.nn.GRU).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RecurrentCell, RNNCell, SimpleGRUCell, State
+from seqexp.kernels import manual
+
+Kernel = Literal["triton", "manual", "loop"]
+
+
+def has_kernel(cell: RecurrentCell) -> bool:
+    """Whether a whole-sequence kernel computes this cell."""
+    return isinstance(cell, LSTMCell | RNNCell | SimpleGRUCell) or (
+        isinstance(cell, GRUCell) and not cell.reset_after
+    )
+
+
+def kernel_for(cell: RecurrentCell, like: Tensor) -> Kernel:
+    """The kernel :func:`run` takes for ``cell`` on inputs like ``like``."""
+    if not has_kernel(cell):
+        return "loop"
+    return "manual"
+
+
+def run(cell: RecurrentCell, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+    """Run ``cell`` over a time-major sequence ``x`` (T, B, n_x) from ``state`` (zeros if
+    ``None``): returns ``a<1..T>`` (T, B, n_a) and the last state."""
+    if state is None:
+        state = cell.initial_state(x.shape[1], x)
+    if not has_kernel(cell):
+        outputs, state = cell.steps(x, state)
+        return torch.stack(outputs), state
+    wx = cell.project_input(x)
+    if isinstance(cell, LSTMCell):
+        peepholes = (
+            torch.stack([cell.p_u, cell.p_f, cell.p_o]) if isinstance(cell, PeepholeLSTMCell) else None
+        )
+        outputs, c = manual.LSTMSequence.apply(wx, cell.W_a, *state, peepholes)
+        return outputs, (outputs[-1], c)
+    if isinstance(cell, RNNCell):
+        outputs = manual.RNNSequence.apply(wx, cell.W_a, state[0], cell.nonlinearity == "relu")
+    else:
+        outputs = manual.GRUSequence.apply(wx, cell.W_a, state[0])
+    return outputs, (outputs[-1],)
