@@ -3,7 +3,8 @@
 :func:`run` computes exactly what :meth:`RecurrentCell.steps` computes (the cells stay the
 readable reference), through the fastest kernel there is for the cell and device:
 
-- ``triton`` — one GPU launch for the whole time loop (:mod:`seqexp.kernels.fused`), on CUDA;
+- ``triton`` — one GPU launch for the whole time loop (:mod:`seqexp.kernels.fused`), on CUDA
+  (and on CPU under Triton's interpreter, ``TRITON_INTERPRET=1``, which the tests use);
 - ``manual`` — torch ops with the backward pass written by hand (:mod:`seqexp.kernels.manual`),
   on any device, and wherever the Triton kernel does not take the input;
 - ``loop`` — the cell's own step-by-step loop through autograd, for a cell with no kernel here
@@ -12,6 +13,11 @@ readable reference), through the fastest kernel there is for the cell and device
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import warnings
+from functools import cache
+from types import ModuleType
 from typing import Literal
 
 import torch
@@ -30,11 +36,45 @@ def has_kernel(cell: RecurrentCell) -> bool:
     )
 
 
+@cache
+def triton_kernels() -> ModuleType | None:
+    """:mod:`seqexp.kernels.fused`, or ``None`` where Triton is not installed."""
+    if importlib.util.find_spec("triton") is None:
+        return None
+    return importlib.import_module("seqexp.kernels.fused")
+
+
+@cache
+def fall_back(reason: str) -> None:
+    """Say once per reason that a CUDA input runs on the manual kernel instead of Triton's."""
+    warnings.warn(f"seqexp's Triton kernels do not run here ({reason}): using the manual kernel", stacklevel=3)
+
+
+def interpreting() -> bool:
+    """Whether Triton's interpreter is on (``TRITON_INTERPRET=1``): its kernels then run on CPU."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def backend(like: Tensor) -> ModuleType:
+    """The module whose kernels take inputs like ``like``: fused (Triton) on CUDA or under Triton's
+    interpreter, else manual."""
+    if not (like.is_cuda or interpreting()):
+        return manual
+    fused = triton_kernels()
+    if fused is None:
+        fall_back("Triton is not installed")
+        return manual
+    if like.dtype not in fused.DTYPES:
+        fall_back(f"{like.dtype} input; they take {', '.join(map(str, fused.DTYPES))}")
+        return manual
+    return fused
+
+
 def kernel_for(cell: RecurrentCell, like: Tensor) -> Kernel:
     """The kernel :func:`run` takes for ``cell`` on inputs like ``like``."""
     if not has_kernel(cell):
         return "loop"
-    return "manual"
+    return "manual" if backend(like) is manual else "triton"
 
 
 def run(cell: RecurrentCell, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
@@ -46,14 +86,15 @@ def run(cell: RecurrentCell, x: Tensor, state: State | None = None) -> tuple[Ten
         outputs, state = cell.steps(x, state)
         return torch.stack(outputs), state
     wx = cell.project_input(x)
+    kernels = backend(wx)
     if isinstance(cell, LSTMCell):
         peepholes = (
             torch.stack([cell.p_u, cell.p_f, cell.p_o]) if isinstance(cell, PeepholeLSTMCell) else None
         )
-        outputs, c = manual.LSTMSequence.apply(wx, cell.W_a, *state, peepholes)
+        outputs, c = kernels.LSTMSequence.apply(wx, cell.W_a, *state, peepholes)
         return outputs, (outputs[-1], c)
     if isinstance(cell, RNNCell):
-        outputs = manual.RNNSequence.apply(wx, cell.W_a, state[0], cell.nonlinearity == "relu")
+        outputs = kernels.RNNSequence.apply(wx, cell.W_a, state[0], cell.nonlinearity == "relu")
     else:
-        outputs = manual.GRUSequence.apply(wx, cell.W_a, state[0])
+        outputs = kernels.GRUSequence.apply(wx, cell.W_a, state[0])
     return outputs, (outputs[-1],)

@@ -1,0 +1,327 @@
+"""How fast seqexp's recurrences are against torch.nn's, and whether its kernels are right.
+
+Every time is the median of repeats of one batch's forward+backward, next to torch.nn's kernel
+of the same topology (``nn.RNN`` / ``GRU`` / ``LSTM``: oneDNN on CPU, cuDNN on GPU) and to
+``nn.LSTM``, both timed in the same run on the same inputs. Pure torch (no Hydra or MLflow), so
+that ``python -m seqexp.kernel_bench --device cuda`` runs on a bare GPU machine; ``seqexp-bench``
+runs the same measurements beside its loop and start-up ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from seqexp import kernels
+from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RNNCell, SimpleGRUCell
+from seqexp.recurrent import CellFactory, NativeStack, RecurrentStack, build_stack
+
+console = Console()
+CPU_SIZES = [(64, 100, 32, 128), (64, 500, 2, 128), (128, 200, 64, 256)]
+"""(B, T, n_x, n_a) of the CPU targets."""
+GPU_SIZES = [(64, 100, 32, 128), (64, 100, 512, 512), (64, 1000, 32, 128), (256, 200, 64, 256)]
+"""(B, T, n_x, n_a) of the GPU targets."""
+TINY_SIZES = [(2, 5, 3, 4)]
+CELLS: dict[str, CellFactory] = {
+    "rnn": RNNCell,
+    "gru_simple": SimpleGRUCell,
+    "gru": partial(GRUCell, reset_after=False),
+    "gru_reset_after": partial(GRUCell, reset_after=True),
+    "lstm": LSTMCell,
+    "peephole": PeepholeLSTMCell,
+}
+REFERENCE: dict[str, CellFactory] = {
+    "rnn": RNNCell,
+    "gru_simple": partial(GRUCell, reset_after=True),
+    "gru": partial(GRUCell, reset_after=True),
+    "gru_reset_after": partial(GRUCell, reset_after=True),
+    "lstm": LSTMCell,
+    "peephole": LSTMCell,
+}
+"""The torch.nn kernel each cell is compared with: nn.RNN, nn.GRU or nn.LSTM."""
+TOPOLOGIES = {"uni": (1, False), "bi": (1, True), "deep": (3, False), "deep_bi": (2, True)}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class KernelTiming:
+    cell: str
+    topology: str
+    size: tuple[int, int, int, int]
+    dtype: str
+    kernel: str
+    """What ran: ``triton``, ``manual`` or ``loop`` (seqexp's kernels, see :mod:`seqexp.kernels`),
+    or ``native`` (torch.nn)."""
+    ms: float
+    """Median forward+backward time of one batch."""
+    reference_ms: float
+    """The same for the torch.nn kernel (nn.RNN / GRU / LSTM) of the same topology."""
+    lstm_ms: float
+    """The same for nn.LSTM of the same topology and sizes."""
+    saved_mb: float
+    """Memory that autograd keeps for the backward pass."""
+    reference_saved_mb: float
+
+    @property
+    def ratio(self) -> float:
+        return self.ms / self.reference_ms
+
+    @property
+    def lstm_ratio(self) -> float:
+        return self.ms / self.lstm_ms
+
+
+def median_ms(run: Callable[[], object], repeats: int, device: torch.device) -> float:
+    def timed() -> float:
+        start = time.perf_counter()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    timed()  # warm-up (and Triton's compilation)
+    return statistics.median(timed() for _ in range(repeats)) * 1000
+
+
+def saved_for_backward_mb(stack: nn.Module, x: torch.Tensor) -> float:
+    """The bytes of every tensor autograd saves in one forward pass, in MB."""
+    total = 0
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        stack(x)
+    return total / 2**20
+
+
+def forward_backward(stack: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def run() -> None:
+        outputs, _ = stack(x)
+        outputs.sum().backward()
+
+    return run
+
+
+def stacks_to_time(cell: str, topology: str, n_x: int, n_a: int, loop: bool) -> dict[str, nn.Module]:
+    """seqexp's stack through its kernels, step by step (``loop``), and on torch.nn where it can."""
+    num_layers, bidirectional = TOPOLOGIES[topology]
+    custom = RecurrentStack(CELLS[cell], n_x, n_a, num_layers, bidirectional)
+    stacks: dict[str, nn.Module] = {"custom": custom}
+    if loop:
+        stacks["loop"] = RecurrentStack(CELLS[cell], n_x, n_a, num_layers, bidirectional, use_kernels=False)
+    if custom.layers[0][0].native is not None:
+        stacks["native"] = NativeStack(custom)
+    return stacks
+
+
+def time_kernel(
+    cell: str,
+    topology: str,
+    size: tuple[int, int, int, int],
+    repeats: int,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    loop: bool = False,
+) -> list[KernelTiming]:
+    B, T, n_x, n_a = size
+    num_layers, bidirectional = TOPOLOGIES[topology]
+    x = torch.randn(B, T, n_x, device=device, dtype=dtype)
+
+    def native_ms(make_cell: CellFactory) -> tuple[float, float]:
+        stack = build_stack(make_cell, n_x, n_a, num_layers, bidirectional, impl="native").to(device, dtype)
+        return median_ms(forward_backward(stack, x), repeats, device), saved_for_backward_mb(stack, x)
+
+    reference_ms, reference_mb = native_ms(REFERENCE[cell])
+    lstm_ms = reference_ms if REFERENCE[cell] is LSTMCell else native_ms(LSTMCell)[0]
+    timings = []
+    for name, stack in stacks_to_time(cell, topology, n_x, n_a, loop).items():
+        stack = stack.to(device, dtype)
+        kernel = kernels.kernel_for(stack.layers[0][0], x) if name == "custom" else name
+        timings.append(
+            KernelTiming(
+                cell,
+                topology,
+                size,
+                str(dtype).removeprefix("torch."),
+                kernel,
+                median_ms(forward_backward(stack, x), repeats, device),
+                reference_ms,
+                lstm_ms,
+                saved_for_backward_mb(stack, x),
+                reference_mb,
+            )
+        )
+    return timings
+
+
+@dataclass
+class KernelCheck:
+    cell: str
+    size: tuple[int, int, int, int]
+    dtype: str
+    kernel: str
+    output_error: float
+    """Largest absolute difference of the outputs from the step-by-step cells' in float32."""
+    gradient_error: float
+    """Largest difference of any parameter's or the input's gradient, relative to its largest entry."""
+
+
+def check_kernel(cell: str, size: tuple[int, int, int, int], device: torch.device, dtype: torch.dtype) -> KernelCheck:
+    """seqexp's kernel against the cells' own step-by-step loop (float32) on random inputs."""
+    B, T, n_x, n_a = size
+    torch.manual_seed(0)
+    reference = RecurrentStack(CELLS[cell], n_x, n_a, use_kernels=False).to(device)
+    if isinstance(reference.layers[0][0], PeepholeLSTMCell):
+        for p in reference.parameters():  # peepholes start at 0: make them count
+            nn.init.uniform_(p, -0.3, 0.3)
+    fast = RecurrentStack(CELLS[cell], n_x, n_a).to(device, dtype)
+    fast.load_state_dict(reference.state_dict())
+    x = torch.randn(B, T, n_x, device=device)
+    weights = torch.randn(B, T, n_a, device=device)
+    results = []
+    for stack, inputs in ((reference, x), (fast, x.to(dtype))):
+        inputs = inputs.detach().requires_grad_()
+        outputs, _ = stack(inputs)
+        grads = torch.autograd.grad((outputs.float() * weights).sum(), [inputs, *stack.parameters()])
+        results.append((outputs.float(), [g.float() for g in grads]))
+    (out_ref, grads_ref), (out_fast, grads_fast) = results
+    gradient_error = max(
+        ((g - r).abs().max() / r.abs().max().clamp_min(1e-12)).item()
+        for g, r in zip(grads_fast, grads_ref, strict=True)
+    )
+    return KernelCheck(
+        cell,
+        size,
+        str(dtype).removeprefix("torch."),
+        kernels.kernel_for(fast.layers[0][0], x.to(dtype)),
+        (out_fast - out_ref).abs().max().item(),
+        gradient_error,
+    )
+
+
+def kernel_table(timings: list[KernelTiming]) -> Table:
+    table = Table(
+        "cell",
+        "topology",
+        "B, T, n_x, n_a",
+        "dtype",
+        "kernel",
+        "ms",
+        "torch.nn ms",
+        "ratio",
+        "vs nn.LSTM",
+        "saved MB",
+        "torch.nn MB",
+        title="forward + backward of one batch (median), against torch.nn of the same topology",
+    )
+    for t in timings:
+        table.add_row(
+            t.cell,
+            t.topology,
+            ", ".join(map(str, t.size)),
+            t.dtype,
+            t.kernel,
+            f"{t.ms:.2f}",
+            f"{t.reference_ms:.2f}",
+            f"{t.ratio:.2f}×",
+            f"{t.lstm_ratio:.2f}×",
+            f"{t.saved_mb:.1f}",
+            f"{t.reference_saved_mb:.1f}",
+        )
+    return table
+
+
+def check_table(checks: list[KernelCheck]) -> Table:
+    table = Table(
+        "cell", "B, T, n_x, n_a", "dtype", "kernel", "output error", "gradient error (relative)",
+        title="seqexp's kernels against the step-by-step cells (float32)",
+    )  # fmt: skip
+    for c in checks:
+        table.add_row(
+            c.cell, ", ".join(map(str, c.size)), c.dtype, c.kernel, f"{c.output_error:.1e}", f"{c.gradient_error:.1e}"
+        )
+    return table
+
+
+def machine(device: torch.device) -> dict[str, object]:
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
+    parser.add_argument("--topologies", nargs="+", default=list(TOPOLOGIES), choices=list(TOPOLOGIES))
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtypes", nargs="+", default=["float32"], choices=list(DTYPES))
+    parser.add_argument("--loop", action="store_true", help="also time the step-by-step loop (impl=loop)")
+    parser.add_argument("--check", action="store_true", help="check seqexp's kernels against the cells first")
+
+
+def run_kernels(args: argparse.Namespace, sizes: list[tuple[int, int, int, int]]) -> dict[str, object]:
+    """Check and time what ``args`` asks for; print the tables and return them as JSON-ready data."""
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32, for cuDNN too
+    torch.backends.cudnn.allow_tf32 = False
+    result: dict[str, object] = {}
+    dtypes = [DTYPES[name] for name in args.dtypes]
+    if args.check:
+        checks = [
+            check_kernel(cell, size, device, dtype)
+            for dtype in dtypes
+            for cell in args.cells
+            if kernels.has_kernel(CELLS[cell](1, 1))
+            for size in sizes
+        ]
+        console.print(check_table(checks))
+        result["checks"] = [asdict(c) for c in checks]
+    timings = [
+        timing
+        for dtype in dtypes
+        for cell in args.cells
+        for topology in args.topologies
+        for size in sizes
+        for timing in time_kernel(cell, topology, size, args.repeats, device, dtype, args.loop)
+    ]
+    console.print(kernel_table(timings))
+    result["kernels"] = [asdict(t) | {"ratio": t.ratio, "lstm_ratio": t.lstm_ratio} for t in timings]
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m seqexp.kernel_bench", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    parser.add_argument("--sizes", choices=["cpu", "gpu", "tiny"], default=None, help="default: the device's")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    sizes = {"cpu": CPU_SIZES, "gpu": GPU_SIZES, "tiny": TINY_SIZES}[
+        args.sizes or ("gpu" if args.device.startswith("cuda") else "cpu")
+    ]
+    info = machine(torch.device(args.device))
+    console.print(", ".join(f"{key}: {value}" for key, value in info.items()))
+    result = {"machine": info} | run_kernels(args, sizes)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+        console.print(f"results written to {args.json}", soft_wrap=True)
+
+
+if __name__ == "__main__":
+    main()
