@@ -180,7 +180,9 @@ class KernelCheck:
     """Largest difference of any parameter's or the input's gradient, relative to its largest entry."""
 
 
-def check_kernel(cell: str, size: tuple[int, int, int, int], device: torch.device, dtype: torch.dtype) -> KernelCheck:
+def check_kernel(
+    cell: str, size: tuple[int, int, int, int], device: torch.device, dtype: torch.dtype
+) -> KernelCheck:
     """seqexp's kernel against the cells' own step-by-step loop (float32) on random inputs."""
     B, T, n_x, n_a = size
     torch.manual_seed(0)
@@ -252,7 +254,12 @@ def check_table(checks: list[KernelCheck]) -> Table:
     )  # fmt: skip
     for c in checks:
         table.add_row(
-            c.cell, ", ".join(map(str, c.size)), c.dtype, c.kernel, f"{c.output_error:.1e}", f"{c.gradient_error:.1e}"
+            c.cell,
+            ", ".join(map(str, c.size)),
+            c.dtype,
+            c.kernel,
+            f"{c.output_error:.1e}",
+            f"{c.gradient_error:.1e}",
         )
     return table
 
@@ -306,7 +313,9 @@ def run_kernels(args: argparse.Namespace, sizes: list[tuple[int, int, int, int]]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m seqexp.kernel_bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m seqexp.kernel_bench", description=__doc__.split("\n\n")[0]
+    )
     add_arguments(parser)
     parser.add_argument("--sizes", choices=["cpu", "gpu", "tiny"], default=None, help="default: the device's")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")

@@ -47,7 +47,9 @@ def triton_kernels() -> ModuleType | None:
 @cache
 def fall_back(reason: str) -> None:
     """Say once per reason that a CUDA input runs on the manual kernel instead of Triton's."""
-    warnings.warn(f"seqexp's Triton kernels do not run here ({reason}): using the manual kernel", stacklevel=3)
+    warnings.warn(
+        f"seqexp's Triton kernels do not run here ({reason}): using the manual kernel", stacklevel=3
+    )
 
 
 def interpreting() -> bool:

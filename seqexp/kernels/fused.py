@@ -30,81 +30,113 @@ DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 @dataclass(frozen=True)
-class Blocks:
-    """Tile sizes of a launch: batch rows per program, hidden units per tile, reduction chunk."""
+class Launch:
+    """How a launch shares out the work: ``batch`` rows per program and ``splits`` programs across
+    the hidden units (they meet at a barrier after every phase of a step); tiles of ``hidden``
+    units, products reduced in chunks of ``reduction``."""
 
     batch: int
     hidden: int
     reduction: int
+    splits: int = 1
+    warps: int = 4
 
     @property
     def dot(self) -> bool:
-        """Whether products use ``tl.dot`` (tensor cores; needs 16 rows) or multiply-and-sum."""
-        return self.batch >= 16
+        """Whether products use ``tl.dot`` (tensor cores for 16-bit inputs; it needs tiles of 16)."""
+        return min(self.batch, self.hidden, self.reduction) >= 16
 
 
-def choose_blocks(batch: int, dtype: torch.dtype) -> Blocks:
-    """Tensor cores for 16-bit inputs; for float32 (no tensor cores without TF32) fewer rows per
-    program, so that more programs share the batch."""
-    if dtype == torch.float32:
-        return Blocks(batch=4 if batch >= 64 else 2, hidden=32, reduction=32)
-    return Blocks(batch=16, hidden=64, reduction=64)
+def processors(device: torch.device) -> int:
+    """How many programs surely run at once (and so can meet at a barrier): one per multiprocessor."""
+    if device.type != "cuda":
+        return 1  # Triton's interpreter runs programs one after another
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def choose_launch(batch: int, hidden: int, dtype: torch.dtype, device: torch.device) -> Launch:
+    """The tile that keeps the most programs busy, up to one per multiprocessor: batch blocks,
+    then slices of the hidden units. Measured on an H100 (``.device/tune.py``'s shapes): more
+    programs with less work each beat fewer with more; at a tie, 16×16 tiles (``tl.dot``) win."""
+    tiles = [Launch(16, 16, 64 if dtype != torch.float32 else 32)]
+    if dtype == torch.float32:  # without TF32 ``tl.dot`` has no tensor cores to give: 8×8 tiles too
+        tiles.append(Launch(8, 8, 128, warps=2))
+    best = None
+    for tile in tiles:
+        blocks = triton.cdiv(batch, tile.batch)
+        splits = max(1, min(processors(device) // blocks, triton.cdiv(hidden, tile.hidden)))
+        launch = Launch(tile.batch, tile.hidden, tile.reduction, splits, tile.warps)
+        if best is None or blocks * splits > triton.cdiv(batch, best.batch) * best.splits:
+            best = launch
+    assert best is not None
+    return best
 
 
 @triton.jit
-def _product(
-    src,
-    src_row_stride,
-    rows,
-    row_mask,
-    w,
-    w_stride_k,
-    w_stride_j,
-    cols,
-    col_mask,
-    K,
-    BLOCK_B: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-    DOT: tl.constexpr,
-    IEEE: tl.constexpr,
-):
-    """``Σ_{k<K} src[rows, k] · w[k, cols]`` as a float32 (BLOCK_B, BLOCK_H) tile."""
-    acc = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        ks = k0 + tl.arange(0, BLOCK_K)
-        k_mask = ks < K
-        s = tl.load(
-            src + rows[:, None] * src_row_stride + ks[None, :],
-            mask=row_mask[:, None] & k_mask[None, :],
-            other=0.0,
-        )
-        wt = tl.load(
-            w + ks[:, None] * w_stride_k + cols[None, :] * w_stride_j,
-            mask=k_mask[:, None] & col_mask[None, :],
-            other=0.0,
-        )
-        if DOT:
-            if IEEE:
-                acc += tl.dot(s.to(wt.dtype), wt, input_precision="ieee")
-            else:
-                acc += tl.dot(s.to(wt.dtype), wt)
-        else:
-            acc += tl.sum(s.to(tl.float32)[:, :, None] * wt.to(tl.float32)[None, :, :], axis=1)
-    return acc
+def _tile_product(a, w, DOT: tl.constexpr, IEEE: tl.constexpr):
+    """``a @ w`` in float32: ``tl.dot`` (exact float32 products if ``IEEE``) or multiply-and-sum."""
+    if DOT:
+        if IEEE:
+            return tl.dot(a.to(w.dtype), w, input_precision="ieee")
+        return tl.dot(a.to(w.dtype), w)
+    return tl.sum(a.to(tl.float32)[:, :, None] * w.to(tl.float32)[None, :, :], axis=1)
 
 
 @triton.jit
 def _preactivation(
     z_at, a_prev, W, block, N, rows, row_mask, cols, col_mask, mask,
-    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT: tl.constexpr, IEEE: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT: tl.constexpr, IEEE: tl.constexpr,
 ):  # fmt: skip
-    """``W_a a<t-1> + W_x x<t> + b`` for one weight block (rows ``block·N ...`` of ``W_a``)."""
-    product = _product(
-        a_prev, N, rows, row_mask, W + block * N * N, 1, N, cols, col_mask, N,
-        BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE,
-    )  # fmt: skip
-    return product + tl.load(z_at + block * N, mask=mask, other=0.0).to(tl.float32)
+    """``W_a a<t-1> + W_x x<t> + b`` for one weight block (rows ``block·N ...`` of ``W_a``) as a
+    float32 tile. ``a<t-1>`` is read past the multiprocessor's cache: other programs wrote it."""
+    z = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
+    for k0 in range(0, N, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        k_mask = ks < N
+        a = tl.load(
+            a_prev + rows[:, None] * N + ks[None, :],
+            mask=row_mask[:, None] & k_mask[None, :],
+            other=0.0,
+            cache_modifier=".cg",
+        )
+        w_at = W + (block * N + cols[None, :]) * N + ks[:, None]  # W_aᵀ[k, j] = W_a[j, k]
+        z += _tile_product(a, tl.load(w_at, mask=k_mask[:, None] & col_mask[None, :], other=0.0), DOT, IEEE)
+    return z + tl.load(z_at + block * N, mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _lstm_preactivations(
+    z_at, a_prev, W, N, rows, row_mask, cols, col_mask, mask,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT: tl.constexpr, IEEE: tl.constexpr,
+):  # fmt: skip
+    """:func:`_preactivation` of the four LSTM blocks in one pass over ``a<t-1>``: each chunk of
+    it is read once, and the four weight tiles' loads overlap."""
+    z_u = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
+    z_f = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
+    z_c = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
+    z_o = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
+    for k0 in range(0, N, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        k_mask = ks < N
+        a = tl.load(
+            a_prev + rows[:, None] * N + ks[None, :],
+            mask=row_mask[:, None] & k_mask[None, :],
+            other=0.0,
+            cache_modifier=".cg",
+        )
+        w_at = W + cols[None, :] * N + ks[:, None]  # W_aᵀ[k, j] = W_a[j, k]
+        w_mask = k_mask[:, None] & col_mask[None, :]
+        z_u += _tile_product(a, tl.load(w_at, mask=w_mask, other=0.0), DOT, IEEE)
+        z_f += _tile_product(a, tl.load(w_at + N * N, mask=w_mask, other=0.0), DOT, IEEE)
+        z_c += _tile_product(a, tl.load(w_at + 2 * N * N, mask=w_mask, other=0.0), DOT, IEEE)
+        z_o += _tile_product(a, tl.load(w_at + 3 * N * N, mask=w_mask, other=0.0), DOT, IEEE)
+    z_u += tl.load(z_at, mask=mask, other=0.0).to(tl.float32)
+    z_f += tl.load(z_at + N, mask=mask, other=0.0).to(tl.float32)
+    z_c += tl.load(z_at + 2 * N, mask=mask, other=0.0).to(tl.float32)
+    z_o += tl.load(z_at + 3 * N, mask=mask, other=0.0).to(tl.float32)
+    return z_u, z_f, z_c, z_o
 
 
 @triton.jit
@@ -113,27 +145,50 @@ def _tanh(x):
 
 
 @triton.jit
+def _tile(h0, h_end, rows, row_mask, N, BLOCK_H: tl.constexpr):
+    """A tile of hidden units from ``h0``: its columns, their mask, the tile's mask and its offsets
+    in a (B, N) slab."""
+    cols = h0 + tl.arange(0, BLOCK_H)
+    col_mask = cols < h_end
+    return cols, col_mask, row_mask[:, None] & col_mask[None, :], rows[:, None] * N + cols[None, :]
+
+
+@triton.jit
+def _sync(counter, phase, SPLITS: tl.constexpr):
+    """Wait until every program of this batch block has finished ``phase``; returns the next
+    phase. The programs share ``counter``, to which each adds 1 per phase."""
+    tl.debug_barrier()
+    if SPLITS > 1:
+        tl.atomic_add(counter, 1, sem="release")
+        target = (phase + 1) * SPLITS
+        seen = tl.atomic_add(counter, 0, sem="acquire")
+        while seen < target:
+            seen = tl.atomic_add(counter, 0, sem="acquire")
+    tl.debug_barrier()
+    return phase + 1
+
+
+@triton.jit
 def _lstm_forward(
-    wx, W, p, hs, cells, gates, T, B, N,
-    PEEPHOLE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-    DOT: tl.constexpr, IEEE: tl.constexpr,
+    wx, W, p, hs, cells, gates, T, B, N, H_SLICE, sync,
+    PEEPHOLE: tl.constexpr, SPLITS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_K: tl.constexpr, DOT: tl.constexpr, IEEE: tl.constexpr,
 ):  # fmt: skip
     """``hs[t+1]``, ``cells[t+1]`` and ``gates[t]`` (Γu, Γf, c̃, Γo) from ``hs[t]``, ``cells[t]``."""
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
+    h_begin = tl.program_id(1) * H_SLICE
+    h_end = tl.minimum(h_begin + H_SLICE, N)
     G = 4 * N
+    phase = 0
     for t in range(T):
         a_prev = hs + t * B * N
-        for h0 in range(0, N, BLOCK_H):
-            cols = h0 + tl.arange(0, BLOCK_H)
-            col_mask = cols < N
-            mask = row_mask[:, None] & col_mask[None, :]
-            state = rows[:, None] * N + cols[None, :]
+        for h0 in range(h_begin, h_end, BLOCK_H):
+            cols, col_mask, mask, state = _tile(h0, h_end, rows, row_mask, N, BLOCK_H)
             z_at = wx + t * B * G + rows[:, None] * G + cols[None, :]
-            z_u = _preactivation(z_at, a_prev, W, 0, N, rows, row_mask, cols, col_mask, mask, BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE)  # noqa: E501
-            z_f = _preactivation(z_at, a_prev, W, 1, N, rows, row_mask, cols, col_mask, mask, BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE)  # noqa: E501
-            z_c = _preactivation(z_at, a_prev, W, 2, N, rows, row_mask, cols, col_mask, mask, BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE)  # noqa: E501
-            z_o = _preactivation(z_at, a_prev, W, 3, N, rows, row_mask, cols, col_mask, mask, BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE)  # noqa: E501
+            z_u, z_f, z_c, z_o = _lstm_preactivations(
+                z_at, a_prev, W, N, rows, row_mask, cols, col_mask, mask, BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE
+            )
             c_prev = tl.load(cells + t * B * N + state, mask=mask, other=0.0)
             if PEEPHOLE:
                 z_u += tl.load(p + cols, mask=col_mask, other=0.0)[None, :] * c_prev
@@ -153,27 +208,62 @@ def _lstm_forward(
             tl.store(gate_at + 3 * N, o, mask=mask)
             tl.store(cells + (t + 1) * B * N + state, c, mask=mask)
             tl.store(hs + (t + 1) * B * N + state, a.to(hs.dtype.element_ty), mask=mask)
-        tl.debug_barrier()  # a<t> is complete before any tile of step t+1 reads it
+        phase = _sync(sync + tl.program_id(0), phase, SPLITS)  # a<t> is whole before step t+1 reads it
+
+
+@triton.jit
+def _backpropagated(
+    dz, G, W, N, rows, row_mask, cols, col_mask,
+    NB: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT: tl.constexpr, IEEE: tl.constexpr,
+):  # fmt: skip
+    """``(dz[rows, :NB·N] @ W_a[:NB·N])[:, cols]``: what the first ``NB`` blocks' products send
+    back to the previous state. Rows of ``dz`` hold ``G`` entries. The blocks are unrolled so that
+    their loads overlap; ``dz`` is read past the multiprocessor's cache (other programs wrote it)."""
+    acc = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
+    for k0 in range(0, N, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        k_mask = ks < N
+        for block in tl.static_range(NB):
+            d = tl.load(
+                dz + rows[:, None] * G + block * N + ks[None, :],
+                mask=row_mask[:, None] & k_mask[None, :],
+                other=0.0,
+                cache_modifier=".cg",
+            )
+            w = tl.load(
+                W + (block * N + ks[:, None]) * N + cols[None, :],
+                mask=k_mask[:, None] & col_mask[None, :],
+                other=0.0,
+            )
+            acc += _tile_product(d, w, DOT, IEEE)
+    return acc
 
 
 @triton.jit
 def _lstm_backward(
-    d_out, W, p, cells, gates, dz, da, dc, T, B, N,
-    PEEPHOLE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-    DOT: tl.constexpr, IEEE: tl.constexpr,
+    d_out, W, p, cells, gates, dz, dc, T, B, N, H_SLICE, sync,
+    PEEPHOLE: tl.constexpr, SPLITS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_K: tl.constexpr, DOT: tl.constexpr, IEEE: tl.constexpr,
 ):  # fmt: skip
-    """``dz[t] = ∂L/∂z<t>`` for t = T-1 ... 0; ``da``, ``dc`` carry ∂L/∂a<t>, ∂L/∂c<t> back
-    (they start as zeros and ∂L/∂c<T>, and end as ∂L/∂a<0>, ∂L/∂c<0>)."""
+    """``dz[t] = ∂L/∂z<t>`` for t = T-1 ... 0, one phase per step: ``∂L/∂a<t>`` is ``d_out[t]``
+    plus ``dz[t+1] @ W_a`` (``dz[T]`` is zeros); ``dc`` carries ∂L/∂c<t> back (from ∂L/∂c<T> to
+    ∂L/∂c<0>). ∂L/∂a<0> is left to the caller: ``dz[0] @ W_a``."""
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
+    h_begin = tl.program_id(1) * H_SLICE
+    h_end = tl.minimum(h_begin + H_SLICE, N)
     G = 4 * N
+    phase = 0
     for step in range(T):
         t = T - 1 - step
-        for h0 in range(0, N, BLOCK_H):
-            cols = h0 + tl.arange(0, BLOCK_H)
-            col_mask = cols < N
-            mask = row_mask[:, None] & col_mask[None, :]
-            state = rows[:, None] * N + cols[None, :]
+        for h0 in range(h_begin, h_end, BLOCK_H):
+            cols, col_mask, mask, state = _tile(h0, h_end, rows, row_mask, N, BLOCK_H)
+            d_a = _backpropagated(
+                dz + (t + 1) * B * G, G, W, N, rows, row_mask, cols, col_mask, 4,
+                BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE,
+            )  # fmt: skip
+            d_a += tl.load(d_out + t * B * N + state, mask=mask, other=0.0).to(tl.float32)
             gate_at = gates + t * B * G + rows[:, None] * G + cols[None, :]
             u = tl.load(gate_at, mask=mask, other=0.0)
             f = tl.load(gate_at + N, mask=mask, other=0.0)
@@ -181,8 +271,6 @@ def _lstm_backward(
             o = tl.load(gate_at + 3 * N, mask=mask, other=0.0)
             c_prev = tl.load(cells + t * B * N + state, mask=mask, other=0.0)
             h = _tanh(tl.load(cells + (t + 1) * B * N + state, mask=mask, other=0.0))
-            d_a = tl.load(d_out + t * B * N + state, mask=mask, other=0.0).to(tl.float32)
-            d_a += tl.load(da + state, mask=mask, other=0.0)
             dz_o = d_a * h * o * (1 - o)
             d_c = tl.load(dc + state, mask=mask, other=0.0) + d_a * o * (1 - h * h)
             if PEEPHOLE:
@@ -200,183 +288,194 @@ def _lstm_backward(
             tl.store(dz_at + 2 * N, dz_c, mask=mask)
             tl.store(dz_at + 3 * N, dz_o, mask=mask)
             tl.store(dc + state, d_c_prev, mask=mask)
-        tl.debug_barrier()
-        _backpropagate(dz + t * B * G, G, W, G, da, rows, row_mask, N, BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE)
-        tl.debug_barrier()
-
-
-@triton.jit
-def _backpropagate(
-    dz, dz_row_stride, W, K, out, rows, row_mask, N,
-    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT: tl.constexpr, IEEE: tl.constexpr,
-    ACCUMULATE: tl.constexpr = False,
-):  # fmt: skip
-    """``out[rows] (+)= dz[rows, :K] @ W[:K]``: the gradient through ``W_a`` to the previous state."""
-    for h0 in range(0, N, BLOCK_H):
-        cols = h0 + tl.arange(0, BLOCK_H)
-        col_mask = cols < N
-        mask = row_mask[:, None] & col_mask[None, :]
-        at = out + rows[:, None] * N + cols[None, :]
-        total = _product(
-            dz, dz_row_stride, rows, row_mask, W, N, 1, cols, col_mask, K, BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE
-        )
-        if ACCUMULATE:
-            total += tl.load(at, mask=mask, other=0.0)
-        tl.store(at, total, mask=mask)
+        phase = _sync(sync + tl.program_id(0), phase, SPLITS)  # dz[t] is whole before step t-1 reads it
 
 
 @triton.jit
 def _gru_forward(
-    wx, W, hs, gates, reset, T, B, N,
-    NB: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-    DOT: tl.constexpr, IEEE: tl.constexpr,
+    wx, W, hs, gates, reset, T, B, N, H_SLICE, sync,
+    NB: tl.constexpr, SPLITS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_K: tl.constexpr, DOT: tl.constexpr, IEEE: tl.constexpr,
 ):  # fmt: skip
     """The course's GRU (``NB = 3`` blocks r, u, c) or the simplified one (``NB = 2``: u, c).
     ``reset[t]`` keeps ``Γr * c<t-1>``, the input of ``W_c``'s product."""
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
+    h_begin = tl.program_id(1) * H_SLICE
+    h_end = tl.minimum(h_begin + H_SLICE, N)
     G = NB * N
     U = NB - 2  # the u block; c follows it
+    phase = 0
     for t in range(T):
         c_prev_at = hs + t * B * N
         recurrent_input = c_prev_at
         if NB == 3:  # Γr first: c̃'s product needs Γr * c<t-1> for every hidden unit
             recurrent_input = reset + t * B * N
-            for h0 in range(0, N, BLOCK_H):
-                cols = h0 + tl.arange(0, BLOCK_H)
-                col_mask = cols < N
-                mask = row_mask[:, None] & col_mask[None, :]
-                state = rows[:, None] * N + cols[None, :]
+            for h0 in range(h_begin, h_end, BLOCK_H):
+                cols, col_mask, mask, state = _tile(h0, h_end, rows, row_mask, N, BLOCK_H)
                 z_at = wx + t * B * G + rows[:, None] * G + cols[None, :]
-                r = tl.sigmoid(_preactivation(z_at, c_prev_at, W, 0, N, rows, row_mask, cols, col_mask, mask, BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE))  # noqa: E501
+                z_r = _preactivation(
+                    z_at, c_prev_at, W, 0, N, rows, row_mask, cols, col_mask, mask,
+                    BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE,
+                )  # fmt: skip
+                r = tl.sigmoid(z_r)
                 c_prev = tl.load(c_prev_at + state, mask=mask, other=0.0).to(tl.float32)
                 tl.store(gates + t * B * G + rows[:, None] * G + cols[None, :], r, mask=mask)
                 tl.store(recurrent_input + state, (r * c_prev).to(reset.dtype.element_ty), mask=mask)
-            tl.debug_barrier()
-        for h0 in range(0, N, BLOCK_H):
-            cols = h0 + tl.arange(0, BLOCK_H)
-            col_mask = cols < N
-            mask = row_mask[:, None] & col_mask[None, :]
-            state = rows[:, None] * N + cols[None, :]
+            phase = _sync(sync + tl.program_id(0), phase, SPLITS)
+        for h0 in range(h_begin, h_end, BLOCK_H):
+            cols, col_mask, mask, state = _tile(h0, h_end, rows, row_mask, N, BLOCK_H)
             z_at = wx + t * B * G + rows[:, None] * G + cols[None, :]
-            u = tl.sigmoid(_preactivation(z_at, c_prev_at, W, U, N, rows, row_mask, cols, col_mask, mask, BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE))  # noqa: E501
-            c_tilde = _tanh(_preactivation(z_at, recurrent_input, W, U + 1, N, rows, row_mask, cols, col_mask, mask, BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE))  # noqa: E501
+            z_u = _preactivation(
+                z_at,
+                c_prev_at,
+                W,
+                U,
+                N,
+                rows,
+                row_mask,
+                cols,
+                col_mask,
+                mask,
+                BLOCK_B,
+                BLOCK_H,
+                BLOCK_K,
+                DOT,
+                IEEE,
+            )
+            z_c = _preactivation(
+                z_at, recurrent_input, W, U + 1, N, rows, row_mask, cols, col_mask, mask,
+                BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE,
+            )  # fmt: skip
+            u = tl.sigmoid(z_u)
+            c_tilde = _tanh(z_c)
             c_prev = tl.load(c_prev_at + state, mask=mask, other=0.0).to(tl.float32)
             c = u * c_tilde + (1 - u) * c_prev
             gate_at = gates + t * B * G + rows[:, None] * G + cols[None, :]
             tl.store(gate_at + U * N, u, mask=mask)
             tl.store(gate_at + (U + 1) * N, c_tilde, mask=mask)
             tl.store(hs + (t + 1) * B * N + state, c.to(hs.dtype.element_ty), mask=mask)
-        tl.debug_barrier()
+        phase = _sync(sync + tl.program_id(0), phase, SPLITS)
 
 
 @triton.jit
 def _gru_backward(
-    d_out, W, hs, gates, dz, dc, T, B, N,
-    NB: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-    DOT: tl.constexpr, IEEE: tl.constexpr,
+    d_out, W, hs, gates, dz, dc, T, B, N, H_SLICE, sync,
+    NB: tl.constexpr, SPLITS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_K: tl.constexpr, DOT: tl.constexpr, IEEE: tl.constexpr,
 ):  # fmt: skip
-    """``dz[t] = ∂L/∂z<t>`` for t = T-1 ... 0; ``dc`` carries ∂L/∂c<t> back (zeros to ∂L/∂c<0>)."""
+    """``dz[t] = ∂L/∂z<t>`` for t = T-1 ... 0 (``dz[T]`` is zeros). ``dc`` carries the part of
+    ∂L/∂c<t-1> that does not go through the first two blocks' products (``dc * (1 − Γu)``, and
+    ``Γr *`` the gradient through ``W_c`` in the course form); that part is ``dz[t][:, :2N] @
+    W_a[:2N]``, added at the next step, or by the caller for ∂L/∂c<0>."""
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
+    h_begin = tl.program_id(1) * H_SLICE
+    h_end = tl.minimum(h_begin + H_SLICE, N)
     G = NB * N
     U = NB - 2  # the u block; c follows it
+    phase = 0
     for step in range(T):
         t = T - 1 - step
-        for h0 in range(0, N, BLOCK_H):
-            cols = h0 + tl.arange(0, BLOCK_H)
-            col_mask = cols < N
-            mask = row_mask[:, None] & col_mask[None, :]
-            state = rows[:, None] * N + cols[None, :]
+        for h0 in range(h_begin, h_end, BLOCK_H):
+            cols, col_mask, mask, state = _tile(h0, h_end, rows, row_mask, N, BLOCK_H)
+            d_c = _backpropagated(
+                dz + (t + 1) * B * G, G, W, N, rows, row_mask, cols, col_mask, 2,
+                BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE,
+            )  # fmt: skip
+            d_c += tl.load(d_out + t * B * N + state, mask=mask, other=0.0).to(tl.float32)
+            d_c += tl.load(dc + state, mask=mask, other=0.0)
             gate_at = gates + t * B * G + rows[:, None] * G + cols[None, :]
             u = tl.load(gate_at + U * N, mask=mask, other=0.0)
             c_tilde = tl.load(gate_at + (U + 1) * N, mask=mask, other=0.0)
             c_prev = tl.load(hs + t * B * N + state, mask=mask, other=0.0).to(tl.float32)
-            d_c = tl.load(d_out + t * B * N + state, mask=mask, other=0.0).to(tl.float32)
-            d_c += tl.load(dc + state, mask=mask, other=0.0)
             dz_at = dz + t * B * G + rows[:, None] * G + cols[None, :]
             tl.store(dz_at + U * N, d_c * (c_tilde - c_prev) * u * (1 - u), mask=mask)
             tl.store(dz_at + (U + 1) * N, d_c * u * (1 - c_tilde * c_tilde), mask=mask)
             tl.store(dc + state, d_c * (1 - u), mask=mask)
-        tl.debug_barrier()
+        phase = _sync(sync + tl.program_id(0), phase, SPLITS)
         if NB == 3:  # through Γr * c<t-1>: ∂L/∂(Γr * c<t-1>) = dz_c @ W_c
-            for h0 in range(0, N, BLOCK_H):
-                cols = h0 + tl.arange(0, BLOCK_H)
-                col_mask = cols < N
-                mask = row_mask[:, None] & col_mask[None, :]
-                state = rows[:, None] * N + cols[None, :]
-                d_reset = _product(
-                    dz + t * B * G + 2 * N, G, rows, row_mask, W + 2 * N * N, N, 1, cols, col_mask, N,
+            for h0 in range(h_begin, h_end, BLOCK_H):
+                cols, col_mask, mask, state = _tile(h0, h_end, rows, row_mask, N, BLOCK_H)
+                d_reset = _backpropagated(
+                    dz + t * B * G + 2 * N, G, W + 2 * N * N, N, rows, row_mask, cols, col_mask, 1,
                     BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE,
                 )  # fmt: skip
-                r = tl.load(gates + t * B * G + rows[:, None] * G + cols[None, :], mask=mask, other=0.0)
+                r_offsets = t * B * G + rows[:, None] * G + cols[None, :]
+                r = tl.load(gates + r_offsets, mask=mask, other=0.0)
                 c_prev = tl.load(hs + t * B * N + state, mask=mask, other=0.0).to(tl.float32)
-                tl.store(dz + t * B * G + rows[:, None] * G + cols[None, :], d_reset * c_prev * r * (1 - r), mask=mask)
+                tl.store(dz + r_offsets, d_reset * c_prev * r * (1 - r), mask=mask)
                 tl.store(dc + state, tl.load(dc + state, mask=mask, other=0.0) + d_reset * r, mask=mask)
-            tl.debug_barrier()
-        # through the first two blocks' products: W_r, W_u (course form) or W_u, W_c (simplified)
-        _backpropagate(
-            dz + t * B * G, G, W, 2 * N, dc, rows, row_mask, N,
-            BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE, True,
-        )  # fmt: skip
-        tl.debug_barrier()
+            phase = _sync(sync + tl.program_id(0), phase, SPLITS)
 
 
 @triton.jit
 def _rnn_forward(
-    wx, W, hs, T, B, N,
-    RELU: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-    DOT: tl.constexpr, IEEE: tl.constexpr,
+    wx, W, hs, T, B, N, H_SLICE, sync,
+    RELU: tl.constexpr, SPLITS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_K: tl.constexpr, DOT: tl.constexpr, IEEE: tl.constexpr,
 ):  # fmt: skip
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
+    h_begin = tl.program_id(1) * H_SLICE
+    h_end = tl.minimum(h_begin + H_SLICE, N)
+    phase = 0
     for t in range(T):
-        for h0 in range(0, N, BLOCK_H):
-            cols = h0 + tl.arange(0, BLOCK_H)
-            col_mask = cols < N
-            mask = row_mask[:, None] & col_mask[None, :]
-            state = rows[:, None] * N + cols[None, :]
-            z = _preactivation(wx + t * B * N + state, hs + t * B * N, W, 0, N, rows, row_mask, cols, col_mask, mask, BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE)  # noqa: E501
+        for h0 in range(h_begin, h_end, BLOCK_H):
+            cols, col_mask, mask, state = _tile(h0, h_end, rows, row_mask, N, BLOCK_H)
+            z = _preactivation(
+                wx + t * B * N + state, hs + t * B * N, W, 0, N, rows, row_mask, cols, col_mask, mask,
+                BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE,
+            )  # fmt: skip
             a = tl.maximum(z, 0.0) if RELU else _tanh(z)
             tl.store(hs + (t + 1) * B * N + state, a.to(hs.dtype.element_ty), mask=mask)
-        tl.debug_barrier()
+        phase = _sync(sync + tl.program_id(0), phase, SPLITS)
 
 
 @triton.jit
 def _rnn_backward(
-    d_out, W, hs, dz, da, T, B, N,
-    RELU: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-    DOT: tl.constexpr, IEEE: tl.constexpr,
+    d_out, W, hs, dz, T, B, N, H_SLICE, sync,
+    RELU: tl.constexpr, SPLITS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_K: tl.constexpr, DOT: tl.constexpr, IEEE: tl.constexpr,
 ):  # fmt: skip
+    """``dz[t] = ∂L/∂z<t>`` for t = T-1 ... 0 (``dz[T]`` is zeros); ∂L/∂a<0> is ``dz[0] @ W_a``."""
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < B
+    h_begin = tl.program_id(1) * H_SLICE
+    h_end = tl.minimum(h_begin + H_SLICE, N)
+    phase = 0
     for step in range(T):
         t = T - 1 - step
-        for h0 in range(0, N, BLOCK_H):
-            cols = h0 + tl.arange(0, BLOCK_H)
-            col_mask = cols < N
-            mask = row_mask[:, None] & col_mask[None, :]
-            state = rows[:, None] * N + cols[None, :]
+        for h0 in range(h_begin, h_end, BLOCK_H):
+            cols, col_mask, mask, state = _tile(h0, h_end, rows, row_mask, N, BLOCK_H)
+            d_a = _backpropagated(
+                dz + (t + 1) * B * N, N, W, N, rows, row_mask, cols, col_mask, 1,
+                BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE,
+            )  # fmt: skip
+            d_a += tl.load(d_out + t * B * N + state, mask=mask, other=0.0).to(tl.float32)
             a = tl.load(hs + (t + 1) * B * N + state, mask=mask, other=0.0).to(tl.float32)
-            d_a = tl.load(d_out + t * B * N + state, mask=mask, other=0.0).to(tl.float32)
-            d_a += tl.load(da + state, mask=mask, other=0.0)
             d_z = tl.where(a > 0, d_a, 0.0) if RELU else d_a * (1 - a * a)
             tl.store(dz + t * B * N + state, d_z, mask=mask)
-        tl.debug_barrier()
-        _backpropagate(dz + t * B * N, N, W, N, da, rows, row_mask, N, BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE)
-        tl.debug_barrier()
+        phase = _sync(sync + tl.program_id(0), phase, SPLITS)
 
 
-def _launch(kernel: Any, batch: int, dtype: torch.dtype, *args: Any, **constants: Any) -> None:
-    blocks = choose_blocks(batch, dtype)
-    kernel[(triton.cdiv(batch, blocks.batch),)](
+def _launch(kernel: Any, like: Tensor, *args: Any, **constants: Any) -> None:
+    """Run ``kernel`` for a sequence like ``like`` (T, B, n_a), shared out by :func:`choose_launch`."""
+    _, batch, hidden = like.shape
+    launch = choose_launch(batch, hidden, like.dtype, like.device)
+    blocks = triton.cdiv(batch, launch.batch)
+    kernel[(blocks, launch.splits)](
         *args,
+        triton.cdiv(hidden, launch.splits),
+        torch.zeros(blocks, dtype=torch.int32, device=like.device),  # one barrier counter per block
         **constants,
-        BLOCK_B=blocks.batch,
-        BLOCK_H=blocks.hidden,
-        BLOCK_K=blocks.reduction,
-        DOT=blocks.dot,
-        IEEE=dtype == torch.float32,
+        SPLITS=launch.splits,
+        BLOCK_B=launch.batch,
+        BLOCK_H=launch.hidden,
+        BLOCK_K=launch.reduction,
+        DOT=launch.dot,
+        IEEE=like.dtype == torch.float32,
+        num_warps=launch.warps,
     )
 
 
@@ -387,20 +486,27 @@ def _states(initial: Tensor, T: int, dtype: torch.dtype) -> Tensor:
     return states
 
 
+def _pre_activation_gradients(T: int, B: int, G: int, like: Tensor) -> Tensor:
+    """``dz`` for the backward kernels: (T + 1, B, G) float32, its last slab zeros."""
+    dz = torch.empty(T + 1, B, G, dtype=torch.float32, device=like.device)
+    dz[T].zero_()
+    return dz
+
+
 class LSTMSequence(torch.autograd.Function):
-    """As :class:`seqexp.kernels.manual.LSTMSequence`, in two launches."""
+    """As :class:`seqexp.kernels.manual.LSTMSequence`, one launch each way."""
 
     @staticmethod
     def forward(
         ctx: Any, wx: Tensor, W_a: Tensor, a0: Tensor, c0: Tensor, peepholes: Tensor | None
     ) -> tuple[Tensor, Tensor]:
         T, B, G = wx.shape
-        n = W_a.shape[1]
         wx, W_a = wx.contiguous(), W_a.contiguous()
         hs, cells = _states(a0, T, wx.dtype), _states(c0, T, torch.float32)
         gates = wx.new_empty((T, B, G), dtype=torch.float32)
-        p = peepholes.float().contiguous() if peepholes is not None else cells
-        _launch(_lstm_forward, B, wx.dtype, wx, W_a, p, hs, cells, gates, T, B, n, PEEPHOLE=peepholes is not None)
+        p = cells if peepholes is None else peepholes.float().contiguous()  # cells: never read
+        constants = {"PEEPHOLE": peepholes is not None}
+        _launch(_lstm_forward, hs[1:], wx, W_a, p, hs, cells, gates, T, B, W_a.shape[1], **constants)
         ctx.save_for_backward(W_a, peepholes, hs, cells, gates)
         return hs[1:], cells[-1].to(wx.dtype)
 
@@ -408,26 +514,29 @@ class LSTMSequence(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, d_outputs: Tensor | None, dc_last: Tensor | None) -> tuple[Tensor | None, ...]:
         W_a, peepholes, hs, cells, gates = ctx.saved_tensors
-        T, B, n = hs[1:].shape
+        T, B, G = gates.shape
+        n = W_a.shape[1]
         d_outputs = torch.zeros_like(hs[1:]) if d_outputs is None else d_outputs.contiguous()
-        da = torch.zeros_like(cells[0])
-        dc = da.clone() if dc_last is None else dc_last.float().contiguous()
-        dz = torch.empty_like(gates)
-        p = peepholes.float().contiguous() if peepholes is not None else cells
-        _launch(_lstm_backward, B, hs.dtype, d_outputs, W_a, p, cells, gates, dz, da, dc, T, B, n, PEEPHOLE=peepholes is not None)  # noqa: E501
+        dc = torch.zeros_like(cells[0]) if dc_last is None else dc_last.float().contiguous()
+        dz = _pre_activation_gradients(T, B, G, hs)
+        p = cells if peepholes is None else peepholes.float().contiguous()
+        constants = {"PEEPHOLE": peepholes is not None}
+        _launch(_lstm_backward, hs[1:], d_outputs, W_a, p, cells, gates, dz, dc, T, B, n, **constants)
+        dz = dz[:T]
         d_peepholes = None
         if peepholes is not None:
             c_prev, c = cells[:-1], cells[1:]
+            dz_u, dz_f, _, dz_o = dz.chunk(4, dim=-1)
             d_peepholes = torch.stack(
-                [(dz[..., :n] * c_prev).sum((0, 1)), (dz[..., n : 2 * n] * c_prev).sum((0, 1)), (dz[..., 3 * n :] * c).sum((0, 1))]  # noqa: E501
+                [(dz_u * c_prev).sum((0, 1)), (dz_f * c_prev).sum((0, 1)), (dz_o * c).sum((0, 1))]
             ).to(peepholes.dtype)
         dtype = hs.dtype
-        dW_a = weight_gradient(dz.to(dtype), hs[:-1])
-        return dz.to(dtype), dW_a, da.to(dtype), dc.to(dtype), d_peepholes
+        da0 = dz[0] @ W_a.float()
+        return dz.to(dtype), weight_gradient(dz.to(dtype), hs[:-1]), da0.to(dtype), dc.to(dtype), d_peepholes
 
 
 class GRUSequence(torch.autograd.Function):
-    """As :class:`seqexp.kernels.manual.GRUSequence`, in two launches."""
+    """As :class:`seqexp.kernels.manual.GRUSequence`, one launch each way."""
 
     @staticmethod
     def forward(ctx: Any, wx: Tensor, W_a: Tensor, c0: Tensor) -> Tensor:
@@ -436,9 +545,10 @@ class GRUSequence(torch.autograd.Function):
         wx, W_a = wx.contiguous(), W_a.contiguous()
         hs = _states(c0, T, wx.dtype)
         gates = wx.new_empty((T, B, G), dtype=torch.float32)
-        reset = wx.new_empty((T, B, n)) if G == 3 * n else hs
-        _launch(_gru_forward, B, wx.dtype, wx, W_a, hs, gates, reset, T, B, n, NB=G // n)
-        ctx.save_for_backward(W_a, hs, gates, reset if G == 3 * n else None)
+        relevance = G // n == 3
+        reset = wx.new_empty((T, B, n)) if relevance else hs  # hs: never written
+        _launch(_gru_forward, hs[1:], wx, W_a, hs, gates, reset, T, B, n, NB=G // n)
+        ctx.save_for_backward(W_a, hs, gates, reset if relevance else None)
         return hs[1:]
 
     @staticmethod
@@ -447,26 +557,29 @@ class GRUSequence(torch.autograd.Function):
         W_a, hs, gates, reset = ctx.saved_tensors
         T, B, G = gates.shape
         n = W_a.shape[1]
-        dz = torch.empty_like(gates)
+        dz = _pre_activation_gradients(T, B, G, hs)
         dc = torch.zeros(B, n, dtype=torch.float32, device=hs.device)
-        _launch(_gru_backward, B, hs.dtype, d_outputs.contiguous(), W_a, hs, gates, dz, dc, T, B, n, NB=G // n)
-        dz = dz.to(hs.dtype)
-        if reset is not None:
-            dW_a = torch.cat([weight_gradient(dz[..., : 2 * n], hs[:-1]), weight_gradient(dz[..., 2 * n :], reset)])
-        else:
+        _launch(_gru_backward, hs[1:], d_outputs.contiguous(), W_a, hs, gates, dz, dc, T, B, n, NB=G // n)
+        dc0 = dc + dz[0, :, : 2 * n] @ W_a[: 2 * n].float()
+        dz = dz[:T].to(hs.dtype)
+        if reset is None:
             dW_a = weight_gradient(dz, hs[:-1])
-        return dz, dW_a, dc.to(hs.dtype)
+        else:
+            dW_a = torch.cat(
+                [weight_gradient(dz[..., : 2 * n], hs[:-1]), weight_gradient(dz[..., 2 * n :], reset)]
+            )
+        return dz, dW_a, dc0.to(hs.dtype)
 
 
 class RNNSequence(torch.autograd.Function):
-    """As :class:`seqexp.kernels.manual.RNNSequence`, in two launches."""
+    """As :class:`seqexp.kernels.manual.RNNSequence`, one launch each way."""
 
     @staticmethod
     def forward(ctx: Any, wx: Tensor, W_a: Tensor, a0: Tensor, relu: bool) -> Tensor:
         T, B, n = wx.shape
         wx, W_a = wx.contiguous(), W_a.contiguous()
         hs = _states(a0, T, wx.dtype)
-        _launch(_rnn_forward, B, wx.dtype, wx, W_a, hs, T, B, n, RELU=relu)
+        _launch(_rnn_forward, hs[1:], wx, W_a, hs, T, B, n, RELU=relu)
         ctx.save_for_backward(W_a, hs)
         ctx.relu = relu
         return hs[1:]
@@ -476,8 +589,8 @@ class RNNSequence(torch.autograd.Function):
     def backward(ctx: Any, d_outputs: Tensor) -> tuple[Tensor | None, ...]:
         W_a, hs = ctx.saved_tensors
         T, B, n = hs[1:].shape
-        dz = torch.empty(T, B, n, dtype=torch.float32, device=hs.device)
-        da = torch.zeros(B, n, dtype=torch.float32, device=hs.device)
-        _launch(_rnn_backward, B, hs.dtype, d_outputs.contiguous(), W_a, hs, dz, da, T, B, n, RELU=ctx.relu)
-        dz = dz.to(hs.dtype)
-        return dz, weight_gradient(dz, hs[:-1]), da.to(hs.dtype), None
+        dz = _pre_activation_gradients(T, B, n, hs)
+        _launch(_rnn_backward, hs[1:], d_outputs.contiguous(), W_a, hs, dz, T, B, n, RELU=ctx.relu)
+        da0 = dz[0] @ W_a.float()
+        dz = dz[:T].to(hs.dtype)
+        return dz, weight_gradient(dz, hs[:-1]), da0.to(hs.dtype), None
