@@ -2,8 +2,9 @@
 
 Every number is a ratio to a baseline measured in the same run on the same inputs (these
 machines are noisy): a cell's forward+backward against the torch.nn kernel of the same
-topology, seqexp's training loop against a plain PyTorch loop over the same model and data,
-its start-up against importing Lightning. Medians over repeats. Results also as JSON.
+topology (:mod:`seqexp.kernel_bench`), seqexp's training loop against a plain PyTorch loop
+over the same model and data, its start-up against importing Lightning. Medians over repeats.
+Results also as JSON.
 """
 
 from __future__ import annotations
@@ -12,14 +13,11 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 
 import hydra
@@ -32,113 +30,11 @@ from rich.table import Table
 from torch import nn
 
 from seqexp.build import build_data, build_model, build_task
-from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RNNCell, SimpleGRUCell
 from seqexp.config import options
-from seqexp.recurrent import CellFactory, NativeStack, RecurrentStack, build_stack
+from seqexp.kernel_bench import CPU_SIZES, GPU_SIZES, TINY_SIZES, add_arguments, run_kernels
 from seqexp.train import CONF, train
 
 console = Console()
-SIZES = [(64, 100, 32, 128), (64, 500, 2, 128), (128, 200, 64, 256)]
-"""(B, T, n_x, n_a)."""
-TINY_SIZES = [(2, 5, 3, 4)]
-CELLS: dict[str, CellFactory] = {
-    "rnn": RNNCell,
-    "gru_simple": SimpleGRUCell,
-    "gru": partial(GRUCell, reset_after=False),
-    "gru_reset_after": partial(GRUCell, reset_after=True),
-    "lstm": LSTMCell,
-    "peephole": PeepholeLSTMCell,
-}
-REFERENCE: dict[str, CellFactory] = {
-    "rnn": RNNCell,
-    "gru_simple": partial(GRUCell, reset_after=True),
-    "gru": partial(GRUCell, reset_after=True),
-    "gru_reset_after": partial(GRUCell, reset_after=True),
-    "lstm": LSTMCell,
-    "peephole": LSTMCell,
-}
-"""The torch.nn kernel each cell is compared with: nn.RNN, nn.GRU or nn.LSTM."""
-TOPOLOGIES = {"uni": (1, False), "bi": (1, True), "deep": (3, False), "deep_bi": (2, True)}
-
-
-@dataclass
-class KernelTiming:
-    cell: str
-    topology: str
-    size: tuple[int, int, int, int]
-    kernel: str
-    """What ran: ``custom`` (seqexp's cells, a Python loop over time) or ``native`` (torch.nn)."""
-    ms: float
-    """Median forward+backward time of one batch."""
-    reference_ms: float
-    """The same for the torch.nn kernel (nn.RNN / GRU / LSTM) of the same topology."""
-    saved_mb: float
-    """Memory that autograd keeps for the backward pass (the peak beyond the weights)."""
-    reference_saved_mb: float
-
-    @property
-    def ratio(self) -> float:
-        return self.ms / self.reference_ms
-
-
-def median_ms(run: Callable[[], object], repeats: int) -> float:
-    run()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
-
-
-def saved_for_backward_mb(stack: nn.Module, x: torch.Tensor) -> float:
-    """The bytes of every tensor autograd saves in one forward pass, in MB."""
-    total = 0
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        nonlocal total
-        total += tensor.numel() * tensor.element_size()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        stack(x)
-    return total / 2**20
-
-
-def forward_backward(stack: nn.Module, x: torch.Tensor) -> Callable[[], None]:
-    def run() -> None:
-        outputs, _ = stack(x)
-        outputs.sum().backward()
-
-    return run
-
-
-def time_kernel(
-    cell: str, topology: str, size: tuple[int, int, int, int], repeats: int
-) -> list[KernelTiming]:
-    B, T, n_x, n_a = size
-    num_layers, bidirectional = TOPOLOGIES[topology]
-    x = torch.randn(B, T, n_x)
-    reference = build_stack(REFERENCE[cell], n_x, n_a, num_layers, bidirectional, impl="native")
-    reference_ms = median_ms(forward_backward(reference, x), repeats)
-    reference_mb = saved_for_backward_mb(reference, x)
-    custom = RecurrentStack(CELLS[cell], n_x, n_a, num_layers, bidirectional)
-    stacks: dict[str, nn.Module] = {"custom": custom}
-    if custom.layers[0][0].native is not None:
-        stacks["native"] = NativeStack(custom)
-    return [
-        KernelTiming(
-            cell,
-            topology,
-            size,
-            kernel,
-            median_ms(forward_backward(stack, x), repeats),
-            reference_ms,
-            saved_for_backward_mb(stack, x),
-            reference_mb,
-        )
-        for kernel, stack in stacks.items()
-    ]
 
 
 @dataclass
@@ -265,39 +161,9 @@ def time_startup(libraries: tuple[str, ...] = LIBRARIES) -> dict[str, float]:
     return times
 
 
-def kernel_table(timings: list[KernelTiming]) -> Table:
-    table = Table(
-        "cell",
-        "topology",
-        "B, T, n_x, n_a",
-        "kernel",
-        "ms",
-        "torch.nn ms",
-        "ratio",
-        "saved MB",
-        "torch.nn MB",
-        title="forward + backward of one batch (median), against torch.nn of the same topology",
-    )
-    for t in timings:
-        table.add_row(
-            t.cell,
-            t.topology,
-            ", ".join(map(str, t.size)),
-            t.kernel,
-            f"{t.ms:.2f}",
-            f"{t.reference_ms:.2f}",
-            f"{t.ratio:.2f}×",
-            f"{t.saved_mb:.1f}",
-            f"{t.reference_saved_mb:.1f}",
-        )
-    return table
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="seqexp-bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
-    parser.add_argument("--topologies", nargs="+", default=list(TOPOLOGIES), choices=list(TOPOLOGIES))
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median)")
+    add_arguments(parser)
     parser.add_argument(
         "--loop-steps",
         type=int,
@@ -310,8 +176,9 @@ def main(argv: list[str] | None = None) -> None:
         "--json", type=Path, default=Path("outputs/bench") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     )
     args = parser.parse_args(argv)
-    sizes = TINY_SIZES if args.tiny else SIZES
-    repeats = 1 if args.tiny else args.repeats
+    if args.tiny:
+        args.repeats = 1
+    sizes = TINY_SIZES if args.tiny else GPU_SIZES if args.device.startswith("cuda") else CPU_SIZES
     tiny_loop = ["task.seq_len=5", "model.hidden_size=4", "task.train_size=64", "task.val_size=16"]
     loop_overrides = [*tiny_loop, "data.batches_per_epoch=5"] if args.tiny else []
     loop_steps = 10 if args.tiny else args.loop_steps
@@ -326,15 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     console.print(", ".join(f"{key}: {value}" for key, value in machine.items()))
     result: dict[str, object] = {"machine": machine}
     if "kernels" not in args.skip:
-        timings = [
-            timing
-            for cell in args.cells
-            for topology in args.topologies
-            for size in sizes
-            for timing in time_kernel(cell, topology, size, repeats)
-        ]
-        console.print(kernel_table(timings))
-        result["kernels"] = [asdict(t) | {"ratio": t.ratio} for t in timings]
+        result |= run_kernels(args, sizes)
     if "loops" not in args.skip:
         loops = time_loops(loop_overrides, loop_steps)
         table = Table(

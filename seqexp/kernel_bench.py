@@ -121,7 +121,7 @@ def stacks_to_time(cell: str, topology: str, n_x: int, n_a: int, loop: bool) -> 
     num_layers, bidirectional = TOPOLOGIES[topology]
     custom = RecurrentStack(CELLS[cell], n_x, n_a, num_layers, bidirectional)
     stacks: dict[str, nn.Module] = {"custom": custom}
-    if loop:
+    if loop and kernels.has_kernel(custom.layers[0][0]):
         stacks["loop"] = RecurrentStack(CELLS[cell], n_x, n_a, num_layers, bidirectional, use_kernels=False)
     if custom.layers[0][0].native is not None:
         stacks["native"] = NativeStack(custom)

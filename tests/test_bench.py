@@ -10,18 +10,32 @@ from seqexp.bench import main
 def test_tiny_bench_reports_kernels_loops_and_startup(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     out = tmp_path / "bench.json"
-    main(["--tiny", "--cells", "lstm", "peephole", "--topologies", "uni", "deep_bi", "--json", str(out)])
+    cells = ["--cells", "lstm", "peephole", "gru_reset_after"]
+    main(["--tiny", *cells, "--topologies", "uni", "deep_bi", "--loop", "--check", "--json", str(out)])
 
     result = json.loads(out.read_text())
     kernels = {(k["cell"], k["topology"], k["kernel"]) for k in result["kernels"]}
     assert kernels == {
         (cell, topology, kernel)
-        for cell, kernel in [("lstm", "custom"), ("lstm", "native"), ("peephole", "custom")]
+        for cell, kernel in [
+            ("lstm", "manual"),
+            ("lstm", "loop"),
+            ("lstm", "native"),
+            ("peephole", "manual"),
+            ("peephole", "loop"),
+            ("gru_reset_after", "loop"),  # no kernel of seqexp's own: its loop
+            ("gru_reset_after", "native"),
+        ]
         for topology in ("uni", "deep_bi")
     }
+    assert len(result["kernels"]) == len(kernels)
     for k in result["kernels"]:
         assert k["ms"] > 0 and k["reference_ms"] > 0 and k["ratio"] == k["ms"] / k["reference_ms"]
+        assert k["lstm_ratio"] == k["ms"] / k["lstm_ms"] and k["dtype"] == "float32"
         assert k["saved_mb"] > 0 and k["size"] == [2, 5, 3, 4]
+    checks = {(c["cell"], c["kernel"]): c for c in result["checks"]}
+    assert set(checks) == {("lstm", "manual"), ("peephole", "manual")}
+    assert all(c["output_error"] < 1e-6 and c["gradient_error"] < 1e-5 for c in checks.values())
     assert [loop["label"] for loop in result["loops"]] == [
         "seqexp, default callbacks",
         "seqexp, no diagnostics",

@@ -3,8 +3,7 @@
 :func:`run` computes exactly what :meth:`RecurrentCell.steps` computes (the cells stay the
 readable reference), through the fastest kernel there is for the cell and device:
 
-- ``triton`` — one GPU launch for the whole time loop (:mod:`seqexp.kernels.fused`), on CUDA
-  (and on CPU under Triton's interpreter, ``TRITON_INTERPRET=1``, which the tests use);
+- ``triton`` — one GPU launch for the whole time loop (:mod:`seqexp.kernels.fused`), on CUDA;
 - ``manual`` — torch ops with the backward pass written by hand (:mod:`seqexp.kernels.manual`),
   on any device, and wherever the Triton kernel does not take the input;
 - ``loop`` — the cell's own step-by-step loop through autograd, for a cell with no kernel here
@@ -14,7 +13,6 @@ readable reference), through the fastest kernel there is for the cell and device
 from __future__ import annotations
 
 import importlib.util
-import os
 import warnings
 from functools import cache
 from types import ModuleType
@@ -52,15 +50,9 @@ def fall_back(reason: str) -> None:
     )
 
 
-def interpreting() -> bool:
-    """Whether Triton's interpreter is on (``TRITON_INTERPRET=1``): its kernels then run on CPU."""
-    return os.environ.get("TRITON_INTERPRET") == "1"
-
-
 def backend(like: Tensor) -> ModuleType:
-    """The module whose kernels take inputs like ``like``: fused (Triton) on CUDA or under Triton's
-    interpreter, else manual."""
-    if not (like.is_cuda or interpreting()):
+    """The module whose kernels take inputs like ``like``: fused (Triton) on CUDA, else manual."""
+    if not like.is_cuda:
         return manual
     fused = triton_kernels()
     if fused is None:

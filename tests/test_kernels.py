@@ -1,0 +1,124 @@
+"""seqexp's fast kernels compute what the step-by-step cells compute: outputs, last state, and
+the gradients of the input, the initial state and every parameter."""
+
+from __future__ import annotations
+
+import copy
+from functools import partial
+
+import pytest
+import torch
+from torch import Tensor
+
+from seqexp import kernels
+from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RNNCell, SimpleGRUCell
+from seqexp.kernels import fused
+from seqexp.recurrent import CellFactory, RecurrentStack, build_stack
+
+CELLS: dict[str, CellFactory] = {
+    "rnn": RNNCell,
+    "rnn_relu": partial(RNNCell, nonlinearity="relu"),
+    "gru_simple": SimpleGRUCell,
+    "gru": GRUCell,
+    "lstm": LSTMCell,
+    "peephole": PeepholeLSTMCell,
+}
+TOPOLOGIES = {"uni": (1, False), "bi": (1, True), "deep": (3, False), "deep_bi": (2, True)}
+LAUNCHES = {
+    "8x8 tiles": fused.Launch(8, 8, 128),
+    "16x16 tl.dot": fused.Launch(16, 16, 16),
+}
+
+
+@pytest.fixture(autouse=True)
+def seeded() -> None:
+    torch.manual_seed(0)
+
+
+def stacks(cell: str, topology: str, n_x: int, n_a: int, dtype: torch.dtype) -> tuple[RecurrentStack, ...]:
+    """The same stack twice, with random non-zero weights: through the kernels, and step by step."""
+    num_layers, bidirectional = TOPOLOGIES[topology]
+    fast = RecurrentStack(CELLS[cell], n_x, n_a, num_layers, bidirectional).to(dtype)
+    with torch.no_grad():
+        for p in fast.parameters():
+            p.uniform_(-0.8, 0.8)
+    step_by_step = copy.deepcopy(fast)
+    step_by_step.use_kernels = False
+    return fast, step_by_step
+
+
+def everything(stack: RecurrentStack, x: Tensor, state: tuple[Tensor, ...]) -> list[Tensor]:
+    """Outputs, last state, and the gradients of a loss on both (with random weights) with respect
+    to the input, the initial state and every parameter."""
+    x = x.detach().requires_grad_()
+    state = tuple(s.detach().requires_grad_() for s in state)
+    run = stack.run(x, state)
+    generator = torch.Generator().manual_seed(1)
+    results = [run.outputs, *run.state]
+    loss = sum((r * torch.randn(r.shape, generator=generator, dtype=r.dtype)).sum() for r in results)
+    return results + list(torch.autograd.grad(loss, [x, *state, *stack.parameters()]))
+
+
+def initial_state(stack: RecurrentStack, batch: int, dtype: torch.dtype) -> tuple[Tensor, ...]:
+    layers = len(stack.layers) * stack.num_directions
+    cell = stack.layers[0][0]
+    return tuple(torch.randn(layers, batch, stack.hidden_size, dtype=dtype) for _ in range(cell.state_size))
+
+
+@pytest.mark.parametrize("T", [1, 9])
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize("cell", CELLS)
+def test_manual_kernels_equal_the_cells(cell: str, topology: str, T: int) -> None:
+    fast, step_by_step = stacks(cell, topology, 3, 5, torch.float64)
+    assert kernels.kernel_for(fast.layers[0][0], torch.zeros(1, dtype=torch.float64)) == "manual"
+    x = torch.randn(4, T, 3, dtype=torch.float64)
+    state = initial_state(fast, 4, torch.float64)
+
+    for got, expected in zip(everything(fast, x, state), everything(step_by_step, x, state), strict=True):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("launch", LAUNCHES)
+@pytest.mark.parametrize("T", [1, 6])
+@pytest.mark.parametrize("topology", ["uni", "deep_bi"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_triton_kernels_equal_the_cells(cell: str, topology: str, T: int, launch: str, monkeypatch) -> None:
+    """On CPU in Triton's interpreter (see conftest.py), with batch and hidden sizes that leave
+    tiles part empty."""
+    monkeypatch.setattr(kernels, "backend", lambda like: fused)
+    monkeypatch.setattr(fused, "choose_launch", lambda *args: LAUNCHES[launch])
+    fast, step_by_step = stacks(cell, topology, 3, 10, torch.float32)
+    assert kernels.kernel_for(fast.layers[0][0], torch.zeros(1)) == "triton"
+    x = torch.randn(5, T, 3)
+    state = initial_state(fast, 5, torch.float32)
+
+    for got, expected in zip(everything(fast, x, state), everything(step_by_step, x, state), strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_cell_without_a_kernel_runs_its_own_loop() -> None:
+    stack = build_stack(partial(GRUCell, reset_after=True), 3, 4, impl="custom")
+    assert kernels.kernel_for(stack.layers[0][0], torch.zeros(1)) == "loop"
+
+
+def test_impl_loop_runs_the_cells_step_by_step() -> None:
+    stack = build_stack(LSTMCell, 3, 4, impl="loop")
+    assert isinstance(stack, RecurrentStack) and not stack.use_kernels
+    assert stack.run(torch.randn(2, 5, 3)).steps is None
+    assert len(stack.run(torch.randn(2, 5, 3), keep_steps=True).steps["l0"]) == 5
+
+
+def test_launches_keep_every_program_of_a_batch_block_running_at_once(monkeypatch) -> None:
+    """The programs that share out the hidden units wait for each other: there may be no more
+    of them than multiprocessors, or the barrier would never open."""
+    for batch, hidden in [(64, 128), (64, 512), (256, 256), (3, 10), (1024, 1024)]:
+        for dtype in (torch.float32, torch.bfloat16):
+            launch = fused.choose_launch(batch, hidden, dtype, torch.device("cpu"))
+            assert launch.splits == 1  # the interpreter runs one program at a time
+    monkeypatch.setattr(fused, "processors", lambda device: 132)
+    for batch, hidden in [(64, 128), (64, 512), (256, 256), (3, 10), (4096, 64)]:
+        for dtype in (torch.float32, torch.bfloat16):
+            launch = fused.choose_launch(batch, hidden, dtype, torch.device("cuda"))
+            blocks = -(-batch // launch.batch)
+            assert launch.splits == 1 or blocks * launch.splits <= 132
+    assert fused.choose_launch(64, 512, torch.float32, torch.device("cuda")).splits > 1
