@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,28 +42,51 @@ console = Console()
 class LoopTiming:
     label: str
     seqexp_steps_per_s: float
+    """Training steps per second between validations: what the loop itself costs."""
+    seqexp_overall_steps_per_s: float
+    """The same over the whole run, validations, checkpoints and their MLflow records included."""
     plain_steps_per_s: float
 
     @property
     def ratio(self) -> float:
         return self.seqexp_steps_per_s / self.plain_steps_per_s
 
+    @property
+    def overall_ratio(self) -> float:
+        return self.seqexp_overall_steps_per_s / self.plain_steps_per_s
+
 
 class StepTimer(pl.Callback):
-    """Times the training steps after the first ``skip`` and writes ``{steps, seconds}`` to ``path``."""
+    """Times the training steps after the first ``skip``: each from the end of the one before
+    (so its batch's making included), leaving out those with a validation (and the checkpoint
+    after it) in between; and all of them together. Writes both to ``path``."""
 
     def __init__(self, skip: int, path: str) -> None:
         self.skip = skip
         self.path = path
-        self.start = 0.0
+        self.start = self.last_end = 0.0
+        self.steps, self.seconds = 0, 0.0
+        self.validated = False
 
-    def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        now = time.perf_counter()
         if trainer.global_step == self.skip:
-            self.start = time.perf_counter()
+            self.start = now
+        elif trainer.global_step > self.skip and not self.validated:
+            self.steps += 1
+            self.seconds += now - self.last_end
+        self.last_end, self.validated = now, False
+
+    def on_validation_start(self, *args: object) -> None:
+        self.validated = True
 
     def on_train_end(self, trainer: pl.Trainer, *args: object) -> None:
-        seconds = time.perf_counter() - self.start
-        Path(self.path).write_text(json.dumps({"steps": trainer.global_step - self.skip, "seconds": seconds}))
+        overall_seconds = time.perf_counter() - self.start
+        timing = {
+            "overall": {"steps": trainer.global_step - self.skip, "seconds": overall_seconds},
+            "between_validations": {"steps": self.steps, "seconds": self.seconds},
+        }
+        Path(self.path).write_text(json.dumps(timing))
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -70,14 +94,16 @@ def compose_config(overrides: list[str]) -> DictConfig:
         return compose("config", overrides=overrides)
 
 
-def seqexp_steps_per_s(cfg: DictConfig, skip: int, run_dir: Path) -> float:
-    """seqexp's whole loop: Lightning, MLflow logging, checkpoints, the diagnostics in the config."""
+def seqexp_steps_per_s(cfg: DictConfig, skip: int, run_dir: Path) -> tuple[float, float]:
+    """seqexp's whole loop: Lightning, MLflow logging, checkpoints, the diagnostics in the config.
+    Steps per second between validations, and overall."""
     timing = run_dir / "timing.json"
     with open_dict(cfg):
         cfg.callbacks.bench_timer = {"_target_": "seqexp.bench.StepTimer", "skip": skip, "path": str(timing)}
     train(cfg, run_dir)
     measured = json.loads(timing.read_text())
-    return measured["steps"] / measured["seconds"]
+    rates = {key: value["steps"] / value["seconds"] for key, value in measured.items()}
+    return rates["between_validations"], rates["overall"]
 
 
 def plain_steps_per_s(cfg: DictConfig, skip: int) -> float:
@@ -101,21 +127,30 @@ def plain_steps_per_s(cfg: DictConfig, skip: int) -> float:
     return (cfg.trainer.max_steps - skip) / (time.perf_counter() - start)
 
 
-def time_loops(overrides: list[str], steps: int) -> list[LoopTiming]:
-    """seqexp's loop against the plain one, with seqexp's default callbacks and without them."""
+def time_loops(overrides: list[str], steps: int, repeats: int) -> list[LoopTiming]:
+    """seqexp's loop against the plain one, with seqexp's default callbacks and without them; each
+    measured ``repeats`` times, in turns (the machine's speed drifts), and the medians taken."""
     cfg = compose_config([*overrides, f"trainer.max_steps={steps}", "trainer.enable_progress_bar=false"])
     skip = steps // 5
-    plain = plain_steps_per_s(cfg.copy(), skip)
+    bare = cfg.copy()
+    bare.callbacks = {}
+    plain, default, without = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        cfg.paths.outputs = tmp
-        bare = cfg.copy()
-        bare.callbacks = {}
-        return [
-            LoopTiming(
-                "seqexp, default callbacks", seqexp_steps_per_s(cfg, skip, Path(tmp, "default")), plain
-            ),
-            LoopTiming("seqexp, no diagnostics", seqexp_steps_per_s(bare, skip, Path(tmp, "bare")), plain),
-        ]
+        cfg.paths.outputs = bare.paths.outputs = tmp
+        for repeat in range(repeats):
+            plain.append(plain_steps_per_s(cfg.copy(), skip))
+            default.append(seqexp_steps_per_s(cfg.copy(), skip, Path(tmp, f"default-{repeat}")))
+            without.append(seqexp_steps_per_s(bare.copy(), skip, Path(tmp, f"bare-{repeat}")))
+    plain_rate = statistics.median(plain)
+    return [
+        LoopTiming("seqexp, default callbacks", *medians(default), plain_rate),
+        LoopTiming("seqexp, no diagnostics", *medians(without), plain_rate),
+    ]
+
+
+def medians(rates: list[tuple[float, ...]]) -> list[float]:
+    """The median of each of the rates measured together, over repeats."""
+    return [statistics.median(rate) for rate in zip(*rates, strict=True)]
 
 
 def seconds_until(command: list[str], marker: Path | None = None) -> float:
@@ -170,6 +205,7 @@ def main(argv: list[str] | None = None) -> None:
         default=500,
         help="training steps for the loop comparison (a multiple of 250)",
     )
+    parser.add_argument("--loop-repeats", type=int, default=3, help="measurements of each loop, in turns")
     parser.add_argument("--skip", nargs="*", default=[], choices=["kernels", "loops", "startup"])
     parser.add_argument("--tiny", action="store_true", help="tiny sizes, one repeat: checks that it runs")
     parser.add_argument(
@@ -195,9 +231,15 @@ def main(argv: list[str] | None = None) -> None:
     if "kernels" not in args.skip:
         result |= run_kernels(args, sizes)
     if "loops" not in args.skip:
-        loops = time_loops(loop_overrides, loop_steps)
+        loops = time_loops(loop_overrides, loop_steps, 1 if args.tiny else args.loop_repeats)
         table = Table(
-            "loop", "seqexp steps/s", "plain steps/s", "ratio", title="training loop, default experiment"
+            "loop",
+            "seqexp steps/s",
+            "plain steps/s",
+            "ratio",
+            "seqexp overall",
+            "ratio overall",
+            title="training loop, default experiment (overall: validations and checkpoints included)",
         )
         for loop in loops:
             table.add_row(
@@ -205,9 +247,13 @@ def main(argv: list[str] | None = None) -> None:
                 f"{loop.seqexp_steps_per_s:.1f}",
                 f"{loop.plain_steps_per_s:.1f}",
                 f"{loop.ratio:.2f}×",
+                f"{loop.seqexp_overall_steps_per_s:.1f}",
+                f"{loop.overall_ratio:.2f}×",
             )
         console.print(table)
-        result["loops"] = [asdict(loop) | {"ratio": loop.ratio} for loop in loops]
+        result["loops"] = [
+            asdict(loop) | {"ratio": loop.ratio, "overall_ratio": loop.overall_ratio} for loop in loops
+        ]
     if "startup" not in args.skip:
         startup = time_startup(("pytorch_lightning",) if args.tiny else LIBRARIES)
         table = Table("from a fresh process to", "seconds", title="start-up")

@@ -82,16 +82,24 @@ class KernelTiming:
         return self.ms / self.lstm_ms
 
 
-def median_ms(run: Callable[[], object], repeats: int, device: torch.device) -> float:
-    def timed() -> float:
+def median_ms(runs: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
+    """The median time of each run, in ms. The runs take turns, so that a machine whose speed
+    drifts slows them all alike."""
+
+    def timed(run: Callable[[], object]) -> float:
         start = time.perf_counter()
         run()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return time.perf_counter() - start
 
-    timed()  # warm-up (and Triton's compilation)
-    return statistics.median(timed() for _ in range(repeats)) * 1000
+    for run in runs.values():
+        timed(run)  # warm-up (and Triton's compilation)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            times[name].append(timed(run))
+    return {name: statistics.median(seconds) * 1000 for name, seconds in times.items()}
 
 
 def saved_for_backward_mb(stack: nn.Module, x: torch.Tensor) -> float:
@@ -141,31 +149,32 @@ def time_kernel(
     num_layers, bidirectional = TOPOLOGIES[topology]
     x = torch.randn(B, T, n_x, device=device, dtype=dtype)
 
-    def native_ms(make_cell: CellFactory) -> tuple[float, float]:
-        stack = build_stack(make_cell, n_x, n_a, num_layers, bidirectional, impl="native").to(device, dtype)
-        return median_ms(forward_backward(stack, x), repeats, device), saved_for_backward_mb(stack, x)
+    def native(make_cell: CellFactory) -> nn.Module:
+        return build_stack(make_cell, n_x, n_a, num_layers, bidirectional, impl="native").to(device, dtype)
 
-    reference_ms, reference_mb = native_ms(REFERENCE[cell])
-    lstm_ms = reference_ms if REFERENCE[cell] is LSTMCell else native_ms(LSTMCell)[0]
-    timings = []
+    stacks = {"reference": native(REFERENCE[cell])}
+    if REFERENCE[cell] is not LSTMCell:
+        stacks["nn.LSTM"] = native(LSTMCell)
     for name, stack in stacks_to_time(cell, topology, n_x, n_a, loop).items():
-        stack = stack.to(device, dtype)
-        kernel = kernels.kernel_for(stack.layers[0][0], x) if name == "custom" else name
-        timings.append(
-            KernelTiming(
-                cell,
-                topology,
-                size,
-                str(dtype).removeprefix("torch."),
-                kernel,
-                median_ms(forward_backward(stack, x), repeats, device),
-                reference_ms,
-                lstm_ms,
-                saved_for_backward_mb(stack, x),
-                reference_mb,
-            )
+        stacks[name] = stack.to(device, dtype)
+    ms = median_ms({name: forward_backward(stack, x) for name, stack in stacks.items()}, repeats, device)
+    reference_mb = saved_for_backward_mb(stacks["reference"], x)
+    return [
+        KernelTiming(
+            cell,
+            topology,
+            size,
+            str(dtype).removeprefix("torch."),
+            kernels.kernel_for(stack.layers[0][0], x) if name == "custom" else name,
+            ms[name],
+            ms["reference"],
+            ms.get("nn.LSTM", ms["reference"]),
+            saved_for_backward_mb(stack, x),
+            reference_mb,
         )
-    return timings
+        for name, stack in stacks.items()
+        if name not in ("reference", "nn.LSTM")
+    ]
 
 
 @dataclass

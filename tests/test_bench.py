@@ -40,7 +40,10 @@ def test_tiny_bench_reports_kernels_loops_and_startup(tmp_path, monkeypatch) -> 
         "seqexp, default callbacks",
         "seqexp, no diagnostics",
     ]
-    assert all(loop["seqexp_steps_per_s"] > 0 and loop["plain_steps_per_s"] > 0 for loop in result["loops"])
+    for loop in result["loops"]:
+        assert loop["seqexp_steps_per_s"] > 0 and loop["plain_steps_per_s"] > 0
+        assert loop["seqexp_overall_steps_per_s"] > 0
+        assert loop["ratio"] == loop["seqexp_steps_per_s"] / loop["plain_steps_per_s"]
     assert set(result["startup"]) == {"import pytorch_lightning", "seqexp to its first training step"}
     assert (
         result["startup"]["seqexp to its first training step"] > result["startup"]["import pytorch_lightning"]

@@ -145,6 +145,15 @@ def _tanh(x):
 
 
 @triton.jit
+def _share(B, N, H_SLICE, BLOCK_B: tl.constexpr):
+    """This program's share: its batch rows (and their mask), and its hidden units ``h_begin ...
+    h_end``."""
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    h_begin = tl.program_id(1) * H_SLICE
+    return rows, rows < B, h_begin, tl.minimum(h_begin + H_SLICE, N)
+
+
+@triton.jit
 def _tile(h0, h_end, rows, row_mask, N, BLOCK_H: tl.constexpr):
     """A tile of hidden units from ``h0``: its columns, their mask, the tile's mask and its offsets
     in a (B, N) slab."""
@@ -175,10 +184,7 @@ def _lstm_forward(
     BLOCK_K: tl.constexpr, DOT: tl.constexpr, IEEE: tl.constexpr,
 ):  # fmt: skip
     """``hs[t+1]``, ``cells[t+1]`` and ``gates[t]`` (Γu, Γf, c̃, Γo) from ``hs[t]``, ``cells[t]``."""
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    row_mask = rows < B
-    h_begin = tl.program_id(1) * H_SLICE
-    h_end = tl.minimum(h_begin + H_SLICE, N)
+    rows, row_mask, h_begin, h_end = _share(B, N, H_SLICE, BLOCK_B)
     G = 4 * N
     phase = 0
     for t in range(T):
@@ -249,10 +255,7 @@ def _lstm_backward(
     """``dz[t] = ∂L/∂z<t>`` for t = T-1 ... 0, one phase per step: ``∂L/∂a<t>`` is ``d_out[t]``
     plus ``dz[t+1] @ W_a`` (``dz[T]`` is zeros); ``dc`` carries ∂L/∂c<t> back (from ∂L/∂c<T> to
     ∂L/∂c<0>). ∂L/∂a<0> is left to the caller: ``dz[0] @ W_a``."""
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    row_mask = rows < B
-    h_begin = tl.program_id(1) * H_SLICE
-    h_end = tl.minimum(h_begin + H_SLICE, N)
+    rows, row_mask, h_begin, h_end = _share(B, N, H_SLICE, BLOCK_B)
     G = 4 * N
     phase = 0
     for step in range(T):
@@ -299,10 +302,7 @@ def _gru_forward(
 ):  # fmt: skip
     """The course's GRU (``NB = 3`` blocks r, u, c) or the simplified one (``NB = 2``: u, c).
     ``reset[t]`` keeps ``Γr * c<t-1>``, the input of ``W_c``'s product."""
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    row_mask = rows < B
-    h_begin = tl.program_id(1) * H_SLICE
-    h_end = tl.minimum(h_begin + H_SLICE, N)
+    rows, row_mask, h_begin, h_end = _share(B, N, H_SLICE, BLOCK_B)
     G = NB * N
     U = NB - 2  # the u block; c follows it
     phase = 0
@@ -368,10 +368,7 @@ def _gru_backward(
     ∂L/∂c<t-1> that does not go through the first two blocks' products (``dc * (1 − Γu)``, and
     ``Γr *`` the gradient through ``W_c`` in the course form); that part is ``dz[t][:, :2N] @
     W_a[:2N]``, added at the next step, or by the caller for ∂L/∂c<0>."""
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    row_mask = rows < B
-    h_begin = tl.program_id(1) * H_SLICE
-    h_end = tl.minimum(h_begin + H_SLICE, N)
+    rows, row_mask, h_begin, h_end = _share(B, N, H_SLICE, BLOCK_B)
     G = NB * N
     U = NB - 2  # the u block; c follows it
     phase = 0
@@ -415,10 +412,7 @@ def _rnn_forward(
     RELU: tl.constexpr, SPLITS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
     BLOCK_K: tl.constexpr, DOT: tl.constexpr, IEEE: tl.constexpr,
 ):  # fmt: skip
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    row_mask = rows < B
-    h_begin = tl.program_id(1) * H_SLICE
-    h_end = tl.minimum(h_begin + H_SLICE, N)
+    rows, row_mask, h_begin, h_end = _share(B, N, H_SLICE, BLOCK_B)
     phase = 0
     for t in range(T):
         for h0 in range(h_begin, h_end, BLOCK_H):
@@ -439,10 +433,7 @@ def _rnn_backward(
     BLOCK_K: tl.constexpr, DOT: tl.constexpr, IEEE: tl.constexpr,
 ):  # fmt: skip
     """``dz[t] = ∂L/∂z<t>`` for t = T-1 ... 0 (``dz[T]`` is zeros); ∂L/∂a<0> is ``dz[0] @ W_a``."""
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    row_mask = rows < B
-    h_begin = tl.program_id(1) * H_SLICE
-    h_end = tl.minimum(h_begin + H_SLICE, N)
+    rows, row_mask, h_begin, h_end = _share(B, N, H_SLICE, BLOCK_B)
     phase = 0
     for step in range(T):
         t = T - 1 - step
