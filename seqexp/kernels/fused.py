@@ -1,20 +1,24 @@
 """The whole time loop in one GPU launch (Triton), forward and backward.
 
 A step's recurrent product is tiny, so on a GPU a step-by-step loop costs launches, not
-arithmetic. Here each program owns a block of batch rows and walks all T steps itself: the
-input projection for all steps comes in as one tensor (``wx``), every step's recurrent product
-and gate math run inside the kernel, and the state passes from step to step through a buffer
-that stays in the GPU's caches. The backward kernel walks the steps in reverse the same way and
-writes ``∂L/∂z<t>`` for every step; the weight gradients are then one matrix product each, as in
-:mod:`seqexp.kernels.manual`, whose functions these mirror (same arguments, same results).
+arithmetic. Here one launch walks all T steps: the input projection for all steps comes in as
+one tensor (``wx``), and each step's recurrent product and gate math run inside the kernel. Each
+program owns a block of batch rows and a slice of the hidden units; the programs of a batch block
+exchange ``a<t>`` through a buffer in the GPU's L2 cache and wait for each other at a barrier
+after every phase of a step (once per step; twice for the course's GRU, whose Γr comes first).
+A barrier needs every program of the launch running at once, so :func:`choose_launch` launches
+no more than one program per multiprocessor when it splits the hidden units.
 
-Element-wise math is float32 whatever the input's dtype; products take the weights' dtype
-(float32 products are exact float32, not TF32).
+The backward kernel walks the steps in reverse the same way, writing ``∂L/∂z<t>`` for every
+step; the weight gradients are then one matrix product each, as in :mod:`seqexp.kernels.manual`,
+whose functions these mirror (same arguments, same results). Element-wise math is float32
+whatever the input's dtype; products take the weights' dtype (float32 products are exact float32,
+not TF32).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -55,21 +59,18 @@ def processors(device: torch.device) -> int:
 
 
 def choose_launch(batch: int, hidden: int, dtype: torch.dtype, device: torch.device) -> Launch:
-    """The tile that keeps the most programs busy, up to one per multiprocessor: batch blocks,
-    then slices of the hidden units. Measured on an H100 (``.device/tune.py``'s shapes): more
-    programs with less work each beat fewer with more; at a tie, 16×16 tiles (``tl.dot``) win."""
-    tiles = [Launch(16, 16, 64 if dtype != torch.float32 else 32)]
+    """The tile that keeps the most programs busy, at most one per multiprocessor: batch blocks
+    first, then slices of the hidden units. On an H100, more programs with less work each beat
+    fewer with more, and at a tie 16×16 tiles (``tl.dot``) beat 8×8 ones."""
+    tiles = [Launch(16, 16, 32 if dtype == torch.float32 else 64)]
     if dtype == torch.float32:  # without TF32 ``tl.dot`` has no tensor cores to give: 8×8 tiles too
         tiles.append(Launch(8, 8, 128, warps=2))
-    best = None
+    launches = []
     for tile in tiles:
         blocks = triton.cdiv(batch, tile.batch)
         splits = max(1, min(processors(device) // blocks, triton.cdiv(hidden, tile.hidden)))
-        launch = Launch(tile.batch, tile.hidden, tile.reduction, splits, tile.warps)
-        if best is None or blocks * splits > triton.cdiv(batch, best.batch) * best.splits:
-            best = launch
-    assert best is not None
-    return best
+        launches.append((blocks * splits, replace(tile, splits=splits)))
+    return max(launches, key=lambda programs_and_launch: programs_and_launch[0])[1]
 
 
 @triton.jit
@@ -503,12 +504,12 @@ class LSTMSequence(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, d_outputs: Tensor | None, dc_last: Tensor | None) -> tuple[Tensor | None, ...]:
+    def backward(ctx: Any, d_outputs: Tensor, dc_last: Tensor) -> tuple[Tensor | None, ...]:
         W_a, peepholes, hs, cells, gates = ctx.saved_tensors
         T, B, G = gates.shape
         n = W_a.shape[1]
-        d_outputs = torch.zeros_like(hs[1:]) if d_outputs is None else d_outputs.contiguous()
-        dc = torch.zeros_like(cells[0]) if dc_last is None else dc_last.float().contiguous()
+        d_outputs = d_outputs.contiguous()
+        dc = dc_last.float().clone(memory_format=torch.contiguous_format)  # the kernel writes into it
         dz = _pre_activation_gradients(T, B, G, hs)
         p = cells if peepholes is None else peepholes.float().contiguous()
         constants = {"PEEPHOLE": peepholes is not None}

@@ -66,11 +66,10 @@ class LSTMSequence(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, d_outputs: Tensor | None, dc_last: Tensor | None) -> tuple[Tensor | None, ...]:
+    def backward(ctx: Any, d_outputs: Tensor, dc_last: Tensor) -> tuple[Tensor | None, ...]:
         W_a, a0, peepholes, gates, cells, tanh_cells, outputs = ctx.saved_tensors
         T, B, n = outputs.shape
-        d_outputs = torch.zeros_like(outputs) if d_outputs is None else d_outputs
-        dc = torch.zeros_like(a0) if dc_last is None else dc_last.clone()
+        dc = dc_last.clone()  # autograd gives zeros for an output that the loss does not use
         dz = torch.empty_like(gates)
         d_gate = torch.empty(B, 4 * n, dtype=gates.dtype, device=gates.device)
         du, df, dc_tilde, do = d_gate.chunk(4, dim=1)
