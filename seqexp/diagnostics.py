@@ -12,6 +12,7 @@ import torch
 from pytorch_lightning.loggers import MLFlowLogger
 from torch import Tensor, nn
 
+from seqexp.checks import at_least
 from seqexp.flow_plots import FlowHistory, plot_history
 from seqexp.module import SequenceModel
 from seqexp.recurrent import RecurrentStack
@@ -176,8 +177,7 @@ class GradientFlow(pl.Callback):
     ``gradient_flow.json`` to the run dir and, with an MLflow logger, as artifacts of the run."""
 
     def __init__(self, every_n_steps: int = 100) -> None:
-        if every_n_steps < 1:
-            raise ValueError(f"callbacks.gradient_flow.every_n_steps must be >= 1 (got {every_n_steps})")
+        at_least("callbacks.gradient_flow.every_n_steps", every_n_steps, 1)
         self.every_n_steps = every_n_steps
         self.history = FlowHistory()
         self.batch: tuple[Tensor, Tensor] | None = None

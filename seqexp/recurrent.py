@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from seqexp import kernels
 from seqexp.cells import RecurrentCell, State
+from seqexp.checks import at_least
 
 CellFactory = Callable[[int, int], RecurrentCell]
 """Builds a cell from ``(input_size, hidden_size)``."""
@@ -196,8 +197,7 @@ def summarize(outputs: Tensor, hidden_size: int) -> Tensor:
 
 
 def check_topology(num_layers: int, dropout: float, input_dropout: float = 0.0) -> None:
-    if num_layers < 1:
-        raise ValueError(f"topology.num_layers must be >= 1 (got {num_layers})")
+    at_least("topology.num_layers", num_layers, 1)
     for key, p in (("dropout", dropout), ("input_dropout", input_dropout)):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"topology.{key} must be in [0, 1) (got {p})")

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from seqexp.checks import at_least
 from seqexp.recurrent import StackState
 
 Step = Callable[[Tensor, StackState | None], tuple[Tensor, StackState]]
@@ -45,8 +46,7 @@ def sample(
 ) -> list[list[int]]:
     """``count`` sequences of token ids, each up to its first ``end`` (left out) or ``max_length``
     tokens. ``step`` starts from state ``None`` (``a<0> = 0``) and ``x<1> = start``."""
-    if max_length < 1:
-        raise ValueError(f"sampling.max_length must be >= 1 (got {max_length})")
+    at_least("sampling.max_length", max_length, 1)
     x = torch.full((count,), start, dtype=torch.long)
     state: StackState | None = None
     drawn, done = [], torch.zeros(count, dtype=torch.bool)

@@ -11,6 +11,7 @@ from pytorch_lightning.loggers import MLFlowLogger
 from torch import Tensor, nn
 
 from seqexp.attention_plots import plot_attention
+from seqexp.checks import at_least
 from seqexp.module import OptimizerFactory, SchedulerFactory, TaskModule
 from seqexp.recurrent import NativeStack, RecurrentStack, StackRun, StackState
 from seqexp.tasks import Task
@@ -111,12 +112,9 @@ class Seq2SeqModel(TaskModule):
     ) -> None:
         super().__init__(task, optimizer, scheduler, scheduler_options)
         check_decoder(decoder)
-        if beam_width < 1:
-            raise ValueError(f"decoder.beam_width must be >= 1 (got {beam_width})")
-        if length_penalty < 0:
-            raise ValueError(f"decoder.length_penalty must be >= 0 (got {length_penalty})")
-        if attention_plots < 0:
-            raise ValueError(f"decoder.attention_plots must be >= 0 (got {attention_plots})")
+        at_least("decoder.beam_width", beam_width, 1)
+        at_least("decoder.length_penalty", length_penalty, 0)
+        at_least("decoder.attention_plots", attention_plots, 0)
         spec = task.spec
         self.encoder = encoder
         self.stack = stack

@@ -29,13 +29,6 @@ def test_hand_checked_example() -> None:
     assert targets.item() == pytest.approx(marked[0] + marked[1])
 
 
-def test_same_seed_same_data_other_seed_other_data() -> None:
-    task = AddingTask(20)
-    a, b, c = task.generate(64, 7), task.generate(64, 7), task.generate(64, 8)
-    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    assert not torch.equal(a[0], c[0])
-
-
 def test_baseline_is_the_mse_of_always_predicting_one() -> None:
     _, targets = AddingTask(50).generate(200_000, seed=0)
     mse_of_one = ((targets - 1) ** 2).mean().item()

@@ -71,7 +71,7 @@ def test_f1() -> None:
     ("bad", "message"),
     [
         ("task.lookahead=0", "task.lookahead must be >= 1"),
-        ("task.seq_len=3", r"task.seq_len must be >= task.lookahead \+ 1 = 4"),
+        ("task.seq_len=3", r"task.seq_len must be >= 4, task.lookahead \+ 1"),
     ],
 )
 def test_bad_knobs_are_refused_naming_the_key(bad: str, message: str) -> None:

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import TINY, client, config, experiment, seqexp
 from omegaconf import DictConfig
 
@@ -31,6 +32,15 @@ TASKS = {
 EXPERIMENTS = ("vanishing", "copy_memory", "agreement", "peephole_order", "permuted_digits")
 """The long-range experiments: each sweeps cells over lengths (other experiments are tested elsewhere)."""
 QUIET = ["logger=none", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
+EVERY_TASK = sorted(path.stem for path in (CONF / "task").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", EVERY_TASK)
+def test_a_tasks_data_is_a_function_of_its_seed(name: str) -> None:
+    task = build_task(config(f"task={name}", *(["task.corpus_sentences=400"] if name == "lm" else [])))
+    a, b, c = task.generate(64, 2), task.generate(64, 2), task.generate(64, 4)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not torch.equal(a[0], c[0])
 
 
 @pytest.mark.parametrize("name", TASKS)

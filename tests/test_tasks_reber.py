@@ -123,13 +123,6 @@ def test_loss_is_the_cross_entropy_over_real_steps_only() -> None:
     )
 
 
-def test_same_seed_same_data_other_seed_other_data() -> None:
-    task = ReberTask(seq_len=25)
-    a, b, c = task.generate(64, 5), task.generate(64, 5), task.generate(64, 6)
-    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    assert not torch.equal(a[0], c[0])
-
-
 @pytest.mark.parametrize("seq_len", [7, 0])
 def test_too_short_a_length_is_refused(seq_len: int) -> None:
     with pytest.raises(ValueError, match=rf"task.seq_len must be >= 8.*\(got {seq_len}\)"):

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from seqexp.checks import at_least
 from seqexp.tasks.base import Task, TaskSpec
 
 
@@ -24,8 +25,7 @@ class AddingTask(Task):
     )
 
     def __init__(self, seq_len: int = 50, train_size: int = 10_000, val_size: int = 1_000) -> None:
-        if seq_len < 2:
-            raise ValueError(f"task.seq_len must be >= 2 for two markers, one per half (got {seq_len})")
+        at_least("task.seq_len", seq_len, 2, "two markers, one per half")
         super().__init__(seq_len, train_size, val_size)
 
     def generate(self, n: int, seed: int) -> tuple[Tensor, Tensor]:

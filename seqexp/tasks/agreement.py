@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from seqexp.checks import at_least
 from seqexp.tasks.base import Task, TaskSpec
 
 NOUNS = (
@@ -82,10 +83,7 @@ class AgreementTask(Task):
     )
 
     def __init__(self, seq_len: int = 20, train_size: int = 10_000, val_size: int = 1_000) -> None:
-        if seq_len < MIN_CLAUSE:
-            raise ValueError(
-                f"task.seq_len must be >= {MIN_CLAUSE}, the shortest clause 'ate the mice' (got {seq_len})"
-            )
+        at_least("task.seq_len", seq_len, MIN_CLAUSE, "the shortest clause 'ate the mice'")
         super().__init__(seq_len, train_size, val_size)
 
     def clause(self, rng: random.Random) -> list[str]:

@@ -8,6 +8,8 @@ from typing import Literal
 
 from torch import Tensor
 
+from seqexp.checks import at_least
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -48,9 +50,8 @@ class Task(ABC):
     spec: TaskSpec
 
     def __init__(self, seq_len: int, train_size: int, val_size: int) -> None:
-        for key, value in (("train_size", train_size), ("val_size", val_size)):
-            if value < 1:
-                raise ValueError(f"task.{key} must be >= 1 (got {value})")
+        at_least("task.train_size", train_size, 1)
+        at_least("task.val_size", val_size, 1)
         self.seq_len = seq_len
         self.train_size = train_size
         self.val_size = val_size

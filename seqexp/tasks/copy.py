@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from seqexp.checks import at_least
 from seqexp.tasks.base import Task, TaskSpec
 
 
@@ -34,12 +35,9 @@ class CopyTask(Task):
         num_symbols: int = 10,
         categories: int = 8,
     ) -> None:
-        if seq_len < 1:
-            raise ValueError(f"task.seq_len must be >= 1, the delay T (got {seq_len})")
-        if num_symbols < 1:
-            raise ValueError(f"task.num_symbols must be >= 1 (got {num_symbols})")
-        if categories < 2:
-            raise ValueError(f"task.categories must be >= 2 (got {categories})")
+        at_least("task.seq_len", seq_len, 1, "the delay T")
+        at_least("task.num_symbols", num_symbols, 1)
+        at_least("task.categories", categories, 2)
         super().__init__(seq_len, train_size, val_size)
         self.num_symbols = num_symbols
         self.categories = categories

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from seqexp.checks import at_least
 from seqexp.tasks.base import Task, TaskSpec
 
 FIRST_DAY = datetime.date(1950, 1, 1)
@@ -90,8 +91,7 @@ class DatesTask(Task):
     baseline. Solved above 0.95."""
 
     def __init__(self, seq_len: int = LONGEST, train_size: int = 10_000, val_size: int = 1_000) -> None:
-        if seq_len < LONGEST:
-            raise ValueError(f"task.seq_len must be >= {LONGEST}, the longest formatted date (got {seq_len})")
+        at_least("task.seq_len", seq_len, LONGEST, "the longest formatted date")
         super().__init__(seq_len, train_size, val_size)
         self.spec = TaskSpec(
             input_size=len(ALPHABET) + 1,

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from seqexp.checks import at_least
 from seqexp.tasks.base import Task, TaskSpec
 from seqexp.tasks.corpus import default_corpus
 
@@ -72,10 +73,8 @@ class LanguageModelTask(Task):
     ) -> None:
         if level not in LEVELS:
             raise ValueError(f"task.level must be one of {list(LEVELS)} (got {level!r})")
-        if seq_len < 1:
-            raise ValueError(f"task.seq_len must be >= 1 (got {seq_len})")
-        if vocab_size < 1:
-            raise ValueError(f"task.vocab_size must be >= 1 (got {vocab_size})")
+        at_least("task.seq_len", seq_len, 1)
+        at_least("task.vocab_size", vocab_size, 1)
         super().__init__(seq_len, train_size, val_size)
         self.level = level
         text = read_text(path) if path is not None else default_corpus(corpus_sentences, corpus_seed)

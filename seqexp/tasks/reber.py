@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from seqexp.checks import at_least
 from seqexp.tasks.base import Task, TaskSpec
 
 SYMBOLS = "BTPSXVE"
@@ -74,11 +75,7 @@ class ReberTask(Task):
     )
 
     def __init__(self, seq_len: int = 30, train_size: int = 10_000, val_size: int = 1_000) -> None:
-        if seq_len < MIN_LENGTH - 1:
-            raise ValueError(
-                f"task.seq_len must be >= {MIN_LENGTH - 1}: the shortest string has {MIN_LENGTH} "
-                f"symbols (got {seq_len})"
-            )
+        at_least("task.seq_len", seq_len, MIN_LENGTH - 1, f"the shortest string has {MIN_LENGTH} symbols")
         super().__init__(seq_len, train_size, val_size)
 
     def strings(self, n: int, seed: int) -> list[tuple[str, list[str]]]:

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from seqexp.checks import at_least
 from seqexp.tasks.base import Task, TaskSpec
 
 FIRST_NAMES = ("Harry", "Hermione", "Albus", "Ron", "Luna", "Neville", "Minerva", "Severus")
@@ -65,15 +66,8 @@ class TaggingTask(Task):
     def __init__(
         self, seq_len: int = 12, train_size: int = 10_000, val_size: int = 1_000, lookahead: int = 3
     ) -> None:
-        if lookahead < 1:
-            raise ValueError(
-                f"task.lookahead must be >= 1, the distance to the deciding word (got {lookahead})"
-            )
-        if seq_len < lookahead + 1:
-            raise ValueError(
-                f"task.seq_len must be >= task.lookahead + 1 = {lookahead + 1}, room for the "
-                f"ambiguous word and its cue (got {seq_len})"
-            )
+        at_least("task.lookahead", lookahead, 1, "the distance to the deciding word")
+        at_least("task.seq_len", seq_len, lookahead + 1, "task.lookahead + 1: the ambiguous word and its cue")
         super().__init__(seq_len, train_size, val_size)
         self.lookahead = lookahead
 

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from seqexp.checks import at_least
 from seqexp.tasks.base import Task, TaskSpec
 
 TOKENS = ("a", "b", "c", "d", "X", "Y", "B", "E")
@@ -33,8 +34,7 @@ class TemporalOrderTask(Task):
     ) -> None:
         if num_markers not in WINDOWS:
             raise ValueError(f"task.num_markers must be one of {sorted(WINDOWS)} (got {num_markers})")
-        if seq_len < 10:
-            raise ValueError(f"task.seq_len must be >= 10 to fit the marker windows (got {seq_len})")
+        at_least("task.seq_len", seq_len, 10, "to fit the marker windows")
         super().__init__(seq_len, train_size, val_size)
         self.num_markers = num_markers
         self.windows = [
