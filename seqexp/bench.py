@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,7 +30,7 @@ from torch import nn
 
 from seqexp.build import build_data, build_model, build_task
 from seqexp.config import options
-from seqexp.kernel_bench import CPU_SIZES, GPU_SIZES, TINY_SIZES, add_arguments, run_kernels
+from seqexp.kernel_bench import CPU_SIZES, GPU_SIZES, TINY_SIZES, add_arguments, machine, run_kernels
 from seqexp.train import CONF, train
 
 console = Console()
@@ -219,15 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     loop_overrides = [*tiny_loop, "data.batches_per_epoch=5"] if args.tiny else []
     loop_steps = 10 if args.tiny else args.loop_steps
 
-    machine = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-    }
-    console.print(", ".join(f"{key}: {value}" for key, value in machine.items()))
-    result: dict[str, object] = {"machine": machine}
+    result: dict[str, object] = {"machine": machine(torch.device(args.device))}
     if "kernels" not in args.skip:
         result |= run_kernels(args, sizes)
     if "loops" not in args.skip:

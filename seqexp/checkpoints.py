@@ -45,7 +45,8 @@ class ExactResume(pl.Callback):
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         seed = self.seed * 1_000_003 + trainer.global_step
-        torch.default_generator.manual_seed(seed)  # torch.manual_seed also visits every backend: 0.1 ms
-        if pl_module.device.type == "cuda":
-            torch.cuda.manual_seed(seed)
+        if pl_module.device.type == "cpu":  # torch.manual_seed visits every backend: 0.1 ms a step
+            torch.default_generator.manual_seed(seed)
+        else:
+            torch.manual_seed(seed)
         trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step

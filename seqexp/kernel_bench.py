@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -274,11 +276,16 @@ def check_table(checks: list[KernelCheck]) -> Table:
 
 
 def machine(device: torch.device) -> dict[str, object]:
-    return {
+    """What the numbers were measured on; also printed."""
+    info = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
     }
+    console.print(", ".join(f"{key}: {value}" for key, value in info.items()))
+    return info
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -332,9 +339,7 @@ def main(argv: list[str] | None = None) -> None:
     sizes = {"cpu": CPU_SIZES, "gpu": GPU_SIZES, "tiny": TINY_SIZES}[
         args.sizes or ("gpu" if args.device.startswith("cuda") else "cpu")
     ]
-    info = machine(torch.device(args.device))
-    console.print(", ".join(f"{key}: {value}" for key, value in info.items()))
-    result = {"machine": info} | run_kernels(args, sizes)
+    result = {"machine": machine(torch.device(args.device))} | run_kernels(args, sizes)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))

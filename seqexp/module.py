@@ -44,12 +44,6 @@ class TaskModule(pl.LightningModule):
         self.log(f"val/{spec.metric}_baseline", spec.baseline)
         self.log("val/solved", float(spec.solved(metric)))
 
-    def log_training_loss(self, loss: Tensor, batch_size: int) -> None:
-        """``train/loss``, at the steps where the Trainer writes to the logger: Lightning's
-        bookkeeping of a logged value costs more than many a small model's step."""
-        if self.trainer.global_step % self.trainer.log_every_n_steps == 0:
-            self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
-
     def configure_optimizers(self) -> Any:
         optimizer = self.make_optimizer(self.parameters())
         if self.make_scheduler is None:
@@ -112,7 +106,7 @@ class SequenceModel(TaskModule):
             loss = torch.stack(losses).sum()
             optimizer.step()  # clipped in on_before_optimizer_step
             self.step_schedulers("step")
-        self.log_training_loss(loss, len(x))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
         return loss
 
     def truncated_losses(self, x: Tensor, y: Tensor) -> Iterator[Tensor]:

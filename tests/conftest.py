@@ -23,6 +23,14 @@ from omegaconf import DictConfig, OmegaConf
 from seqexp import train
 
 CONF = Path(__file__).parents[1] / "conf"
+ONE_BATCH = [
+    "task.train_size=32",
+    "task.val_size=32",
+    "data.batch_size=32",
+    "model.hidden_size=32",
+    "model.embedding_size=8",
+]
+"""A token model small enough to fit one batch of 32 examples in a few hundred steps."""
 TINY = [
     "threads=1",  # tiny models run fastest on one thread, and parallel jobs then don't oversubscribe
     "task.seq_len=6",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import client, config
+from conftest import ONE_BATCH, client, config
 
 from seqexp.build import build_model, build_task
 from seqexp.cells import LSTMCell
@@ -120,11 +120,7 @@ def test_a_tiny_encoder_decoder_with_attention_fits_a_small_batch_and_logs_its_a
         "task=dates",
         "decoder.attention=true",
         "decoder.attention_plots=2",
-        "task.train_size=32",
-        "task.val_size=32",
-        "data.batch_size=32",
-        "model.hidden_size=32",
-        "model.embedding_size=8",
+        *ONE_BATCH,
         "optimizer.lr=0.02",
         "trainer.max_steps=150",
         "data.batches_per_epoch=150",

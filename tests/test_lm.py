@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import client, config
+from conftest import ONE_BATCH, client, config
 
 from seqexp import sample as sample_command
 from seqexp.build import build_task
@@ -140,11 +140,7 @@ def test_a_tiny_language_model_learns_logs_samples_and_samples_from_its_record(
         "task=lm",
         "task.seq_len=24",
         "task.corpus_sentences=400",
-        "task.train_size=32",
-        "task.val_size=32",
-        "data.batch_size=32",
-        "model.hidden_size=32",
-        "model.embedding_size=8",
+        *ONE_BATCH,
         "optimizer.lr=0.02",
         "trainer.max_steps=120",
         "data.batches_per_epoch=60",

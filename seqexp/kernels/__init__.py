@@ -42,9 +42,9 @@ def triton_kernels() -> ModuleType | None:
     return importlib.import_module("seqexp.kernels.fused")
 
 
-@cache
 def fall_back(reason: str) -> None:
-    """Say once per reason that a CUDA input runs on the manual kernel instead of Triton's."""
+    """Say that a CUDA input runs on the manual kernel instead of Triton's (``warnings`` says it
+    once per reason)."""
     warnings.warn(
         f"seqexp's Triton kernels do not run here ({reason}): using the manual kernel", stacklevel=3
     )

@@ -524,7 +524,8 @@ class LSTMSequence(torch.autograd.Function):
             ).to(peepholes.dtype)
         dtype = hs.dtype
         da0 = dz[0] @ W_a.float()
-        return dz.to(dtype), weight_gradient(dz.to(dtype), hs[:-1]), da0.to(dtype), dc.to(dtype), d_peepholes
+        dz = dz.to(dtype)
+        return dz, weight_gradient(dz, hs[:-1]), da0.to(dtype), dc.to(dtype), d_peepholes
 
 
 class GRUSequence(torch.autograd.Function):
