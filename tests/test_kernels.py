@@ -12,7 +12,7 @@ from torch import Tensor
 
 from seqexp import kernels
 from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RNNCell, SimpleGRUCell
-from seqexp.kernels import fused
+from seqexp.kernels import cpu, fused, manual
 from seqexp.recurrent import CellFactory, RecurrentStack, build_stack
 
 CELLS: dict[str, CellFactory] = {
@@ -68,14 +68,67 @@ def initial_state(stack: RecurrentStack, batch: int, dtype: torch.dtype) -> tupl
 @pytest.mark.parametrize("T", [1, 9])
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 @pytest.mark.parametrize("cell", CELLS)
-def test_manual_kernels_equal_the_cells(cell: str, topology: str, T: int) -> None:
+def test_manual_kernels_equal_the_cells(cell: str, topology: str, T: int, monkeypatch) -> None:
+    monkeypatch.setattr(kernels, "backend", lambda cell, like: manual)
     fast, step_by_step = stacks(cell, topology, 3, 5, torch.float64)
-    assert kernels.kernel_for(fast.layers[0][0], torch.zeros(1, dtype=torch.float64)) == "manual"
     x = torch.randn(4, T, 3, dtype=torch.float64)
     state = initial_state(fast, 4, torch.float64)
 
     for got, expected in zip(everything(fast, x, state), everything(step_by_step, x, state), strict=True):
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-10), (torch.float32, 5e-5)])
+@pytest.mark.parametrize("T", [1, 9])
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize("cell", ["lstm", "peephole"])
+def test_the_cpu_kernel_equals_the_lstm_cells(cell: str, topology: str, T: int, dtype, tolerance: float) -> None:
+    """With 37 hidden units: vectorised blocks of the compiled loop and a remainder."""
+    fast, step_by_step = stacks(cell, topology, 3, 37, dtype)
+    assert kernels.kernel_for(fast.layers[0][0], torch.zeros(1, dtype=dtype)) == "cpu"
+    x = torch.randn(4, T, 3, dtype=dtype)
+    state = initial_state(fast, 4, dtype)
+
+    for got, expected in zip(everything(fast, x, state), everything(step_by_step, x, state), strict=True):
+        torch.testing.assert_close(got, expected, rtol=tolerance, atol=tolerance)
+
+
+def test_the_cpu_kernel_saturates_like_the_cell() -> None:
+    """Pre-activations far beyond σ's and tanh's range: gates of exactly 0 or 1, no NaN."""
+    fast, step_by_step = stacks("peephole", "uni", 3, 37, torch.float32)
+    x = 100 * torch.randn(4, 9, 3)
+    state = initial_state(fast, 4, torch.float32)
+
+    got, expected = everything(fast, x, state), everything(step_by_step, x, state)
+    assert all(g.isfinite().all() for g in got)
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)  # inputs of 100: gradients of W_x too
+
+
+@pytest.fixture
+def fresh_library(tmp_path, monkeypatch):
+    """:func:`cpu.library` built anew, into an empty cache."""
+    monkeypatch.setenv("SEQEXP_CACHE", str(tmp_path))
+    cpu.library.cache_clear()
+    yield tmp_path
+    cpu.library.cache_clear()
+
+
+def test_the_compiled_steps_are_built_once_into_the_cache(fresh_library) -> None:
+    assert cpu.library() is not None
+    (built,) = fresh_library.glob("lstm_step-*.so")
+    cpu.library.cache_clear()
+    cpu.library()
+    assert list(fresh_library.iterdir()) == [built]
+
+
+def test_without_a_compiler_the_lstm_runs_on_the_manual_kernel(fresh_library, monkeypatch) -> None:
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    cell = LSTMCell(3, 4)
+    with pytest.warns(UserWarning, match="no C\\+\\+ compiler 'no-such-compiler': set CXX or install g\\+\\+"):
+        assert kernels.kernel_for(cell, torch.zeros(1)) == "manual"
+    outputs, _ = kernels.run(cell, torch.randn(5, 2, 3))
+    assert outputs.shape == (5, 2, 4)
 
 
 @pytest.mark.parametrize("launch", LAUNCHES)
@@ -85,7 +138,7 @@ def test_manual_kernels_equal_the_cells(cell: str, topology: str, T: int) -> Non
 def test_triton_kernels_equal_the_cells(cell: str, topology: str, T: int, launch: str, monkeypatch) -> None:
     """On CPU in Triton's interpreter (see conftest.py), with batch and hidden sizes that leave
     tiles part empty."""
-    monkeypatch.setattr(kernels, "backend", lambda like: fused)
+    monkeypatch.setattr(kernels, "backend", lambda cell, like: fused)
     monkeypatch.setattr(fused, "choose_launch", lambda *args: LAUNCHES[launch])
     fast, step_by_step = stacks(cell, topology, 3, 10, torch.float32)
     assert kernels.kernel_for(fast.layers[0][0], torch.zeros(1)) == "triton"

@@ -4,6 +4,8 @@
 readable reference), through the fastest kernel there is for the cell and device:
 
 - ``triton`` — one GPU launch for the whole time loop (:mod:`seqexp.kernels.fused`), on CUDA;
+- ``cpu`` — the LSTMs on CPU: products in oneDNN, each step's gate math compiled
+  (:mod:`seqexp.kernels.cpu`);
 - ``manual`` — torch ops with the backward pass written by hand (:mod:`seqexp.kernels.manual`),
   on any device, and wherever the Triton kernel does not take the input;
 - ``loop`` — the cell's own step-by-step loop through autograd, for a cell with no kernel here
@@ -22,9 +24,9 @@ import torch
 from torch import Tensor
 
 from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RecurrentCell, RNNCell, SimpleGRUCell, State
-from seqexp.kernels import manual
+from seqexp.kernels import cpu, manual
 
-Kernel = Literal["triton", "manual", "loop"]
+Kernel = Literal["triton", "cpu", "manual", "loop"]
 
 
 def has_kernel(cell: RecurrentCell) -> bool:
@@ -50,8 +52,12 @@ def fall_back(reason: str) -> None:
     )
 
 
-def backend(like: Tensor) -> ModuleType:
-    """The module whose kernels take inputs like ``like``: fused (Triton) on CUDA, else manual."""
+def backend(cell: RecurrentCell, like: Tensor) -> ModuleType:
+    """The module whose kernel runs ``cell`` on inputs like ``like``: fused (Triton) on CUDA,
+    cpu for an LSTM on CPU where a C++ compiler is, else manual."""
+    if like.device.type == "cpu":
+        compiles = isinstance(cell, LSTMCell) and like.dtype in cpu.DTYPES
+        return cpu if compiles and cpu.library() is not None else manual
     if not like.is_cuda:
         return manual
     fused = triton_kernels()
@@ -68,7 +74,7 @@ def kernel_for(cell: RecurrentCell, like: Tensor) -> Kernel:
     """The kernel :func:`run` takes for ``cell`` on inputs like ``like``."""
     if not has_kernel(cell):
         return "loop"
-    return "manual" if backend(like) is manual else "triton"
+    return {manual: "manual", cpu: "cpu"}.get(backend(cell, like), "triton")
 
 
 def run(cell: RecurrentCell, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
@@ -79,8 +85,8 @@ def run(cell: RecurrentCell, x: Tensor, state: State | None = None) -> tuple[Ten
     if not has_kernel(cell):
         outputs, state = cell.steps(x, state)
         return torch.stack(outputs), state
-    wx = cell.project_input(x)
-    kernels = backend(wx)
+    kernels = backend(cell, x)
+    wx = cpu.InputProjection.apply(x, cell.W_x, cell.b) if kernels is cpu else cell.project_input(x)
     if isinstance(cell, LSTMCell):
         peepholes = (
             torch.stack([cell.p_u, cell.p_f, cell.p_o]) if isinstance(cell, PeepholeLSTMCell) else None

@@ -34,6 +34,13 @@ def weight_gradient(dz: Tensor, inputs: Tensor) -> Tensor:
     return dz.flatten(0, 1).T @ inputs.flatten(0, 1)
 
 
+def peephole_gradient(dz: Tensor, cells: Tensor) -> Tensor:
+    """``∂L/∂(p_u, p_f, p_o)`` (3, n_a) from the LSTM's ``dz`` (T, B, 4 n_a) and ``c<0..T>``: Γu and Γf
+    see ``c<t-1>``, Γo sees ``c<t>``."""
+    u, f, _, o = dz.chunk(4, dim=-1)
+    return torch.stack([(u * cells[:-1]).sum((0, 1)), (f * cells[:-1]).sum((0, 1)), (o * cells[1:]).sum((0, 1))])
+
+
 class LSTMSequence(torch.autograd.Function):
     """The LSTM (blocks u, f, c, o), with peepholes ``p_u, p_f, p_o`` when they are given."""
 
@@ -92,17 +99,8 @@ class LSTMSequence(torch.autograd.Function):
             if peepholes is not None:
                 dc.addcmul_(dz_u, peepholes[0]).addcmul_(dz_f, peepholes[1])
             da = torch.addmm(d_outputs[t - 1], dz[t], W_a) if t else dz[t] @ W_a
-        a_prev = previous_activations(a0, outputs)
-        d_peepholes = None
-        if peepholes is not None:
-            d_peepholes = torch.stack(
-                [
-                    (dz[..., :n] * cells[:-1]).sum((0, 1)),
-                    (dz[..., n : 2 * n] * cells[:-1]).sum((0, 1)),
-                    (dz[..., 3 * n :] * cells[1:]).sum((0, 1)),
-                ]
-            )
-        return dz, weight_gradient(dz, a_prev), da, dc, d_peepholes
+        d_peepholes = None if peepholes is None else peephole_gradient(dz, cells)
+        return dz, weight_gradient(dz, previous_activations(a0, outputs)), da, dc, d_peepholes
 
 
 class GRUSequence(torch.autograd.Function):

@@ -1,0 +1,157 @@
+"""seqexp's CPU kernel for the LSTMs: every product in oneDNN, each step's gate math compiled.
+
+Two things make the manual kernel slow on CPU. Between a step's two matrix products it runs a
+dozen small torch ops, which together take longer than the products. And torch's float32
+products go through MKL, which on this workplace's AMD CPUs runs at about half oneDNN's rate
+(a 2048² product: 203 against 420 GFLOP/s; MKL takes a generic path on non-Intel CPUs). Here a
+step is one oneDNN product and one pass of compiled code, ``lstm_step.cpp`` (built on first use
+by :mod:`seqexp.kernels.compiler`, called through ctypes); the input projection and the weight
+gradients are oneDNN products too. float64, which oneDNN does not take, has its products in
+torch. Without a C++ compiler, :func:`library` warns once and seqexp keeps the manual kernel.
+
+Computes what :class:`seqexp.kernels.manual.LSTMSequence` computes, to float rounding.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+import warnings
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+from torch.nn import functional as F
+
+from seqexp.kernels import compiler
+from seqexp.kernels.manual import peephole_gradient
+
+SOURCE = Path(__file__).with_name("lstm_step.cpp")
+DTYPES = {torch.float32: "float", torch.float64: "double"}
+ONEDNN = torch.backends.mkldnn.is_available()
+HUGE_PAGE = 2**21
+MADV_HUGEPAGE = 14
+
+
+@cache
+def libc() -> ctypes.CDLL | None:
+    """The C library, for ``madvise`` (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    lib = ctypes.CDLL(None)
+    lib.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return lib
+
+
+def workspace(*shape: int, like: Tensor) -> Tensor:
+    """An uninitialised buffer, asked onto huge pages where Linux allows it: a fresh buffer of
+    100 MB otherwise costs 30 ms of page faults on first touch here, 3 ms with huge pages."""
+    buffer = like.new_empty(shape)
+    start = -(-buffer.data_ptr() // HUGE_PAGE) * HUGE_PAGE
+    end = (buffer.data_ptr() + buffer.nbytes) // HUGE_PAGE * HUGE_PAGE
+    if libc() is not None and end > start:
+        libc().madvise(start, end - start, MADV_HUGEPAGE)
+    return buffer
+
+
+def linear(x: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
+    """``x Wᵀ + b``, through oneDNN for float32."""
+    if ONEDNN and x.dtype == torch.float32:
+        return torch.ops.mkldnn._linear_pointwise(x, W, b, "none", [None], "")
+    return F.linear(x, W, b)
+
+
+def weight_gradient(dz: Tensor, inputs: Tensor) -> Tensor:
+    """``Σ_t dz<t>ᵀ inputs<t>``, one product over all steps, computed as ``(inputsᵀ dz)ᵀ``: with
+    the long side inner for both operands, oneDNN takes it at full rate (and MKL takes 10× longer
+    for ``dzᵀ inputs`` when there are only a few inputs)."""
+    return linear(inputs.flatten(0, 1).T, dz.flatten(0, 1).T).T
+
+
+@cache
+def library() -> ctypes.CDLL | None:
+    """The compiled steps, or ``None`` (with a warning) where they cannot be built here."""
+    try:
+        lib = ctypes.CDLL(str(compiler.build(SOURCE)))
+    except OSError as error:
+        warnings.warn(f"seqexp's compiled CPU LSTM is not available ({error}): using the manual kernel")
+        return None
+    sizes, address = [ctypes.c_int64] * 2, ctypes.c_void_p
+    for real in DTYPES.values():
+        getattr(lib, f"lstm_forward_{real}").argtypes = [*sizes] + [address] * 7
+        getattr(lib, f"lstm_backward_{real}").argtypes = [*sizes] + [address] * 8
+    return lib
+
+
+def step(direction: str, dtype: torch.dtype) -> Callable[..., None]:
+    """The compiled ``lstm_forward_*`` or ``lstm_backward_*`` for ``dtype``."""
+    return getattr(library(), f"lstm_{direction}_{DTYPES[dtype]}")
+
+
+def addresses(tensor: Tensor) -> list[int]:
+    """The address of each ``tensor[t]`` of a contiguous ``tensor``."""
+    return [t.data_ptr() for t in tensor.unbind(0)]
+
+
+class InputProjection(torch.autograd.Function):
+    """``W_x x<t> + b`` for all steps at once, (T, B, n_x) -> (T, B, blocks · n_a)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, W_x: Tensor, b: Tensor) -> Tensor:
+        ctx.save_for_backward(x, W_x)
+        return linear(x, W_x, b)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, dwx: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
+        x, W_x = ctx.saved_tensors
+        dx = linear(dwx, W_x.T) if ctx.needs_input_grad[0] else None
+        return dx, weight_gradient(dwx, x), dwx.sum((0, 1))
+
+
+class LSTMSequence(torch.autograd.Function):
+    """The LSTM (blocks u, f, c, o), with peepholes ``p_u, p_f, p_o`` (3, n_a) when they are given."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, wx: Tensor, W_a: Tensor, a0: Tensor, c0: Tensor, peepholes: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        T, B, _ = wx.shape
+        n = W_a.shape[1]
+        wx = wx.contiguous()
+        gates = workspace(*wx.shape, like=wx)  # Γu, Γf, c̃, Γo
+        cells, activations = workspace(T + 1, B, n, like=wx), workspace(T + 1, B, n, like=wx)
+        cells[0], activations[0] = c0, a0
+        p = None if peepholes is None else peepholes.contiguous()
+        p_address = None if p is None else p.data_ptr()
+        forward_step = step("forward", wx.dtype)
+        wx_at, gates_at, c_at, a_at = addresses(wx), addresses(gates), addresses(cells), addresses(activations)
+        for t, a_prev in enumerate(activations[:-1]):
+            ra = linear(a_prev, W_a)  # W_a a<t-1>
+            forward_step(B, n, wx_at[t], ra.data_ptr(), c_at[t], gates_at[t], c_at[t + 1], a_at[t + 1], p_address)
+        ctx.save_for_backward(W_a, p, gates, cells, activations)
+        return activations[1:], cells[-1]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, d_outputs: Tensor, dc_last: Tensor) -> tuple[Tensor | None, ...]:
+        W_a, p, gates, cells, activations = ctx.saved_tensors
+        T, B, n = d_outputs.shape
+        backward_step = step("backward", gates.dtype)
+        p_address = None if p is None else p.data_ptr()
+        d_outputs = d_outputs.contiguous()
+        dz = workspace(*gates.shape, like=gates)
+        dc = dc_last.clone(memory_format=torch.contiguous_format)  # ∂L/∂c<t>, stepped back in place
+        da_next = torch.zeros_like(dc)  # nothing comes back from beyond the last step
+        gates_at, c_at, dz_at, d_out_at = addresses(gates), addresses(cells), addresses(dz), addresses(d_outputs)
+        for t in reversed(range(T)):
+            backward_step(
+                B, n, d_out_at[t], da_next.data_ptr(), dc.data_ptr(), gates_at[t], c_at[t], c_at[t + 1], dz_at[t], p_address
+            )
+            da_next = linear(dz[t], W_a.T)  # ∂L/∂a<t-1> through step t
+        d_peepholes = None if p is None else peephole_gradient(dz, cells)
+        return dz, weight_gradient(dz, activations[:-1]), da_next, dc, d_peepholes
