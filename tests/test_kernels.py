@@ -82,7 +82,9 @@ def test_manual_kernels_equal_the_cells(cell: str, topology: str, T: int, monkey
 @pytest.mark.parametrize("T", [1, 9])
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 @pytest.mark.parametrize("cell", ["lstm", "peephole"])
-def test_the_cpu_kernel_equals_the_lstm_cells(cell: str, topology: str, T: int, dtype, tolerance: float) -> None:
+def test_the_cpu_kernel_equals_the_lstm_cells(
+    cell: str, topology: str, T: int, dtype, tolerance: float
+) -> None:
     """With 37 hidden units: vectorised blocks of the compiled loop and a remainder."""
     fast, step_by_step = stacks(cell, topology, 3, 37, dtype)
     assert kernels.kernel_for(fast.layers[0][0], torch.zeros(1, dtype=dtype)) == "cpu"
@@ -125,7 +127,9 @@ def test_the_compiled_steps_are_built_once_into_the_cache(fresh_library) -> None
 def test_without_a_compiler_the_lstm_runs_on_the_manual_kernel(fresh_library, monkeypatch) -> None:
     monkeypatch.setenv("CXX", "no-such-compiler")
     cell = LSTMCell(3, 4)
-    with pytest.warns(UserWarning, match="no C\\+\\+ compiler 'no-such-compiler': set CXX or install g\\+\\+"):
+    with pytest.warns(
+        UserWarning, match="no C\\+\\+ compiler 'no-such-compiler': set CXX or install g\\+\\+"
+    ):
         assert kernels.kernel_for(cell, torch.zeros(1)) == "manual"
     outputs, _ = kernels.run(cell, torch.randn(5, 2, 3))
     assert outputs.shape == (5, 2, 4)

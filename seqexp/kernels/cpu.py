@@ -78,7 +78,9 @@ def library() -> ctypes.CDLL | None:
     try:
         lib = ctypes.CDLL(str(compiler.build(SOURCE)))
     except OSError as error:
-        warnings.warn(f"seqexp's compiled CPU LSTM is not available ({error}): using the manual kernel")
+        warnings.warn(
+            f"seqexp's compiled CPU LSTM is not available ({error}): using the manual kernel", stacklevel=3
+        )
         return None
     sizes, address = [ctypes.c_int64] * 2, ctypes.c_void_p
     for real in DTYPES.values():
@@ -127,12 +129,12 @@ class LSTMSequence(torch.autograd.Function):
         cells, activations = workspace(T + 1, B, n, like=wx), workspace(T + 1, B, n, like=wx)
         cells[0], activations[0] = c0, a0
         p = None if peepholes is None else peepholes.contiguous()
-        p_address = None if p is None else p.data_ptr()
+        p_at = None if p is None else p.data_ptr()
         forward_step = step("forward", wx.dtype)
-        wx_at, gates_at, c_at, a_at = addresses(wx), addresses(gates), addresses(cells), addresses(activations)
+        wx_at, gates_at, c_at, a_at = map(addresses, (wx, gates, cells, activations))
         for t, a_prev in enumerate(activations[:-1]):
             ra = linear(a_prev, W_a)  # W_a a<t-1>
-            forward_step(B, n, wx_at[t], ra.data_ptr(), c_at[t], gates_at[t], c_at[t + 1], a_at[t + 1], p_address)
+            forward_step(B, n, wx_at[t], ra.data_ptr(), c_at[t], gates_at[t], c_at[t + 1], a_at[t + 1], p_at)
         ctx.save_for_backward(W_a, p, gates, cells, activations)
         return activations[1:], cells[-1]
 
@@ -142,16 +144,15 @@ class LSTMSequence(torch.autograd.Function):
         W_a, p, gates, cells, activations = ctx.saved_tensors
         T, B, n = d_outputs.shape
         backward_step = step("backward", gates.dtype)
-        p_address = None if p is None else p.data_ptr()
+        p_at = None if p is None else p.data_ptr()
         d_outputs = d_outputs.contiguous()
         dz = workspace(*gates.shape, like=gates)
         dc = dc_last.clone(memory_format=torch.contiguous_format)  # ∂L/∂c<t>, stepped back in place
         da_next = torch.zeros_like(dc)  # nothing comes back from beyond the last step
-        gates_at, c_at, dz_at, d_out_at = addresses(gates), addresses(cells), addresses(dz), addresses(d_outputs)
+        gates_at, c_at, dz_at, d_out_at = map(addresses, (gates, cells, dz, d_outputs))
         for t in reversed(range(T)):
-            backward_step(
-                B, n, d_out_at[t], da_next.data_ptr(), dc.data_ptr(), gates_at[t], c_at[t], c_at[t + 1], dz_at[t], p_address
-            )
+            da = (d_out_at[t], da_next.data_ptr())  # ∂L/∂a<t>: the loss's own, and through step t + 1
+            backward_step(B, n, *da, dc.data_ptr(), gates_at[t], c_at[t], c_at[t + 1], dz_at[t], p_at)
             da_next = linear(dz[t], W_a.T)  # ∂L/∂a<t-1> through step t
         d_peepholes = None if p is None else peephole_gradient(dz, cells)
         return dz, weight_gradient(dz, activations[:-1]), da_next, dc, d_peepholes

@@ -38,7 +38,9 @@ def peephole_gradient(dz: Tensor, cells: Tensor) -> Tensor:
     """``∂L/∂(p_u, p_f, p_o)`` (3, n_a) from the LSTM's ``dz`` (T, B, 4 n_a) and ``c<0..T>``: Γu and Γf
     see ``c<t-1>``, Γo sees ``c<t>``."""
     u, f, _, o = dz.chunk(4, dim=-1)
-    return torch.stack([(u * cells[:-1]).sum((0, 1)), (f * cells[:-1]).sum((0, 1)), (o * cells[1:]).sum((0, 1))])
+    return torch.stack(
+        [(u * cells[:-1]).sum((0, 1)), (f * cells[:-1]).sum((0, 1)), (o * cells[1:]).sum((0, 1))]
+    )
 
 
 class LSTMSequence(torch.autograd.Function):
