@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
+from itertools import accumulate
 from pathlib import Path
 
 import torch
@@ -74,6 +75,9 @@ class KernelTiming:
     saved_mb: float
     """Memory that autograd keeps for the backward pass."""
     reference_saved_mb: float
+    peak_mb: float
+    """The most memory in use at once during forward+backward, above what was in use before."""
+    reference_peak_mb: float
 
     @property
     def ratio(self) -> float:
@@ -118,6 +122,25 @@ def saved_for_backward_mb(stack: nn.Module, x: torch.Tensor) -> float:
     return total / 2**20
 
 
+def peak_mb(run: Callable[[], object], device: torch.device) -> float:
+    """The most memory allocated at once during ``run``, above what was allocated before it, in
+    MB: from CUDA's allocator statistics, or on CPU from the allocations torch's profiler records."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        run()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True
+    ) as profiler:
+        run()
+    events = profiler.profiler.kineto_results.events()
+    allocations = sorted((e for e in events if e.name() == "[memory]"), key=lambda e: e.start_ns())
+    return max(accumulate(e.nbytes() for e in allocations), default=0) / 2**20
+
+
 def forward_backward(stack: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     def run() -> None:
         outputs, _ = stack(x)
@@ -159,7 +182,9 @@ def time_kernel(
         stacks["nn.LSTM"] = native(LSTMCell)
     for name, stack in stacks_to_time(cell, topology, n_x, n_a, loop).items():
         stacks[name] = stack.to(device, dtype)
-    ms = median_ms({name: forward_backward(stack, x) for name, stack in stacks.items()}, repeats, device)
+    runs = {name: forward_backward(stack, x) for name, stack in stacks.items()}
+    ms = median_ms(runs, repeats, device)
+    peaks = {name: peak_mb(run, device) for name, run in runs.items()}
     reference_mb = saved_for_backward_mb(stacks["reference"], x)
     return [
         KernelTiming(
@@ -173,6 +198,8 @@ def time_kernel(
             ms.get("nn.LSTM", ms["reference"]),
             saved_for_backward_mb(stack, x),
             reference_mb,
+            peaks[name],
+            peaks["reference"],
         )
         for name, stack in stacks.items()
         if name not in ("reference", "nn.LSTM")
@@ -237,8 +264,10 @@ def kernel_table(timings: list[KernelTiming]) -> Table:
         "torch.nn ms",
         "ratio",
         "vs nn.LSTM",
+        "peak MB",
+        "torch.nn peak MB",
         "saved MB",
-        "torch.nn MB",
+        "torch.nn saved MB",
         title="forward + backward of one batch (median), against torch.nn of the same topology",
     )
     for t in timings:
@@ -252,6 +281,8 @@ def kernel_table(timings: list[KernelTiming]) -> Table:
             f"{t.reference_ms:.2f}",
             f"{t.ratio:.2f}×",
             f"{t.lstm_ratio:.2f}×",
+            f"{t.peak_mb:.1f}",
+            f"{t.reference_peak_mb:.1f}",
             f"{t.saved_mb:.1f}",
             f"{t.reference_saved_mb:.1f}",
         )

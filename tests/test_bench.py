@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
 from seqexp.bench import main
+from seqexp.kernel_bench import peak_mb
+
+
+def test_peak_memory_is_the_most_in_use_at_once() -> None:
+    def run() -> list[torch.Tensor]:
+        freed = torch.ones(2**18)  # 1 MB
+        del freed
+        return [torch.ones(2**17) for _ in range(3)]  # 1.5 MB
+
+    assert peak_mb(run, torch.device("cpu")) == pytest.approx(1.5)
 
 
 def test_tiny_bench_reports_kernels_loops_and_startup(tmp_path, monkeypatch) -> None:
@@ -18,10 +31,10 @@ def test_tiny_bench_reports_kernels_loops_and_startup(tmp_path, monkeypatch) -> 
     assert kernels == {
         (cell, topology, kernel)
         for cell, kernel in [
-            ("lstm", "manual"),
+            ("lstm", "cpu"),
             ("lstm", "loop"),
             ("lstm", "native"),
-            ("peephole", "manual"),
+            ("peephole", "cpu"),
             ("peephole", "loop"),
             ("gru_reset_after", "loop"),  # no kernel of seqexp's own: its loop
             ("gru_reset_after", "native"),
@@ -33,8 +46,9 @@ def test_tiny_bench_reports_kernels_loops_and_startup(tmp_path, monkeypatch) -> 
         assert k["ms"] > 0 and k["reference_ms"] > 0 and k["ratio"] == k["ms"] / k["reference_ms"]
         assert k["lstm_ratio"] == k["ms"] / k["lstm_ms"] and k["dtype"] == "float32"
         assert k["saved_mb"] > 0 and k["size"] == [2, 5, 3, 4]
+        assert k["peak_mb"] > 0 and k["reference_peak_mb"] > 0
     checks = {(c["cell"], c["kernel"]): c for c in result["checks"]}
-    assert set(checks) == {("lstm", "manual"), ("peephole", "manual")}
+    assert set(checks) == {("lstm", "cpu"), ("peephole", "cpu")}
     assert all(c["output_error"] < 1e-6 and c["gradient_error"] < 1e-5 for c in checks.values())
     assert [loop["label"] for loop in result["loops"]] == [
         "seqexp, default callbacks",
