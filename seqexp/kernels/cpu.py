@@ -105,7 +105,11 @@ class InputProjection(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, W_x: Tensor, b: Tensor) -> Tensor:
         ctx.save_for_backward(x, W_x)
-        return linear(x, W_x, b)
+        T, B, _ = x.shape
+        wx = workspace(
+            T, B, W_x.shape[0], like=x
+        )  # MKL here: its slower product costs less than the page faults
+        return torch.addmm(b, x.flatten(0, 1), W_x.T, out=wx.view(T * B, -1)).view_as(wx)
 
     @staticmethod
     @once_differentiable
