@@ -24,16 +24,13 @@ import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
-from rich.console import Console
 from rich.table import Table
 from torch import nn
 
 from seqexp.build import build_data, build_model, build_task
 from seqexp.config import options
-from seqexp.kernel_bench import CPU_SIZES, GPU_SIZES, TINY_SIZES, add_arguments, machine, run_kernels
+from seqexp.kernel_bench import CPU_SIZES, GPU_SIZES, TINY_SIZES, add_arguments, console, machine, run_kernels
 from seqexp.train import CONF, train
-
-console = Console()
 
 
 @dataclass

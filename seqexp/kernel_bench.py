@@ -14,8 +14,10 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 from itertools import accumulate
@@ -30,7 +32,7 @@ from seqexp import kernels
 from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RNNCell, SimpleGRUCell
 from seqexp.recurrent import CellFactory, NativeStack, RecurrentStack, build_stack
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 200)  # piped: whole rows, not wrapped cells
 CPU_SIZES = [(64, 100, 32, 128), (64, 500, 2, 128), (128, 200, 64, 256)]
 """(B, T, n_x, n_a) of the CPU targets."""
 GPU_SIZES = [(64, 100, 32, 128), (64, 100, 512, 512), (64, 1000, 32, 128), (256, 200, 64, 256)]
@@ -122,6 +124,20 @@ def saved_for_backward_mb(stack: nn.Module, x: torch.Tensor) -> float:
     return total / 2**20
 
 
+@contextmanager
+def no_native_stderr() -> Iterator[None]:
+    """Silences what native code writes to stderr (the profiler's start and stop lines)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def peak_mb(run: Callable[[], object], device: torch.device) -> float:
     """The most memory allocated at once during ``run``, above what was allocated before it, in
     MB: from CUDA's allocator statistics, or on CPU from the allocations torch's profiler records."""
@@ -132,9 +148,7 @@ def peak_mb(run: Callable[[], object], device: torch.device) -> float:
         run()
         torch.cuda.synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    with torch.profiler.profile(
-        activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True
-    ) as profiler:
+    with no_native_stderr(), torch.profiler.profile(profile_memory=True) as profiler:
         run()
     events = profiler.profiler.kineto_results.events()
     allocations = sorted((e for e in events if e.name() == "[memory]"), key=lambda e: e.start_ns())
