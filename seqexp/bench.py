@@ -201,6 +201,13 @@ def main(argv: list[str] | None = None) -> None:
         help="training steps for the loop comparison (a multiple of 250)",
     )
     parser.add_argument("--loop-repeats", type=int, default=3, help="measurements of each loop, in turns")
+    parser.add_argument(
+        "--loop-config",
+        nargs="*",
+        default=[],
+        metavar="OVERRIDE",
+        help="Hydra overrides of the default experiment for the loop comparison, e.g. model.hidden_size=256",
+    )
     parser.add_argument("--skip", nargs="*", default=[], choices=["kernels", "loops", "startup"])
     parser.add_argument("--tiny", action="store_true", help="tiny sizes, one repeat: checks that it runs")
     parser.add_argument(
@@ -211,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         args.repeats = 1
     sizes = TINY_SIZES if args.tiny else GPU_SIZES if args.device.startswith("cuda") else CPU_SIZES
     tiny_loop = ["task.seq_len=5", "model.hidden_size=4", "task.train_size=64", "task.val_size=16"]
-    loop_overrides = [*tiny_loop, "data.batches_per_epoch=5"] if args.tiny else []
+    loop_overrides = [*tiny_loop, "data.batches_per_epoch=5"] if args.tiny else args.loop_config
     loop_steps = 10 if args.tiny else args.loop_steps
 
     result: dict[str, object] = {"machine": machine(torch.device(args.device))}
@@ -226,7 +233,8 @@ def main(argv: list[str] | None = None) -> None:
             "ratio",
             "seqexp overall",
             "ratio overall",
-            title="training loop, default experiment (overall: validations and checkpoints included)",
+            title=f"training loop, default experiment {' '.join(loop_overrides)}"
+            " (overall: validations and checkpoints included)",
         )
         for loop in loops:
             table.add_row(
@@ -238,6 +246,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"{loop.overall_ratio:.2f}×",
             )
         console.print(table)
+        result["loop_config"] = loop_overrides
         result["loops"] = [
             asdict(loop) | {"ratio": loop.ratio, "overall_ratio": loop.overall_ratio} for loop in loops
         ]
