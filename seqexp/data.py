@@ -53,8 +53,6 @@ class TaskData(pl.LightningDataModule):
     """Train and validation sets drawn from ``task`` with seeds ``2·seed`` and ``2·seed + 1``.
 
     Batches are sliced from whole tensors (a sampler of index lists), not collated sample by sample.
-    The data is drawn on CPU (the same on every device) and then kept on the training device, so
-    that a batch is sliced there instead of copied there at every step.
     """
 
     def __init__(self, task: Task, batch_size: int, batches_per_epoch: int, seed: int) -> None:
@@ -65,13 +63,8 @@ class TaskData(pl.LightningDataModule):
         self.seed = seed
 
     def setup(self, stage: str) -> None:
-        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
-
-        def drawn(size: int, seed: int) -> TensorDataset:
-            return TensorDataset(*(t.to(device) for t in self.task.generate(size, seed)))
-
-        self.train = drawn(self.task.train_size, 2 * self.seed)
-        self.val = drawn(self.task.val_size, 2 * self.seed + 1)
+        self.train = TensorDataset(*self.task.generate(self.task.train_size, 2 * self.seed))
+        self.val = TensorDataset(*self.task.generate(self.task.val_size, 2 * self.seed + 1))
 
     def train_dataloader(self) -> DataLoader:
         batches = StepBatches(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,7 +14,6 @@ from omegaconf import DictConfig
 
 from seqexp.build import build_model, build_task
 from seqexp.config import ConfigError
-from seqexp.data import TaskData
 from seqexp.tasks.agreement import AgreementTask
 from seqexp.tasks.copy import CopyTask
 from seqexp.tasks.digits import DigitsTask
@@ -43,16 +41,6 @@ def test_a_tasks_data_is_a_function_of_its_seed(name: str) -> None:
     a, b, c = task.generate(64, 2), task.generate(64, 2), task.generate(64, 4)
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert not torch.equal(a[0], c[0])
-
-
-def test_the_data_is_kept_on_the_training_device() -> None:
-    """Drawn on CPU, then moved once: batches are sliced where the model trains."""
-    task = CopyTask(seq_len=5, train_size=32, val_size=16)
-    data = TaskData(task, batch_size=8, batches_per_epoch=1, seed=0)
-    data.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("meta")))
-    data.setup("fit")
-    assert {t.device.type for t in (*data.train.tensors, *data.val.tensors)} == {"meta"}
-    assert [t.shape for t in data.train.tensors] == [t.shape for t in task.generate(32, 0)]
 
 
 @pytest.mark.parametrize("name", TASKS)
