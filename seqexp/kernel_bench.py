@@ -66,8 +66,8 @@ class KernelTiming:
     size: tuple[int, int, int, int]
     dtype: str
     kernel: str
-    """What ran: ``triton``, ``manual`` or ``loop`` (seqexp's kernels, see :mod:`seqexp.kernels`),
-    or ``native`` (torch.nn)."""
+    """What ran: ``triton``, ``cpu``, ``manual`` or ``loop`` (seqexp's kernels, see
+    :mod:`seqexp.kernels`), or ``native`` (torch.nn)."""
     ms: float
     """Median forward+backward time of one batch."""
     reference_ms: float
