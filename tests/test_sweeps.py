@@ -134,6 +134,9 @@ def test_a_rerun_refuses_code_outside_seqexp_torch_and_lightning(outputs, monkey
         rerun(client(outputs), original.info.run_id, outputs)
 
 
+STEPS = 400
+
+
 @pytest.mark.parametrize("signal", [signal.SIGKILL, signal.SIGINT], ids=["kill -9", "Ctrl-C"])
 def test_a_killed_run_resumes_into_the_same_run_and_ends_as_an_uninterrupted_one(
     signal, outputs, tmp_path
@@ -143,7 +146,7 @@ def test_a_killed_run_resumes_into_the_same_run_and_ends_as_an_uninterrupted_one
         "topology=deep",
         "topology.dropout=0.3",
         "task.seq_len=20",
-        "trainer.max_steps=200",
+        f"trainer.max_steps={STEPS}",  # the signal comes at step ~10: the run must not end first
         "data.batches_per_epoch=10",
     ]
     process = subprocess.Popen(["seqexp", *overrides], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -154,7 +157,7 @@ def test_a_killed_run_resumes_into_the_same_run_and_ends_as_an_uninterrupted_one
     [killed] = all_runs(outputs)
     assert killed.info.status != "FINISHED"
     steps_before = [m.step for m in client(outputs).get_metric_history(killed.info.run_id, "train/loss")]
-    assert 0 < len(steps_before) < 200
+    assert 0 < len(steps_before) < STEPS
 
     resumed = resume(client(outputs), killed.info.run_id)
     whole = train(config(*overrides, "logger=none"), tmp_path / "whole")
@@ -162,6 +165,6 @@ def test_a_killed_run_resumes_into_the_same_run_and_ends_as_an_uninterrupted_one
     assert resumed.metrics == whole.metrics
     assert client(outputs).get_run(killed.info.run_id).info.status == "FINISHED"
     steps = [m.step for m in client(outputs).get_metric_history(killed.info.run_id, "train/loss")]
-    assert steps == list(range(200)), "every step logged once, none lost"
+    assert steps == list(range(STEPS)), "every step logged once, none lost"
     checkpoint = next(outputs.glob("runs/*/checkpoints/last.ckpt"))
-    assert torch.load(checkpoint, weights_only=True)["global_step"] == 200
+    assert torch.load(checkpoint, weights_only=True)["global_step"] == STEPS
