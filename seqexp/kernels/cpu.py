@@ -3,11 +3,11 @@
 Two things make the manual kernel slow on CPU. Between a step's two matrix products it runs a
 dozen small torch ops, which together take longer than the products. And torch's float32
 products go through MKL, which on this workplace's AMD CPUs runs at about half oneDNN's rate
-(a 2048² product: 203 against 420 GFLOP/s; MKL takes a generic path on non-Intel CPUs). Here a
-step is one oneDNN product and one pass of compiled code, ``lstm_step.cpp`` (built on first use
-by :mod:`seqexp.kernels.compiler`, called through ctypes); the input projection and the weight
-gradients are oneDNN products too. float64, which oneDNN does not take, has its products in
-torch. Without a C++ compiler, :func:`library` warns once and seqexp keeps the manual kernel.
+(a 2048² product: 203 against 420 GFLOP/s). Here a step is one oneDNN product and one pass of
+compiled code, ``lstm_step.cpp`` (built on first use by :mod:`seqexp.kernels.compiler`, called
+through ctypes); the weight gradients are oneDNN products too. float64, which oneDNN does not
+take, has its products in torch. Without a C++ compiler, :func:`library` warns once and seqexp
+keeps the manual kernel.
 
 Computes what :class:`seqexp.kernels.manual.LSTMSequence` computes, to float rounding.
 """
