@@ -106,9 +106,8 @@ class InputProjection(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, W_x: Tensor, b: Tensor) -> Tensor:
         ctx.save_for_backward(x, W_x)
         T, B, _ = x.shape
-        wx = workspace(
-            T, B, W_x.shape[0], like=x
-        )  # MKL here: its slower product costs less than the page faults
+        # MKL, into a huge-page buffer: oneDNN's own output, faulting in page by page, costs more
+        wx = workspace(T, B, W_x.shape[0], like=x)
         return torch.addmm(b, x.flatten(0, 1), W_x.T, out=wx.view(T * B, -1)).view_as(wx)
 
     @staticmethod
