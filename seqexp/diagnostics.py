@@ -151,8 +151,7 @@ class GradientNorms(pl.Callback):
         self.clipped: Tensor | int = 0
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: SequenceModel, optimizer: Any) -> None:
-        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
-        total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        total = torch.nn.utils.get_total_norm(p.grad for p in pl_module.parameters() if p.grad is not None)
         self.clipped = self.clipped + clipping_acts(pl_module, *clipping(trainer, pl_module), total)
         self.steps += 1
         if trainer.global_step % trainer.log_every_n_steps:

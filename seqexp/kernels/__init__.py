@@ -74,7 +74,7 @@ def kernel_for(cell: RecurrentCell, like: Tensor) -> Kernel:
     """The kernel :func:`run` takes for ``cell`` on inputs like ``like``."""
     if not has_kernel(cell):
         return "loop"
-    return {manual: "manual", cpu: "cpu"}.get(backend(cell, like), "triton")
+    return backend(cell, like).NAME
 
 
 def run(cell: RecurrentCell, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
@@ -86,7 +86,7 @@ def run(cell: RecurrentCell, x: Tensor, state: State | None = None) -> tuple[Ten
         outputs, state = cell.steps(x, state)
         return torch.stack(outputs), state
     kernels = backend(cell, x)
-    wx = cpu.InputProjection.apply(x, cell.W_x, cell.b) if kernels is cpu else cell.project_input(x)
+    wx = kernels.project(x, cell.W_x, cell.b)
     if isinstance(cell, LSTMCell):
         peepholes = (
             torch.stack([cell.p_u, cell.p_f, cell.p_o]) if isinstance(cell, PeepholeLSTMCell) else None

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from seqexp.kernels import compiler
 from seqexp.kernels.manual import peephole_gradient
 
+NAME = "cpu"
 SOURCE = Path(__file__).with_name("lstm_step.cpp")
 DTYPES = {torch.float32: "float", torch.float64: "double"}
 ONEDNN = torch.backends.mkldnn.is_available()
@@ -116,6 +117,11 @@ class InputProjection(torch.autograd.Function):
         x, W_x = ctx.saved_tensors
         dx = linear(dwx, W_x.T) if ctx.needs_input_grad[0] else None
         return dx, weight_gradient(dwx, x), dwx.sum((0, 1))
+
+
+def project(x: Tensor, W_x: Tensor, b: Tensor) -> Tensor:
+    """``W_x x<t> + b`` for all steps at once: (T, B, n_x) -> (T, B, blocks · n_a)."""
+    return InputProjection.apply(x, W_x, b)
 
 
 class LSTMSequence(torch.autograd.Function):

@@ -27,8 +27,10 @@ import triton.language as tl
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from seqexp.kernels.manual import weight_gradient
+from seqexp.kernels.manual import peephole_gradient, weight_gradient
+from seqexp.kernels.manual import project as project  # the input projection: the same on GPU
 
+NAME = "triton"
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 """Input dtypes the kernels take; others run on :mod:`seqexp.kernels.manual`."""
 
@@ -328,22 +330,9 @@ def _gru_forward(
             cols, col_mask, mask, state = _tile(h0, h_end, rows, row_mask, N, BLOCK_H)
             z_at = wx + t * B * G + rows[:, None] * G + cols[None, :]
             z_u = _preactivation(
-                z_at,
-                c_prev_at,
-                W,
-                U,
-                N,
-                rows,
-                row_mask,
-                cols,
-                col_mask,
-                mask,
-                BLOCK_B,
-                BLOCK_H,
-                BLOCK_K,
-                DOT,
-                IEEE,
-            )
+                z_at, c_prev_at, W, U, N, rows, row_mask, cols, col_mask, mask,
+                BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE,
+            )  # fmt: skip
             z_c = _preactivation(
                 z_at, recurrent_input, W, U + 1, N, rows, row_mask, cols, col_mask, mask,
                 BLOCK_B, BLOCK_H, BLOCK_K, DOT, IEEE,
@@ -515,13 +504,7 @@ class LSTMSequence(torch.autograd.Function):
         constants = {"PEEPHOLE": peepholes is not None}
         _launch(_lstm_backward, hs[1:], d_outputs, W_a, p, cells, gates, dz, dc, T, B, n, **constants)
         dz = dz[:T]
-        d_peepholes = None
-        if peepholes is not None:
-            c_prev, c = cells[:-1], cells[1:]
-            dz_u, dz_f, _, dz_o = dz.chunk(4, dim=-1)
-            d_peepholes = torch.stack(
-                [(dz_u * c_prev).sum((0, 1)), (dz_f * c_prev).sum((0, 1)), (dz_o * c).sum((0, 1))]
-            ).to(peepholes.dtype)
+        d_peepholes = None if peepholes is None else peephole_gradient(dz, cells).to(peepholes.dtype)
         dtype = hs.dtype
         da0 = dz[0] @ W_a.float()
         dz = dz.to(dtype)

@@ -5,6 +5,9 @@ forward loop runs without autograd and keeps only what the backward pass needs; 
 loop applies the chain rule of a whole step at once, and the weight gradients are one matrix
 product over all time steps after it. Any device; on CPU this is seqexp's fast path.
 
+Every kernel module offers the same: :func:`project` for the input projection of all steps,
+then ``LSTMSequence``, ``GRUSequence`` and ``RNNSequence``.
+
 Shapes are time-major: ``wx`` (T, B, blocks · n_a) is ``W_x x<t> + b`` for every step, ``W_a``
 (blocks · n_a, n_a), states (B, n_a). Every function returns ``a<1..T>`` (T, B, n_a) and the
 last state; its gradients are those of the step-by-step cells in :mod:`seqexp.cells`.
@@ -17,11 +20,20 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+from torch.nn import functional as F
+
+NAME = "manual"
+"""What :func:`seqexp.kernels.kernel_for` calls this module's kernels."""
 
 sigmoid_backward = torch.ops.aten.sigmoid_backward
 """``sigmoid_backward(g, σ(z)) = g · σ(z) · (1 − σ(z))``."""
 tanh_backward = torch.ops.aten.tanh_backward
 """``tanh_backward(g, tanh(z)) = g · (1 − tanh(z)²)``."""
+
+
+def project(x: Tensor, W_x: Tensor, b: Tensor) -> Tensor:
+    """``W_x x<t> + b`` for all steps at once: (T, B, n_x) -> (T, B, blocks · n_a)."""
+    return F.linear(x, W_x, b)
 
 
 def previous_activations(a0: Tensor, outputs: Tensor) -> Tensor:
