@@ -112,7 +112,7 @@ class RecurrentStack(nn.Module):
                     a, final = kernels.run(cell, sequence, initial)
                 last.append(final)
                 outputs.append(a.flip(0) if direction else a)
-            h = torch.cat(outputs, dim=-1)
+            h = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]
         h = h.transpose(0, 1)
         final_state = tuple(torch.stack(s) for s in zip(*last, strict=True))
         return StackRun(h, summarize(h, self.hidden_size), final_state, steps if keep_steps else None)

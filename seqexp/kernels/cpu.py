@@ -66,11 +66,24 @@ def linear(x: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
     return F.linear(x, W, b)
 
 
+def times_transposed(W: Tensor, rows: int) -> Callable[[Tensor], Tensor]:
+    """``x -> x Wᵀ`` for inputs of ``rows`` rows, many times over: for float32, ``W`` is put
+    into oneDNN's own layout once rather than at every call."""
+    if ONEDNN and W.dtype == torch.float32:
+        packed = torch.ops.mkldnn._reorder_linear_weight(W.contiguous(), rows)
+        return lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [None], "")
+    return lambda x: F.linear(x, W)
+
+
 def weight_gradient(dz: Tensor, inputs: Tensor) -> Tensor:
     """``Σ_t dz<t>ᵀ inputs<t>``, one product over all steps, computed as ``(inputsᵀ dz)ᵀ``: with
     the long side inner for both operands, oneDNN takes it at full rate (and MKL takes 10× longer
-    for ``dzᵀ inputs`` when there are only a few inputs)."""
-    return linear(inputs.flatten(0, 1).T, dz.flatten(0, 1).T).T
+    for ``dzᵀ inputs`` when there are only a few inputs). oneDNN copies a transposed left operand
+    into fresh memory, so ``inputsᵀ`` is copied here, onto huge pages."""
+    T, B, n = inputs.shape
+    inputs_T = workspace(n, T, B, like=inputs)
+    inputs_T.copy_(inputs.permute(2, 0, 1))
+    return linear(inputs_T.view(n, T * B), dz.flatten(0, 1).T).T
 
 
 @cache
@@ -83,10 +96,10 @@ def library() -> ctypes.CDLL | None:
             f"seqexp's compiled CPU LSTM is not available ({error}): using the manual kernel", stacklevel=3
         )
         return None
-    sizes, address = [ctypes.c_int64] * 2, ctypes.c_void_p
+    size, address, threads = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
     for real in DTYPES.values():
-        getattr(lib, f"lstm_forward_{real}").argtypes = [*sizes] + [address] * 7
-        getattr(lib, f"lstm_backward_{real}").argtypes = [*sizes] + [address] * 8
+        getattr(lib, f"lstm_forward_{real}").argtypes = [size, size] + [address] * 7 + [threads]
+        getattr(lib, f"lstm_backward_{real}").argtypes = [size, size, address, size] + [address] * 7 + [threads]
     return lib
 
 
@@ -139,11 +152,12 @@ class LSTMSequence(torch.autograd.Function):
         cells[0], activations[0] = c0, a0
         p = None if peepholes is None else peepholes.contiguous()
         p_at = None if p is None else p.data_ptr()
-        forward_step = step("forward", wx.dtype)
+        forward_step, threads = step("forward", wx.dtype), torch.get_num_threads()
+        times_W_a_T = times_transposed(W_a, B)
         wx_at, gates_at, c_at, a_at = map(addresses, (wx, gates, cells, activations))
         for t, a_prev in enumerate(activations[:-1]):
-            ra = linear(a_prev, W_a)  # W_a a<t-1>
-            forward_step(B, n, wx_at[t], ra.data_ptr(), c_at[t], gates_at[t], c_at[t + 1], a_at[t + 1], p_at)
+            ra = times_W_a_T(a_prev)  # W_a a<t-1>
+            forward_step(B, n, wx_at[t], ra.data_ptr(), c_at[t], gates_at[t], c_at[t + 1], a_at[t + 1], p_at, threads)
         ctx.save_for_backward(W_a, p, gates, cells, activations)
         return activations[1:], cells[-1]
 
@@ -152,16 +166,19 @@ class LSTMSequence(torch.autograd.Function):
     def backward(ctx: Any, d_outputs: Tensor, dc_last: Tensor) -> tuple[Tensor | None, ...]:
         W_a, p, gates, cells, activations = ctx.saved_tensors
         T, B, n = d_outputs.shape
-        backward_step = step("backward", gates.dtype)
+        backward_step, threads = step("backward", gates.dtype), torch.get_num_threads()
+        times_W_a = times_transposed(W_a.T, B)
         p_at = None if p is None else p.data_ptr()
-        d_outputs = d_outputs.contiguous()
+        if d_outputs.stride(2) != 1:
+            d_outputs = d_outputs.contiguous()  # rows may lie apart (the outputs of one direction), not their entries
         dz = workspace(*gates.shape, like=gates)
         dc = dc_last.clone(memory_format=torch.contiguous_format)  # ∂L/∂c<t>, stepped back in place
         da_next = torch.zeros_like(dc)  # nothing comes back from beyond the last step
         gates_at, c_at, dz_at, d_out_at = map(addresses, (gates, cells, dz, d_outputs))
         for t in reversed(range(T)):
-            da = (d_out_at[t], da_next.data_ptr())  # ∂L/∂a<t>: the loss's own, and through step t + 1
-            backward_step(B, n, *da, dc.data_ptr(), gates_at[t], c_at[t], c_at[t + 1], dz_at[t], p_at)
-            da_next = linear(dz[t], W_a.T)  # ∂L/∂a<t-1> through step t
+            # ∂L/∂a<t>: the loss's own, and through step t + 1
+            da = (d_out_at[t], d_outputs.stride(1), da_next.data_ptr())
+            backward_step(B, n, *da, dc.data_ptr(), gates_at[t], c_at[t], c_at[t + 1], dz_at[t], p_at, threads)
+            da_next = times_W_a(dz[t])  # ∂L/∂a<t-1> through step t
         d_peepholes = None if p is None else peephole_gradient(dz, cells)
         return dz, weight_gradient(dz, activations[:-1]), da_next, dc, d_peepholes
