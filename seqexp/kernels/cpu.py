@@ -3,8 +3,9 @@
 Two things make the manual kernel slow on CPU. Between a step's two matrix products it runs a
 dozen small torch ops, which together take longer than the products. And torch's float32
 products go through MKL, which on this workplace's AMD CPUs runs at about half oneDNN's rate
-(a 2048² product: 203 against 420 GFLOP/s). Here a step is one oneDNN product and one pass of
-compiled code, ``lstm_step.cpp`` (built on first use by :mod:`seqexp.kernels.compiler`, called
+(a 2048² product: 203 against 420 GFLOP/s). Here a step is one oneDNN product, with ``W_a``
+packed once per sequence, and one pass of compiled code, ``lstm_step.cpp``, over the batch
+rows on torch's OpenMP threads (built on first use by :mod:`seqexp.kernels.compiler`, called
 through ctypes); the weight gradients are oneDNN products too. float64, which oneDNN does not
 take, has its products in torch. Without a C++ compiler, :func:`library` warns once and seqexp
 keeps the manual kernel.
@@ -18,7 +19,7 @@ import ctypes
 import sys
 import warnings
 from collections.abc import Callable
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -96,16 +97,21 @@ def library() -> ctypes.CDLL | None:
             f"seqexp's compiled CPU LSTM is not available ({error}): using the manual kernel", stacklevel=3
         )
         return None
-    size, address, threads = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+    size, address = ctypes.c_int64, ctypes.c_void_p
+    leading = [size, size, address, ctypes.c_int]  # B, n, the peepholes, threads
     for real in DTYPES.values():
-        getattr(lib, f"lstm_forward_{real}").argtypes = [size, size] + [address] * 7 + [threads]
-        getattr(lib, f"lstm_backward_{real}").argtypes = [size, size, address, size] + [address] * 7 + [threads]
+        getattr(lib, f"lstm_forward_{real}").argtypes = leading + [address] * 6
+        getattr(lib, f"lstm_backward_{real}").argtypes = leading + [size] + [address] * 7
     return lib
 
 
-def step(direction: str, dtype: torch.dtype) -> Callable[..., None]:
-    """The compiled ``lstm_forward_*`` or ``lstm_backward_*`` for ``dtype``."""
-    return getattr(library(), f"lstm_{direction}_{DTYPES[dtype]}")
+def step(direction: str, like: Tensor, peepholes: Tensor | None) -> Callable[..., None]:
+    """The compiled ``lstm_forward_*`` or ``lstm_backward_*`` for ``like``'s dtype, with its
+    leading arguments bound: the batch, the units, the peepholes and torch's thread count."""
+    compiled = getattr(library(), f"lstm_{direction}_{DTYPES[like.dtype]}")
+    B, n = like.shape[-2], like.shape[-1] // 4
+    p_at = None if peepholes is None else peepholes.data_ptr()
+    return partial(compiled, B, n, p_at, torch.get_num_threads())
 
 
 def addresses(tensor: Tensor) -> list[int]:
@@ -151,13 +157,11 @@ class LSTMSequence(torch.autograd.Function):
         cells, activations = workspace(T + 1, B, n, like=wx), workspace(T + 1, B, n, like=wx)
         cells[0], activations[0] = c0, a0
         p = None if peepholes is None else peepholes.contiguous()
-        p_at = None if p is None else p.data_ptr()
-        forward_step, threads = step("forward", wx.dtype), torch.get_num_threads()
-        times_W_a_T = times_transposed(W_a, B)
+        forward_step, times_W_a_T = step("forward", wx, p), times_transposed(W_a, B)
         wx_at, gates_at, c_at, a_at = map(addresses, (wx, gates, cells, activations))
         for t, a_prev in enumerate(activations[:-1]):
             ra = times_W_a_T(a_prev)  # W_a a<t-1>
-            forward_step(B, n, wx_at[t], ra.data_ptr(), c_at[t], gates_at[t], c_at[t + 1], a_at[t + 1], p_at, threads)
+            forward_step(wx_at[t], ra.data_ptr(), c_at[t], gates_at[t], c_at[t + 1], a_at[t + 1])
         ctx.save_for_backward(W_a, p, gates, cells, activations)
         return activations[1:], cells[-1]
 
@@ -166,19 +170,17 @@ class LSTMSequence(torch.autograd.Function):
     def backward(ctx: Any, d_outputs: Tensor, dc_last: Tensor) -> tuple[Tensor | None, ...]:
         W_a, p, gates, cells, activations = ctx.saved_tensors
         T, B, n = d_outputs.shape
-        backward_step, threads = step("backward", gates.dtype), torch.get_num_threads()
-        times_W_a = times_transposed(W_a.T, B)
-        p_at = None if p is None else p.data_ptr()
         if d_outputs.stride(2) != 1:
-            d_outputs = d_outputs.contiguous()  # rows may lie apart (the outputs of one direction), not their entries
+            d_outputs = d_outputs.contiguous()  # its rows may lie apart, its entries not
+        backward_step = partial(step("backward", gates, p), d_outputs.stride(1))
+        times_W_a = times_transposed(W_a.T, B)
         dz = workspace(*gates.shape, like=gates)
         dc = dc_last.clone(memory_format=torch.contiguous_format)  # ∂L/∂c<t>, stepped back in place
         da_next = torch.zeros_like(dc)  # nothing comes back from beyond the last step
         gates_at, c_at, dz_at, d_out_at = map(addresses, (gates, cells, dz, d_outputs))
         for t in reversed(range(T)):
-            # ∂L/∂a<t>: the loss's own, and through step t + 1
-            da = (d_out_at[t], d_outputs.stride(1), da_next.data_ptr())
-            backward_step(B, n, *da, dc.data_ptr(), gates_at[t], c_at[t], c_at[t + 1], dz_at[t], p_at, threads)
+            da = (d_out_at[t], da_next.data_ptr())  # ∂L/∂a<t>: the loss's own, and through step t + 1
+            backward_step(*da, dc.data_ptr(), gates_at[t], c_at[t], c_at[t + 1], dz_at[t])
             da_next = times_W_a(dz[t])  # ∂L/∂a<t-1> through step t
         d_peepholes = None if p is None else peephole_gradient(dz, cells)
         return dz, weight_gradient(dz, activations[:-1]), da_next, dc, d_peepholes

@@ -102,18 +102,16 @@ void backward(int64_t B, int64_t n, const Real* da_out, int64_t ld_out, const Re
 
 // lstm_forward_float, lstm_backward_float, and the same for double; p null for the plain LSTM.
 #define SEQEXP_LSTM_STEPS(Real)                                                               \
-  void lstm_forward_##Real(int64_t B, int64_t n, const Real* wx, const Real* ra,             \
-                           const Real* c_prev, Real* gates, Real* c, Real* a, const Real* p, \
-                           int threads) {                                                    \
+  void lstm_forward_##Real(int64_t B, int64_t n, const Real* p, int threads, const Real* wx,  \
+                           const Real* ra, const Real* c_prev, Real* gates, Real* c, Real* a) { \
     if (p)                                                                                    \
       forward<Real, true>(B, n, wx, ra, c_prev, gates, c, a, p, threads);                     \
     else                                                                                      \
       forward<Real, false>(B, n, wx, ra, c_prev, gates, c, a, p, threads);                    \
   }                                                                                           \
-  void lstm_backward_##Real(int64_t B, int64_t n, const Real* da_out, int64_t ld_out,        \
-                            const Real* da_next, Real* dc, const Real* gates,                 \
-                            const Real* c_prev, const Real* c, Real* dz, const Real* p,       \
-                            int threads) {                                                    \
+  void lstm_backward_##Real(int64_t B, int64_t n, const Real* p, int threads, int64_t ld_out, \
+                            const Real* da_out, const Real* da_next, Real* dc,                \
+                            const Real* gates, const Real* c_prev, const Real* c, Real* dz) { \
     if (p)                                                                                    \
       backward<Real, true>(B, n, da_out, ld_out, da_next, dc, gates, c_prev, c, dz, p,       \
                            threads);                                                          \
