@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 from seqexp.tasks import Task
 
 
-class StepBatches(Sampler[list[int]]):
+class StepBatches(Sampler[torch.Tensor]):
     """The batches of one epoch: the batch of training step ``k`` is a function of ``(seed, k)``.
 
     The batches of all steps together walk through the data one shuffled pass after another, pass
@@ -33,7 +33,7 @@ class StepBatches(Sampler[list[int]]):
     def __len__(self) -> int:
         return self.batches_per_epoch
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[torch.Tensor]:
         per_pass = math.ceil(self.size / self.batch_size)
         first = self.current_step()
         current_pass, order = -1, torch.empty(0, dtype=torch.long)
@@ -41,7 +41,7 @@ class StepBatches(Sampler[list[int]]):
             data_pass, position = divmod(k, per_pass)
             if data_pass != current_pass:
                 current_pass, order = data_pass, self.order(data_pass)
-            yield order[position * self.batch_size : (position + 1) * self.batch_size].tolist()
+            yield order[position * self.batch_size : (position + 1) * self.batch_size]
 
     def order(self, data_pass: int) -> torch.Tensor:
         """The shuffled order of the examples in pass ``data_pass`` over the data."""
@@ -52,7 +52,7 @@ class StepBatches(Sampler[list[int]]):
 class TaskData(pl.LightningDataModule):
     """Train and validation sets drawn from ``task`` with seeds ``2·seed`` and ``2·seed + 1``.
 
-    Batches are sliced from whole tensors (a sampler of index lists), not collated sample by sample.
+    Batches are sliced from whole tensors (a sampler of index tensors), not collated sample by sample.
     """
 
     def __init__(self, task: Task, batch_size: int, batches_per_epoch: int, seed: int) -> None:
@@ -78,4 +78,4 @@ class TaskData(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         in_order = torch.arange(len(self.val)).split(self.batch_size)
-        return DataLoader(self.val, sampler=[b.tolist() for b in in_order], batch_size=None)
+        return DataLoader(self.val, sampler=list(in_order), batch_size=None)

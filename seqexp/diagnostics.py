@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from seqexp.checks import at_least
 from seqexp.flow_plots import FlowHistory, plot_history
-from seqexp.module import SequenceModel
+from seqexp.module import SequenceModel, writes_logs
 from seqexp.recurrent import RecurrentStack
 
 FLOW_FILES = ("gradient_flow.png", "gradient_flow.json")
@@ -142,9 +142,9 @@ class NonFiniteGuard(pl.Callback):
 
 
 class GradientNorms(pl.Callback):
-    """Logs ``grad/norm_<group>`` (see :func:`group_norms`) of the unclipped gradients at every
-    logging step (``trainer.log_every_n_steps``), and ``grad/clipped_fraction``: the share of all
-    steps so far where clipping changed them."""
+    """Logs ``grad/norm_<group>`` (see :func:`group_norms`) of the unclipped gradients on the
+    steps whose metrics Lightning writes (:func:`~seqexp.module.writes_logs`), and
+    ``grad/clipped_fraction``: the share of all steps so far where clipping changed them."""
 
     def __init__(self) -> None:
         self.steps = 0
@@ -154,7 +154,7 @@ class GradientNorms(pl.Callback):
         total = torch.nn.utils.get_total_norm(p.grad for p in pl_module.parameters() if p.grad is not None)
         self.clipped = self.clipped + clipping_acts(pl_module, *clipping(trainer, pl_module), total)
         self.steps += 1
-        if trainer.global_step % trainer.log_every_n_steps:
+        if not writes_logs(trainer):
             return
         logged = {f"grad/norm_{k}": v.float() for k, v in group_norms(pl_module).items()}
         pl_module.log_dict(logged | {"grad/clipped_fraction": self.clipped / self.steps}, on_step=True)

@@ -36,6 +36,13 @@ class TaskModule(pl.LightningModule):
         self.val_metric = MeanMetric()
         """The task's headline metric over the validation set: subclasses update it per batch."""
 
+    def log_training_loss(self, loss: Tensor, batch_size: int) -> None:
+        """Log ``train/loss`` on the steps whose metrics Lightning writes, and only on those: each
+        ``self.log`` costs a fraction of a millisecond, and the progress bar reads every logged
+        value back from the device, which waits for the step to finish."""
+        if writes_logs(self.trainer):
+            self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+
     def on_validation_epoch_end(self) -> None:
         """Log the baseline and the solved flag beside the metric, so runs compare at a glance."""
         spec = self.task.spec
@@ -106,7 +113,7 @@ class SequenceModel(TaskModule):
             loss = torch.stack(losses).sum()
             optimizer.step()  # clipped in on_before_optimizer_step
             self.step_schedulers("step")
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
+        self.log_training_loss(loss, len(x))
         return loss
 
     def truncated_losses(self, x: Tensor, y: Tensor) -> Iterator[Tensor]:
@@ -159,6 +166,13 @@ class SequenceModel(TaskModule):
         self.val_metric.update(metrics[self.task.spec.metric], weight=len(x))
         logged = {"val/loss": self.task.loss(prediction, y)} | {f"val/{k}": v for k, v in metrics.items()}
         self.log_dict(logged, prog_bar=True, batch_size=len(x))
+
+
+def writes_logs(trainer: pl.Trainer) -> bool:
+    """Whether Lightning writes the logged metrics at the end of the current training step (one
+    step in ``trainer.log_every_n_steps``): what is logged on other steps is overwritten unseen."""
+    every = trainer.log_every_n_steps
+    return bool(every) and (trainer.global_step + 1) % every == 0
 
 
 def check_tbptt(tbptt_steps: int | None, num_directions: int) -> None:

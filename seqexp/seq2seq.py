@@ -227,7 +227,7 @@ class Seq2SeqModel(TaskModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
         loss = self.task.loss(self.decode(self.encode(x), forced=y)[0], y)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
+        self.log_training_loss(loss, len(x))
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:

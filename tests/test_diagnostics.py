@@ -294,3 +294,27 @@ def test_the_diagnostics_leave_training_exactly_as_it_is_without_them(outputs) -
     for key in ("train/loss", "val/loss"):
         assert watched.metrics[key] == unwatched.metrics[key]
     assert "grad/norm_total" not in unwatched.metrics
+
+
+def test_metrics_logged_every_few_steps_are_those_of_the_steps_they_are_recorded_at(outputs) -> None:
+    """With ``log_every_n_steps=3`` the loss and the gradient norms go to MLflow at steps 2 and 5,
+    each with the value of its own step: the same as a run that records every step has there."""
+    names = ("train/loss", "grad/norm_total", "grad/norm_recurrent")
+
+    def history(every: int) -> dict[str, dict[int, float]]:
+        run_outputs = outputs / f"every-{every}"
+        train(
+            config(*TINY, f"trainer.log_every_n_steps={every}", f"paths.outputs={run_outputs}"),
+            run_outputs / "run",
+        )
+        mlflow = client(run_outputs)
+        [run] = mlflow.search_runs([mlflow.get_experiment_by_name("adding").experiment_id])
+        return {
+            name: {m.step: m.value for m in mlflow.get_metric_history(run.info.run_id, name)}
+            for name in names
+        }
+
+    every_step, every_third = history(1), history(3)
+    for name in names:
+        assert list(every_step[name]) == list(range(6))
+        assert every_third[name] == {step: every_step[name][step] for step in (2, 5)}, name
