@@ -154,6 +154,7 @@ def test_an_experiment_job_leaves_an_mlflow_run_with_the_tasks_metrics(outputs, 
     seqexp(
         "-m",
         "+experiment=copy_memory",
+        "hydra/launcher=basic",  # one job: no worker processes to start (or to leave behind)
         *TINY,
         "cell=lstm",
         "task.seq_len=4",

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 # -ffast-math lets glibc's vector exp and tanh in; the sources must not rely on NaN or ∞ tests.
+# -fopenmp links libgomp, which in a torch process is the one torch loaded: one thread pool.
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp", "-shared", "-fPIC")
 
 
