@@ -58,6 +58,7 @@ def test_tiny_bench_reports_kernels_loops_and_startup(tmp_path, monkeypatch) -> 
         assert loop["seqexp_steps_per_s"] > 0 and loop["plain_steps_per_s"] > 0
         assert loop["seqexp_overall_steps_per_s"] > 0
         assert loop["ratio"] == loop["seqexp_steps_per_s"] / loop["plain_steps_per_s"]
+        assert loop["paired_ratio"] == loop["ratio"], "one repeat: the one pair's ratio"
     assert set(result["startup"]) == {"import pytorch_lightning", "seqexp to its first training step"}
     assert (
         result["startup"]["seqexp to its first training step"] > result["startup"]["import pytorch_lightning"]
