@@ -125,15 +125,18 @@ class NonFiniteGuard(pl.Callback):
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
     ) -> None:
-        checked = [("the training loss", loss) for loss in self.losses] + [
-            (f"the gradient of {name}", p.grad)
-            for name, p in pl_module.named_parameters()
-            if p.grad is not None
-        ]
-        self.losses = []
-        if torch.stack([torch.isfinite(t).all() for _, t in checked]).all():
+        losses, self.losses = self.losses, []
+        grads = {name: p.grad for name, p in pl_module.named_parameters() if p.grad is not None}
+        # One fused norm over all gradients: finite exactly when they all are, unless they are
+        # finite but so large that their norm overflows, which the search below tells apart.
+        if torch.stack([*losses, torch.nn.utils.get_total_norm(grads.values())]).isfinite().all():
             return
-        what, t = next((what, t) for what, t in checked if not torch.isfinite(t).all())
+        checked = [("the training loss", loss) for loss in losses]
+        checked += [(f"the gradient of {name}", grad) for name, grad in grads.items()]
+        first = next(((what, t) for what, t in checked if not torch.isfinite(t).all()), None)
+        if first is None:
+            return
+        what, t = first
         if t.numel() == 1:
             detail = f"is {t.item()}"
         else:

@@ -179,6 +179,10 @@ def test_the_guard_names_the_step_and_the_first_non_finite_loss_or_gradient() ->
 
     guard.on_before_backward(None, model, torch.tensor(0.5))
     step(SimpleNamespace(global_step=6))  # all finite: no error
+    model.head.weight.grad.fill_(1e200)
+    guard.on_before_backward(None, model, torch.tensor(0.5))
+    step(SimpleNamespace(global_step=6))  # finite, though too large for their norm: no error
+    model.head.weight.grad.zero_()
     model.stack.layers[0][0].W_a.grad[1, 2] = torch.nan
     model.head.weight.grad[0, 0] = torch.inf
     with pytest.raises(Diverged, match=r"step 7: the gradient of stack.layers.0.0.W_a is not") as error:
