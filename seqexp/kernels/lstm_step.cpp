@@ -54,8 +54,9 @@ inline void forward_row(int64_t n, const Real* __restrict wx, const Real* __rest
 // tanh(c<t>) is computed again rather than kept. ∂L/∂a<t-1> through this step, dz W_a, is left
 // to the caller's product.
 template <typename Real, bool Peepholes>
-inline void backward_row(int64_t n, const Real* __restrict da_out, const Real* __restrict da_next,
-                         Real* __restrict dc, const Real* __restrict gates,
+inline void backward_row(int64_t n, const Real* __restrict da_out,
+                         const Real* __restrict da_next, Real* __restrict dc,
+                         const Real* __restrict gates,
                          const Real* __restrict c_prev, const Real* __restrict c,
                          Real* __restrict dz, const Real* __restrict p) {
   const Real* __restrict gamma_u = gates;
@@ -71,7 +72,8 @@ inline void backward_row(int64_t n, const Real* __restrict da_out, const Real* _
     const Real h = std::tanh(c[k]);
     const Real u = gamma_u[k], f = gamma_f[k], g = c_tilde[k], o = gamma_o[k];
     dz_o[k] = da * h * o * (Real(1) - o);
-    const Real dc_t = dc[k] + da * o * (Real(1) - h * h) + (Peepholes ? dz_o[k] * p[2 * n + k] : Real(0));
+    const Real dc_t =
+        dc[k] + da * o * (Real(1) - h * h) + (Peepholes ? dz_o[k] * p[2 * n + k] : Real(0));
     dz_u[k] = dc_t * g * u * (Real(1) - u);
     dz_f[k] = dc_t * c_prev[k] * f * (Real(1) - f);
     dz_c[k] = dc_t * u * (Real(1) - g * g);
@@ -80,8 +82,8 @@ inline void backward_row(int64_t n, const Real* __restrict da_out, const Real* _
 }
 
 template <typename Real, bool Peepholes>
-void forward(int64_t B, int64_t n, const Real* wx, const Real* ra, const Real* c_prev, Real* gates,
-             Real* c, Real* a, const Real* p, int threads) {
+void forward(int64_t B, int64_t n, const Real* p, int threads, const Real* wx, const Real* ra,
+             const Real* c_prev, Real* gates, Real* c, Real* a) {
 #pragma omp parallel for num_threads(threads)
   for (int64_t b = 0; b < B; ++b)
     forward_row<Real, Peepholes>(n, wx + b * 4 * n, ra + b * 4 * n, c_prev + b * n,
@@ -89,9 +91,9 @@ void forward(int64_t B, int64_t n, const Real* wx, const Real* ra, const Real* c
 }
 
 template <typename Real, bool Peepholes>
-void backward(int64_t B, int64_t n, const Real* da_out, int64_t ld_out, const Real* da_next,
-              Real* dc, const Real* gates, const Real* c_prev, const Real* c, Real* dz,
-              const Real* p, int threads) {
+void backward(int64_t B, int64_t n, const Real* p, int threads, int64_t ld_out, const Real* da_out,
+              const Real* da_next, Real* dc, const Real* gates, const Real* c_prev, const Real* c,
+              Real* dz) {
 #pragma omp parallel for num_threads(threads)
   for (int64_t b = 0; b < B; ++b)
     backward_row<Real, Peepholes>(n, da_out + b * ld_out, da_next + b * n, dc + b * n,
@@ -100,24 +102,21 @@ void backward(int64_t B, int64_t n, const Real* da_out, int64_t ld_out, const Re
 
 }  // namespace
 
-// lstm_forward_float, lstm_backward_float, and the same for double; p null for the plain LSTM.
-#define SEQEXP_LSTM_STEPS(Real)                                                               \
-  void lstm_forward_##Real(int64_t B, int64_t n, const Real* p, int threads, const Real* wx,  \
-                           const Real* ra, const Real* c_prev, Real* gates, Real* c, Real* a) { \
-    if (p)                                                                                    \
-      forward<Real, true>(B, n, wx, ra, c_prev, gates, c, a, p, threads);                     \
-    else                                                                                      \
-      forward<Real, false>(B, n, wx, ra, c_prev, gates, c, a, p, threads);                    \
-  }                                                                                           \
-  void lstm_backward_##Real(int64_t B, int64_t n, const Real* p, int threads, int64_t ld_out, \
-                            const Real* da_out, const Real* da_next, Real* dc,                \
-                            const Real* gates, const Real* c_prev, const Real* c, Real* dz) { \
-    if (p)                                                                                    \
-      backward<Real, true>(B, n, da_out, ld_out, da_next, dc, gates, c_prev, c, dz, p,       \
-                           threads);                                                          \
-    else                                                                                      \
-      backward<Real, false>(B, n, da_out, ld_out, da_next, dc, gates, c_prev, c, dz, p,      \
-                            threads);                                                         \
+// lstm_forward_float, lstm_backward_float, and the same for double, whose arguments are those of
+// forward and backward above; p null for the plain LSTM.
+#define SEQEXP_LSTM_STEPS(Real)                                                              \
+  void lstm_forward_##Real(int64_t B, int64_t n, const Real* p, int threads, const Real* wx, \
+                           const Real* ra, const Real* c_prev, Real* gates, Real* c,         \
+                           Real* a) {                                                        \
+    (p ? forward<Real, true> : forward<Real, false>)(B, n, p, threads, wx, ra, c_prev,       \
+                                                     gates, c, a);                           \
+  }                                                                                          \
+  void lstm_backward_##Real(int64_t B, int64_t n, const Real* p, int threads,                \
+                            int64_t ld_out, const Real* da_out, const Real* da_next,         \
+                            Real* dc, const Real* gates, const Real* c_prev, const Real* c,  \
+                            Real* dz) {                                                      \
+    (p ? backward<Real, true> : backward<Real, false>)(B, n, p, threads, ld_out, da_out,     \
+                                                       da_next, dc, gates, c_prev, c, dz);   \
   }
 
 extern "C" {
