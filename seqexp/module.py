@@ -171,7 +171,8 @@ class SequenceModel(TaskModule):
 
 def writes_logs(trainer: pl.Trainer) -> bool:
     """Whether Lightning writes the logged metrics at the end of the current training step (one
-    step in ``trainer.log_every_n_steps``): what is logged on other steps is overwritten unseen."""
+    step in ``trainer.log_every_n_steps``): what is logged on other steps is overwritten unseen.
+    Lightning's own test (``_LoggerConnector.should_update_logs``) is private; this is its rule."""
     every = trainer.log_every_n_steps
     return bool(every) and (trainer.global_step + 1) % every == 0
 

@@ -60,20 +60,19 @@ def workspace(*shape: int, like: Tensor) -> Tensor:
     return buffer
 
 
-def linear(x: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
-    """``x Wᵀ + b``, through oneDNN for float32."""
+def linear(x: Tensor, W: Tensor) -> Tensor:
+    """``x Wᵀ``, through oneDNN for float32."""
     if ONEDNN and x.dtype == torch.float32:
-        return torch.ops.mkldnn._linear_pointwise(x, W, b, "none", [None], "")
-    return F.linear(x, W, b)
+        return torch.ops.mkldnn._linear_pointwise(x, W, None, "none", [None], "")
+    return F.linear(x, W)
 
 
 def times_transposed(W: Tensor, rows: int) -> Callable[[Tensor], Tensor]:
     """``x -> x Wᵀ`` for inputs of ``rows`` rows, many times over: for float32, ``W`` is put
     into oneDNN's own layout once rather than at every call."""
     if ONEDNN and W.dtype == torch.float32:
-        packed = torch.ops.mkldnn._reorder_linear_weight(W.contiguous(), rows)
-        return lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [None], "")
-    return lambda x: F.linear(x, W)
+        W = torch.ops.mkldnn._reorder_linear_weight(W.contiguous(), rows)
+    return partial(linear, W=W)
 
 
 def weight_gradient(dz: Tensor, inputs: Tensor) -> Tensor:
@@ -169,7 +168,7 @@ class LSTMSequence(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, d_outputs: Tensor, dc_last: Tensor) -> tuple[Tensor | None, ...]:
         W_a, p, gates, cells, activations = ctx.saved_tensors
-        T, B, n = d_outputs.shape
+        T, B, _ = d_outputs.shape
         if d_outputs.stride(2) != 1:
             d_outputs = d_outputs.contiguous()  # its rows may lie apart, its entries not
         backward_step = partial(step("backward", gates, p), d_outputs.stride(1))
