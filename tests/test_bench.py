@@ -31,10 +31,10 @@ def test_tiny_bench_reports_kernels_loops_and_startup(tmp_path, monkeypatch) -> 
     assert kernels == {
         (cell, topology, kernel)
         for cell, kernel in [
-            ("lstm", "cpu"),
+            ("lstm", "onednn"),
             ("lstm", "loop"),
             ("lstm", "native"),
-            ("peephole", "cpu"),
+            ("peephole", "onednn"),
             ("peephole", "loop"),
             ("gru_reset_after", "loop"),  # no kernel of seqexp's own: its loop
             ("gru_reset_after", "native"),
@@ -48,7 +48,7 @@ def test_tiny_bench_reports_kernels_loops_and_startup(tmp_path, monkeypatch) -> 
         assert k["saved_mb"] > 0 and k["size"] == [2, 5, 3, 4]
         assert k["peak_mb"] > 0 and k["reference_peak_mb"] > 0
     checks = {(c["cell"], c["kernel"]): c for c in result["checks"]}
-    assert set(checks) == {("lstm", "cpu"), ("peephole", "cpu")}
+    assert set(checks) == {("lstm", "onednn"), ("peephole", "onednn")}
     assert all(c["output_error"] < 1e-6 and c["gradient_error"] < 1e-5 for c in checks.values())
     assert [loop["label"] for loop in result["loops"]] == [
         "seqexp, default callbacks",

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from seqexp import kernels
 from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RNNCell, SimpleGRUCell
-from seqexp.kernels import cpu, fused, manual
+from seqexp.kernels import fused, manual, onednn
 from seqexp.recurrent import CellFactory, RecurrentStack, build_stack
 
 CELLS: dict[str, CellFactory] = {
@@ -78,24 +78,26 @@ def test_manual_kernels_equal_the_cells(cell: str, topology: str, T: int, monkey
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-10), (torch.float32, 5e-5)])
 @pytest.mark.parametrize("T", [1, 9])
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 @pytest.mark.parametrize("cell", ["lstm", "peephole"])
-def test_the_cpu_kernel_equals_the_lstm_cells(
-    cell: str, topology: str, T: int, dtype, tolerance: float
-) -> None:
-    """With 37 hidden units: vectorised blocks of the compiled loop and a remainder."""
-    fast, step_by_step = stacks(cell, topology, 3, 37, dtype)
-    assert kernels.kernel_for(fast.layers[0][0], torch.zeros(1, dtype=dtype)) == "cpu"
-    x = torch.randn(4, T, 3, dtype=dtype)
-    state = initial_state(fast, 4, dtype)
+def test_the_onednn_kernel_equals_the_lstm_cells(cell: str, topology: str, T: int) -> None:
+    """With 37 hidden units: oneDNN's vector loops and a remainder."""
+    fast, step_by_step = stacks(cell, topology, 3, 37, torch.float32)
+    assert kernels.kernel_for(fast.layers[0][0], torch.zeros(1)) == "onednn"
+    x = torch.randn(4, T, 3)
+    state = initial_state(fast, 4, torch.float32)
 
     for got, expected in zip(everything(fast, x, state), everything(step_by_step, x, state), strict=True):
-        torch.testing.assert_close(got, expected, rtol=tolerance, atol=tolerance)
+        torch.testing.assert_close(got, expected, rtol=5e-5, atol=5e-5)
 
 
-def test_the_cpu_kernel_saturates_like_the_cell() -> None:
+def test_float64_lstms_run_on_the_manual_kernel() -> None:
+    """oneDNN takes float32 only."""
+    assert kernels.kernel_for(PeepholeLSTMCell(3, 4), torch.zeros(1, dtype=torch.float64)) == "manual"
+
+
+def test_the_onednn_kernel_saturates_like_the_cell() -> None:
     """Pre-activations far beyond σ's and tanh's range: gates of exactly 0 or 1, no NaN."""
     fast, step_by_step = stacks("peephole", "uni", 3, 37, torch.float32)
     x = 100 * torch.randn(4, 9, 3)
@@ -109,18 +111,18 @@ def test_the_cpu_kernel_saturates_like_the_cell() -> None:
 
 @pytest.fixture
 def fresh_library(tmp_path, monkeypatch):
-    """:func:`cpu.library` built anew, into an empty cache."""
+    """:func:`onednn.library` built anew, into an empty cache."""
     monkeypatch.setenv("SEQEXP_CACHE", str(tmp_path))
-    cpu.library.cache_clear()
+    onednn.library.cache_clear()
     yield tmp_path
-    cpu.library.cache_clear()
+    onednn.library.cache_clear()
 
 
-def test_the_compiled_steps_are_built_once_into_the_cache(fresh_library) -> None:
-    assert cpu.library() is not None
-    (built,) = fresh_library.glob("lstm_step-*.so")
-    cpu.library.cache_clear()
-    cpu.library()
+def test_the_onednn_kernel_is_built_once_into_the_cache(fresh_library) -> None:
+    assert onednn.library() is not None
+    (built,) = fresh_library.glob("onednn_lstm-*.so")
+    onednn.library.cache_clear()
+    onednn.library()
     assert list(fresh_library.iterdir()) == [built]
 
 
@@ -133,6 +135,26 @@ def test_without_a_compiler_the_lstm_runs_on_the_manual_kernel(fresh_library, mo
         assert kernels.kernel_for(cell, torch.zeros(1)) == "manual"
     outputs, _ = kernels.run(cell, torch.randn(5, 2, 3))
     assert outputs.shape == (5, 2, 4)
+
+
+def test_without_onednn_the_lstm_runs_on_the_manual_kernel(fresh_library, monkeypatch) -> None:
+    monkeypatch.setitem(onednn.WHEELS, "onednn-devel-cpu-gomp", "no/such/header.hpp")
+    cell = PeepholeLSTMCell(3, 4)
+    with pytest.warns(UserWarning, match="oneDNN is not installed .* pip install onednn-cpu-gomp onednn-devel"):
+        assert kernels.kernel_for(cell, torch.zeros(1)) == "manual"
+    outputs, _ = kernels.run(cell, torch.randn(5, 2, 3))
+    assert outputs.shape == (5, 2, 4)
+
+
+def test_the_onednn_kernel_without_gradients_computes_the_same_sequence() -> None:
+    """Nothing needs a gradient: oneDNN's inference pass, which keeps no workspace."""
+    cell = PeepholeLSTMCell(3, 37)
+    x, state = torch.randn(9, 4, 3), (torch.randn(4, 37), torch.randn(4, 37))
+    with torch.no_grad():
+        outputs, (a, c) = kernels.run(cell, x, state)
+        steps, (_, expected_c) = cell.steps(x, state)
+    torch.testing.assert_close(outputs, torch.stack(steps), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(c, expected_c, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("launch", LAUNCHES)

@@ -4,8 +4,8 @@
 readable reference), through the fastest kernel there is for the cell and device:
 
 - ``triton`` — one GPU launch for the whole time loop (:mod:`seqexp.kernels.fused`), on CUDA;
-- ``cpu`` — the LSTMs on CPU: products in oneDNN, each step's gate math compiled
-  (:mod:`seqexp.kernels.cpu`);
+- ``onednn`` — the LSTMs on CPU in float32: oneDNN's fused LSTM, peepholes included
+  (:mod:`seqexp.kernels.onednn`);
 - ``manual`` — torch ops with the backward pass written by hand (:mod:`seqexp.kernels.manual`),
   on any device, and wherever the Triton kernel does not take the input;
 - ``loop`` — the cell's own step-by-step loop through autograd, for a cell with no kernel here
@@ -24,9 +24,9 @@ import torch
 from torch import Tensor
 
 from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RecurrentCell, RNNCell, SimpleGRUCell, State
-from seqexp.kernels import cpu, manual
+from seqexp.kernels import manual, onednn
 
-Kernel = Literal["triton", "cpu", "manual", "loop"]
+Kernel = Literal["triton", "onednn", "manual", "loop"]
 
 
 def has_kernel(cell: RecurrentCell) -> bool:
@@ -54,10 +54,10 @@ def fall_back(reason: str) -> None:
 
 def backend(cell: RecurrentCell, like: Tensor) -> ModuleType:
     """The module whose kernel runs ``cell`` on inputs like ``like``: fused (Triton) on CUDA,
-    cpu for an LSTM on CPU where a C++ compiler is, else manual."""
+    onednn for a float32 LSTM on CPU where it can be built, else manual."""
     if like.device.type == "cpu":
-        compiles = isinstance(cell, LSTMCell) and like.dtype in cpu.DTYPES
-        return cpu if compiles and cpu.library() is not None else manual
+        fused_lstm = isinstance(cell, LSTMCell) and like.dtype in onednn.DTYPES
+        return onednn if fused_lstm and onednn.library() is not None else manual
     if not like.is_cuda:
         return manual
     fused = triton_kernels()
@@ -86,13 +86,17 @@ def run(cell: RecurrentCell, x: Tensor, state: State | None = None) -> tuple[Ten
         outputs, state = cell.steps(x, state)
         return torch.stack(outputs), state
     kernels = backend(cell, x)
-    wx = kernels.project(x, cell.W_x, cell.b)
     if isinstance(cell, LSTMCell):
         peepholes = (
             torch.stack([cell.p_u, cell.p_f, cell.p_o]) if isinstance(cell, PeepholeLSTMCell) else None
         )
-        outputs, c = kernels.LSTMSequence.apply(wx, cell.W_a, *state, peepholes)
+        if kernels is onednn:  # the input's product too
+            outputs, c = onednn.LSTMSequence.apply(x, cell.W_x, cell.W_a, cell.b, *state, peepholes)
+        else:
+            wx = kernels.project(x, cell.W_x, cell.b)
+            outputs, c = kernels.LSTMSequence.apply(wx, cell.W_a, *state, peepholes)
         return outputs, (outputs[-1], c)
+    wx = kernels.project(x, cell.W_x, cell.b)
     if isinstance(cell, RNNCell):
         outputs = kernels.RNNSequence.apply(wx, cell.W_a, state[0], cell.nonlinearity == "relu")
     else:
