@@ -60,7 +60,8 @@ def library() -> ctypes.CDLL | None:
     try:
         lib = ctypes.CDLL(str(compiler.build(SOURCE, *flags())))
     except OSError as error:
-        warnings.warn(f"seqexp's oneDNN LSTM is not available ({error}): using the manual kernel", stacklevel=3)
+        message = f"seqexp's oneDNN LSTM is not available ({error}): using the manual kernel"
+        warnings.warn(message, stacklevel=3)
         return None
     size, flag, address = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
     lib.lstm_buffer_bytes.argtypes = [size] * 4 + [flag, flag, address]
