@@ -7,15 +7,12 @@ first use by :mod:`seqexp.kernels.compiler` against the oneDNN of the PyPI wheel
 ``onednn-cpu-gomp`` and ``onednn-devel-cpu-gomp`` (built on GNU OpenMP, so they share torch's
 threads), and called through ctypes. float32 only. Where the library cannot be built,
 :func:`library` warns once and seqexp keeps the manual kernel.
-
-Its large buffers are asked onto huge pages: a fresh buffer of 100 MB otherwise costs 30 ms of
-page faults on first touch on this workplace's machines, 3 ms on huge pages.
 """
 
 from __future__ import annotations
 
 import ctypes
-import sys
+import threading
 import warnings
 from functools import cache
 from importlib import metadata
@@ -32,8 +29,6 @@ NAME = "onednn"
 SOURCE = Path(__file__).with_name("onednn_lstm.cpp")
 DTYPES = (torch.float32,)
 WHEELS = {"onednn-cpu-gomp": "libdnnl.so", "onednn-devel-cpu-gomp": "oneapi/dnnl/dnnl.hpp"}
-HUGE_PAGE = 2**21
-MADV_HUGEPAGE = 14
 
 
 def installed(wheel: str, file: str) -> Path:
@@ -79,26 +74,6 @@ def call(function: str, *arguments: int | Tensor | None) -> None:
         raise RuntimeError(f"oneDNN refused the LSTM: {refusal.decode()}")
 
 
-@cache
-def libc() -> ctypes.CDLL | None:
-    """The C library, for ``madvise`` (Linux only)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    lib = ctypes.CDLL(None)
-    lib.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    return lib
-
-
-def workspace(*shape: int, like: Tensor) -> Tensor:
-    """An uninitialised buffer, asked onto huge pages where Linux allows it."""
-    buffer = like.new_empty(shape)
-    start = -(-buffer.data_ptr() // HUGE_PAGE) * HUGE_PAGE
-    end = (buffer.data_ptr() + buffer.nbytes) // HUGE_PAGE * HUGE_PAGE
-    if libc() is not None and end > start:
-        libc().madvise(start, end - start, MADV_HUGEPAGE)
-    return buffer
-
-
 def buffer_bytes(sizes: tuple[int, ...], peepholes: Tensor | None, training: bool) -> list[int]:
     """The bytes of the workspace that the forward pass leaves for the backward pass, and of each
     pass's scratch memory, for an LSTM of ``sizes`` (T, B, n_x, n)."""
@@ -108,7 +83,24 @@ def buffer_bytes(sizes: tuple[int, ...], peepholes: Tensor | None, training: boo
 
 
 def raw(count: int) -> Tensor:
-    return workspace(count, like=torch.empty(0, dtype=torch.uint8))
+    return torch.empty(count, dtype=torch.uint8)
+
+
+class Scratch(threading.local):
+    """Each thread's scratch memory for oneDNN, kept from call to call and grown when a call needs
+    more: tens of MB at the bench's sizes, which the system would otherwise fault in afresh at
+    every call (torch's oneDNN keeps its scratch memory the same way)."""
+
+    buffer = raw(0)
+
+    def at_least(self, count: int) -> Tensor:
+        if self.buffer.numel() < count:
+            self.buffer = raw(0)  # freed before its successor is made
+            self.buffer = raw(count)
+        return self.buffer
+
+
+scratch = Scratch()
 
 
 class LSTMSequence(torch.autograd.Function):
@@ -122,27 +114,27 @@ class LSTMSequence(torch.autograd.Function):
         inputs = [t.contiguous() for t in (x, W_x, W_a, b, a0, c0)]
         p = None if p is None else p.contiguous()
         sizes = (*x.shape, W_a.shape[1])
-        training = any(ctx.needs_input_grad)
-        kept_bytes, scratch_bytes, ctx.backward_scratch_bytes = buffer_bytes(sizes, p, training)
-        kept, scratch = raw(kept_bytes), raw(scratch_bytes)
-        outputs = workspace(*sizes[:2], sizes[3], like=x)
+        training = any(ctx.needs_input_grad)  # else oneDNN's inference pass, which keeps nothing
+        kept_bytes, forward_bytes, ctx.backward_bytes = buffer_bytes(sizes, p, training)
+        kept, outputs = raw(kept_bytes), x.new_empty(*sizes[:2], sizes[3])
         a_last, c_last = torch.empty_like(inputs[4]), torch.empty_like(inputs[5])
-        call("lstm_forward", *sizes, training, p, *inputs, outputs, a_last, c_last, kept, scratch)
+        results = (outputs, a_last, c_last, kept, scratch.at_least(forward_bytes))
+        call("lstm_forward", *sizes, training, p, *inputs, *results)
         ctx.save_for_backward(p, *inputs, outputs, a_last, c_last, kept)
         return outputs, c_last
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, d_outputs: Tensor, dc_last: Tensor) -> tuple[Tensor | None, ...]:
-        p, x, W_x, W_a, b, a0, c0, outputs, a_last, c_last, kept = ctx.saved_tensors
-        dx = workspace(*x.shape, like=x)
-        dW_x, dW_a, db, da0, dc0 = map(torch.empty_like, (W_x, W_a, b, a0, c0))
-        dp = None if p is None else torch.empty_like(p)
-        da_last = torch.zeros_like(a_last)  # a<T> is outputs[T - 1]: its gradient is in d_outputs
+        p, *forward = ctx.saved_tensors  # x, W_x, W_a, b, a0, c0, outputs, a_last, c_last, kept
+        x, W_x, W_a, b, a0, c0 = forward[:6]
+        da_last = torch.zeros_like(a0)  # a<T> is outputs[T - 1]: its gradient is in d_outputs
+        d_results = (d_outputs.contiguous(), da_last, dc_last.contiguous())
+        d_inputs = [torch.empty_like(t) for t in (x, W_x, W_a, b)]
+        d_peepholes = None if p is None else torch.empty_like(p)
+        d_state = [torch.empty_like(a0), torch.empty_like(c0)]
         call(
-            "lstm_backward", *x.shape, W_a.shape[1], p, x, W_x, W_a, b, a0, c0, outputs, a_last, c_last,
-            kept, raw(ctx.backward_scratch_bytes), d_outputs.contiguous(), da_last, dc_last.contiguous(),
-            dx, dW_x, dW_a, db, dp, da0, dc0,
+            "lstm_backward", *x.shape, W_a.shape[1], p, *forward, scratch.at_least(ctx.backward_bytes),
+            *d_results, *d_inputs, d_peepholes, *d_state,
         )  # fmt: skip
-        return dx, dW_x, dW_a, db, da0, dc0, dp
-
+        return *d_inputs, *d_state, d_peepholes
