@@ -82,7 +82,7 @@ def test_manual_kernels_equal_the_cells(cell: str, topology: str, T: int, monkey
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 @pytest.mark.parametrize("cell", ["lstm", "peephole"])
 def test_the_onednn_kernel_equals_the_lstm_cells(cell: str, topology: str, T: int) -> None:
-    """With 37 hidden units: oneDNN's vector loops and a remainder."""
+    """With 37 hidden units: vectorised blocks of the compiled loop and a remainder."""
     fast, step_by_step = stacks(cell, topology, 3, 37, torch.float32)
     assert kernels.kernel_for(fast.layers[0][0], torch.zeros(1)) == "onednn"
     x = torch.randn(4, T, 3)
@@ -148,7 +148,7 @@ def test_without_onednn_the_lstm_runs_on_the_manual_kernel(fresh_library, monkey
 
 
 def test_the_onednn_kernel_without_gradients_computes_the_same_sequence() -> None:
-    """Nothing needs a gradient: oneDNN's inference pass, which keeps no workspace."""
+    """Nothing needs a gradient, as in evaluation and sampling."""
     cell = PeepholeLSTMCell(3, 37)
     x, state = torch.randn(9, 4, 3), (torch.randn(4, 37), torch.randn(4, 37))
     with torch.no_grad():

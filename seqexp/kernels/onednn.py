@@ -1,18 +1,22 @@
-"""seqexp's CPU kernel for the LSTMs: oneDNN's fused LSTM, peepholes included.
+"""seqexp's CPU kernel for the LSTMs: the time loop in C++, every matrix product oneDNN's.
 
-oneDNN, the library under torch.nn.LSTM on CPU, computes the course's LSTM over a whole sequence,
-forward and backward, in one call, and with its peephole weights the course's peephole LSTM too.
-torch does not expose the peepholes, so seqexp calls oneDNN itself: ``onednn_lstm.cpp``, built on
-first use by :mod:`seqexp.kernels.compiler` against the oneDNN of the PyPI wheels
-``onednn-cpu-gomp`` and ``onednn-devel-cpu-gomp`` (built on GNU OpenMP, so they share torch's
-threads), and called through ctypes. float32 only. Where the library cannot be built,
-:func:`library` warns once and seqexp keeps the manual kernel.
+On this workplace's AMD CPUs torch's float32 products go through MKL, which runs at about half
+oneDNN's rate, and a time loop in Python pays a fixed cost per call at every step. Here the whole
+sequence is one call into ``onednn_lstm.cpp``, forward and one backward: the input's product for
+all steps, then per step one oneDNN product (its primitive, and ``W_a`` in oneDNN's layout, made
+once per sequence) and one vectorised pass of gate math over the batch rows on torch's OpenMP
+threads, then the weights' gradients for all steps. The C++ is built on first use by
+:mod:`seqexp.kernels.compiler` against oneDNN from the PyPI wheels ``onednn-cpu-gomp`` and
+``onednn-devel-cpu-gomp`` (built on GNU OpenMP, so they share torch's threads) and called through
+ctypes. float32 only. Where it cannot be built, :func:`library` warns once and seqexp keeps the
+manual kernel.
+
+Computes what :class:`seqexp.kernels.manual.LSTMSequence` computes, to float rounding.
 """
 
 from __future__ import annotations
 
 import ctypes
-import threading
 import warnings
 from functools import cache
 from importlib import metadata
@@ -24,6 +28,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from seqexp.kernels import compiler
+from seqexp.kernels.manual import peephole_gradient
 
 NAME = "onednn"
 SOURCE = Path(__file__).with_name("onednn_lstm.cpp")
@@ -31,10 +36,10 @@ DTYPES = (torch.float32,)
 WHEELS = {"onednn-cpu-gomp": "libdnnl.so", "onednn-devel-cpu-gomp": "oneapi/dnnl/dnnl.hpp"}
 
 
-def installed(wheel: str, file: str) -> Path:
-    """Where ``wheel`` put ``file``; raises ``OSError`` if it is not installed."""
+def installed(wheel: str) -> Path:
+    """Where ``wheel`` put its file of :data:`WHEELS`; raises ``OSError`` if it is not installed."""
     try:
-        found = [f for f in metadata.files(wheel) or [] if f.as_posix().endswith(file)]
+        found = [f for f in metadata.files(wheel) or [] if f.as_posix().endswith(WHEELS[wheel])]
     except metadata.PackageNotFoundError:
         found = []
     if not found:
@@ -44,8 +49,8 @@ def installed(wheel: str, file: str) -> Path:
 
 def flags() -> list[str]:
     """The compiler's flags for oneDNN's headers and library."""
-    library = installed("onednn-cpu-gomp", WHEELS["onednn-cpu-gomp"]).parent
-    headers = installed("onednn-devel-cpu-gomp", WHEELS["onednn-devel-cpu-gomp"]).parents[2]
+    library = installed("onednn-cpu-gomp").parent
+    headers = installed("onednn-devel-cpu-gomp").parents[2]
     return [f"-I{headers}", f"-L{library}", "-ldnnl", f"-Wl,-rpath,{library}"]
 
 
@@ -58,11 +63,10 @@ def library() -> ctypes.CDLL | None:
         message = f"seqexp's oneDNN LSTM is not available ({error}): using the manual kernel"
         warnings.warn(message, stacklevel=3)
         return None
-    size, flag, address = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
-    lib.lstm_buffer_bytes.argtypes = [size] * 4 + [flag, flag, address]
-    lib.lstm_forward.argtypes = [size] * 4 + [flag] + [address] * 12
-    lib.lstm_backward.argtypes = [size] * 4 + [address] * 22
-    for function in (lib.lstm_buffer_bytes, lib.lstm_forward, lib.lstm_backward):
+    size, address = ctypes.c_int64, ctypes.c_void_p
+    lib.lstm_forward.argtypes = [size] * 4 + [address] * 8
+    lib.lstm_backward.argtypes = [size] * 4 + [address] * 14
+    for function in (lib.lstm_forward, lib.lstm_backward):
         function.restype = ctypes.c_char_p
     return lib
 
@@ -74,35 +78,6 @@ def call(function: str, *arguments: int | Tensor | None) -> None:
         raise RuntimeError(f"oneDNN refused the LSTM: {refusal.decode()}")
 
 
-def buffer_bytes(sizes: tuple[int, ...], peepholes: Tensor | None, training: bool) -> list[int]:
-    """The bytes of the workspace that the forward pass leaves for the backward pass, and of each
-    pass's scratch memory, for an LSTM of ``sizes`` (T, B, n_x, n)."""
-    counts = (ctypes.c_int64 * 3)()
-    call("lstm_buffer_bytes", *sizes, peepholes is not None, training, ctypes.addressof(counts))
-    return list(counts)
-
-
-def raw(count: int) -> Tensor:
-    return torch.empty(count, dtype=torch.uint8)
-
-
-class Scratch(threading.local):
-    """Each thread's scratch memory for oneDNN, kept from call to call and grown when a call needs
-    more: tens of MB at the bench's sizes, which the system would otherwise fault in afresh at
-    every call (torch's oneDNN keeps its scratch memory the same way)."""
-
-    buffer = raw(0)
-
-    def at_least(self, count: int) -> Tensor:
-        if self.buffer.numel() < count:
-            self.buffer = raw(0)  # freed before its successor is made
-            self.buffer = raw(count)
-        return self.buffer
-
-
-scratch = Scratch()
-
-
 class LSTMSequence(torch.autograd.Function):
     """The LSTM over a whole sequence ``x`` (T, B, n_x) from ``a0, c0``, with peepholes
     ``p_u, p_f, p_o`` (3, n_a) when they are given: returns ``a<1..T>`` and ``c<T>``."""
@@ -111,30 +86,27 @@ class LSTMSequence(torch.autograd.Function):
     def forward(
         ctx: Any, x: Tensor, W_x: Tensor, W_a: Tensor, b: Tensor, a0: Tensor, c0: Tensor, p: Tensor | None
     ) -> tuple[Tensor, Tensor]:
-        inputs = [t.contiguous() for t in (x, W_x, W_a, b, a0, c0)]
+        x, W_x, W_a, b = (t.contiguous() for t in (x, W_x, W_a, b))
         p = None if p is None else p.contiguous()
-        sizes = (*x.shape, W_a.shape[1])
-        training = any(ctx.needs_input_grad)  # else oneDNN's inference pass, which keeps nothing
-        kept_bytes, forward_bytes, ctx.backward_bytes = buffer_bytes(sizes, p, training)
-        kept, outputs = raw(kept_bytes), x.new_empty(*sizes[:2], sizes[3])
-        a_last, c_last = torch.empty_like(inputs[4]), torch.empty_like(inputs[5])
-        results = (outputs, a_last, c_last, kept, scratch.at_least(forward_bytes))
-        call("lstm_forward", *sizes, training, p, *inputs, *results)
-        ctx.save_for_backward(p, *inputs, outputs, a_last, c_last, kept)
-        return outputs, c_last
+        T, B, n_x = x.shape
+        n = W_a.shape[1]
+        gates = x.new_empty(T, B, 4 * n)  # Γu, Γf, c̃, Γo
+        cells, activations = x.new_empty(T + 1, B, n), x.new_empty(T + 1, B, n)
+        cells[0], activations[0] = c0, a0
+        call("lstm_forward", T, B, n_x, n, p, x, W_x, b, W_a, gates, cells, activations)
+        ctx.save_for_backward(x, W_x, W_a, p, gates, cells, activations)
+        return activations[1:], cells[-1]
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, d_outputs: Tensor, dc_last: Tensor) -> tuple[Tensor | None, ...]:
-        p, *forward = ctx.saved_tensors  # x, W_x, W_a, b, a0, c0, outputs, a_last, c_last, kept
-        x, W_x, W_a, b, a0, c0 = forward[:6]
-        da_last = torch.zeros_like(a0)  # a<T> is outputs[T - 1]: its gradient is in d_outputs
-        d_results = (d_outputs.contiguous(), da_last, dc_last.contiguous())
-        d_inputs = [torch.empty_like(t) for t in (x, W_x, W_a, b)]
-        d_peepholes = None if p is None else torch.empty_like(p)
-        d_state = [torch.empty_like(a0), torch.empty_like(c0)]
+        x, W_x, W_a, p, gates, cells, activations = ctx.saved_tensors
+        dz = torch.empty_like(gates)
+        dc = dc_last.clone(memory_format=torch.contiguous_format)  # ∂L/∂c<t>, stepped back in place
+        da, dx, dW_x, dW_a = map(torch.empty_like, (dc, x, W_x, W_a))
         call(
-            "lstm_backward", *x.shape, W_a.shape[1], p, *forward, scratch.at_least(ctx.backward_bytes),
-            *d_results, *d_inputs, d_peepholes, *d_state,
+            "lstm_backward", *x.shape, W_a.shape[1], p, x, W_x, W_a, gates, cells, activations,
+            d_outputs.contiguous(), dz, dc, da, dx, dW_x, dW_a,
         )  # fmt: skip
-        return *d_inputs, *d_state, d_peepholes
+        d_peepholes = None if p is None else peephole_gradient(dz, cells)
+        return dx, dW_x, dW_a, dz.sum((0, 1)), da, dc, d_peepholes
