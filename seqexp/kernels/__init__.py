@@ -4,8 +4,8 @@
 readable reference), through the fastest kernel there is for the cell and device:
 
 - ``triton`` — one GPU launch for the whole time loop (:mod:`seqexp.kernels.fused`), on CUDA;
-- ``onednn`` — the LSTMs on CPU in float32: oneDNN's fused LSTM, peepholes included
-  (:mod:`seqexp.kernels.onednn`);
+- ``onednn`` — the LSTMs on CPU in float32: the time loop in compiled C++, every matrix product
+  oneDNN's (:mod:`seqexp.kernels.onednn`);
 - ``manual`` — torch ops with the backward pass written by hand (:mod:`seqexp.kernels.manual`),
   on any device, and wherever the Triton kernel does not take the input;
 - ``loop`` — the cell's own step-by-step loop through autograd, for a cell with no kernel here
@@ -56,8 +56,8 @@ def backend(cell: RecurrentCell, like: Tensor) -> ModuleType:
     """The module whose kernel runs ``cell`` on inputs like ``like``: fused (Triton) on CUDA,
     onednn for a float32 LSTM on CPU where it can be built, else manual."""
     if like.device.type == "cpu":
-        fused_lstm = isinstance(cell, LSTMCell) and like.dtype in onednn.DTYPES
-        return onednn if fused_lstm and onednn.library() is not None else manual
+        compiled = isinstance(cell, LSTMCell) and like.dtype in onednn.DTYPES
+        return onednn if compiled and onednn.library() is not None else manual
     if not like.is_cuda:
         return manual
     fused = triton_kernels()
