@@ -47,9 +47,9 @@ class Product {
         destination_(memory::desc({B, outputs}, f32, tag::ab), cpu(), DNNL_MEMORY_NONE) {
     const memory::desc any({inputs, outputs}, f32, tag::any);
     const dnnl::matmul::primitive_desc pd(cpu(), source_.get_desc(), any, destination_.get_desc());
-    const memory given({{inputs, outputs}, f32, layout}, cpu(), const_cast<float*>(weights));
+    memory given({{inputs, outputs}, f32, layout}, cpu(), const_cast<float*>(weights));
     weights_ = memory(pd.weights_desc(), cpu());
-    dnnl::reorder(given, weights_).execute(queue(), const_cast<memory&>(given), weights_);
+    dnnl::reorder(given, weights_).execute(queue(), given, weights_);
     product_ = dnnl::matmul(pd);
   }
 
