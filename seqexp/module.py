@@ -7,12 +7,14 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import MLFlowLogger
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from seqexp.recurrent import NativeStack, RecurrentStack, StackRun, StackState
 from seqexp.tasks import Task
 
+KERNEL_TAG = "seqexp.kernel"
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
@@ -43,6 +45,20 @@ class TaskModule(pl.LightningModule):
         work to finish; this way the loss crosses once per logging step."""
         if writes_logs(self.trainer):
             self.log("train/loss", loss.detach().cpu(), prog_bar=True, batch_size=batch_size)
+
+    def on_fit_start(self) -> None:
+        """Tag the MLflow run with the kernel each recurrent stack runs on: ``seqexp.kernel`` for
+        the stack, ``seqexp.kernel.<name>`` for another (a decoder), so that runs say which ran."""
+        like = next(self.parameters())
+        tags = {
+            KERNEL_TAG + ("" if name == "stack" else f".{name}"): module.kernel(like)
+            for name, module in self.named_children()
+            if isinstance(module, RecurrentStack | NativeStack)
+        }
+        for logger in self.loggers:
+            if isinstance(logger, MLFlowLogger):
+                for tag, kernel in tags.items():
+                    logger.experiment.set_tag(logger.run_id, tag, kernel)
 
     def on_validation_epoch_end(self) -> None:
         """Log the baseline and the solved flag beside the metric, so runs compare at a glance."""

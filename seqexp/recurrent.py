@@ -117,6 +117,11 @@ class RecurrentStack(nn.Module):
         final_state = tuple(torch.stack(s) for s in zip(*last, strict=True))
         return StackRun(h, summarize(h, self.hidden_size), final_state, steps if keep_steps else None)
 
+    def kernel(self, like: Tensor) -> str:
+        """What runs this stack on inputs like ``like``: ``loop`` (step by step) or one of
+        :mod:`seqexp.kernels`' kernels."""
+        return kernels.kernel_for(self.layers[0][0], like) if self.use_kernels else "loop"
+
     def native_weights(self) -> dict[str, Tensor]:
         """All weights, named as a torch.nn.RNN/GRU/LSTM of the same shape names them."""
         return {
@@ -168,6 +173,10 @@ class NativeStack(nn.Module):
     def load_custom_weights(self, custom: RecurrentStack) -> None:
         for name, tensor in custom.native_weights().items():
             getattr(self.rnn, name).copy_(tensor)
+
+    def kernel(self, like: Tensor) -> str:
+        """``native``: torch.nn's own kernel (cuDNN on GPU, oneDNN on CPU)."""
+        return "native"
 
     def native_weights(self) -> dict[str, Tensor]:
         return {name: p.detach().clone() for name, p in self.rnn.named_parameters()}

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from seqexp.checkpoints import LAST, checkpoint_dir
 from seqexp.config import ConfigError
+from seqexp.module import KERNEL_TAG
 from seqexp.tracking import CONFIG_ARTIFACT, TAG_RUN_DIR, tracking_uri
 from seqexp.train import RunFailed, RunResult, train
 
@@ -59,6 +60,13 @@ def same(a: float, b: float) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
+def kernels_of(client: MlflowClient, run_id: str | None) -> dict[str, str]:
+    """The kernels a run's recurrent stacks ran on, by tag (none for a run recorded before seqexp
+    tagged them)."""
+    tags = client.get_run(run_id).data.tags if run_id else {}
+    return {tag: kernel for tag, kernel in sorted(tags.items()) if tag.startswith(KERNEL_TAG)}
+
+
 def rerun(client: MlflowClient, run_id: str, outputs: Path, trust: bool = False) -> tuple[RunResult, bool]:
     """Run ``run_id``'s recorded config again as a new run linked to it; do the final metrics match?"""
     cfg = recorded_config(client, run_id)
@@ -75,6 +83,12 @@ def rerun(client: MlflowClient, run_id: str, outputs: Path, trust: bool = False)
         table.add_row(name, repr(a), repr(b), "yes" if same(a, b) else "[red]no[/]")
     console.print(table)
     console.print(f"the final metrics {'match exactly' if matches else '[bold red]differ[/]'}")
+    ran_on, runs_on = kernels_of(client, run_id), kernels_of(client, result.run_id)
+    if ran_on and runs_on and ran_on != runs_on:
+        console.print(
+            f"the recorded run ran on {', '.join(ran_on.values())}, this rerun on "
+            f"{', '.join(runs_on.values())}: the same function, with its sums in another order"
+        )
     if result.run_id:
         client.set_tag(result.run_id, "seqexp.rerun_matches", str(matches))
         client.set_tag(run_id, f"seqexp.rerun.{result.run_id}", str(matches))

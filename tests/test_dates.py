@@ -135,6 +135,8 @@ def test_a_tiny_encoder_decoder_with_attention_fits_a_small_batch_and_logs_its_a
     assert metrics["val/solved"] == float(metrics["val/exact_match"] > 0.95)
     artifacts = {a.path for a in client(outputs).list_artifacts(result.run_id)}
     assert {"attention.png", "gradient_flow.png", "config.yaml", "checkpoints"} <= artifacts
+    tags = client(outputs).get_run(result.run_id).data.tags
+    assert (tags["seqexp.kernel"], tags["seqexp.kernel.decoder"]) == ("native", "native")  # LSTMs, auto
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,8 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_job_and_a_report(outputs, monk
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
     assert {r.data.tags["seqexp.sweep_id"] for r in children} == {parent.info.run_id}
     assert sorted(r.data.tags["seqexp.job"] for r in children) == ["0", "1", "2"]
+    kernels = {r.data.params["cell"]: r.data.tags["seqexp.kernel"] for r in children}
+    assert kernels == {"rnn": "native", "gru": "manual", "lstm": "native"}  # auto, on CPU
 
     artifacts = [a.path for a in client(outputs).list_artifacts(parent.info.run_id, "report")]
     assert {"report/summary.md", "report/summary.csv", "report/learning_curves.png"} <= set(artifacts)
@@ -114,6 +116,19 @@ def test_a_rerun_reproduces_the_recorded_metrics_exactly(outputs, monkeypatch) -
     copy = client(outputs).get_run(result.run_id)
     assert copy.data.tags["seqexp.rerun_of"] == original.info.run_id
     assert copy.data.tags["seqexp.rerun_matches"] == "True"
+    assert copy.data.tags["seqexp.kernel"] == original.data.tags["seqexp.kernel"] == "onednn"
+
+
+def test_a_rerun_on_another_kernel_says_so(outputs, monkeypatch, capsys) -> None:
+    """A run recorded by an older seqexp may have run on a kernel this one no longer has."""
+    seqexp(*TINY, "cell=peephole", monkeypatch=monkeypatch)
+    [original] = all_runs(outputs)
+    client(outputs).set_tag(original.info.run_id, "seqexp.kernel", "cpu")
+
+    rerun(client(outputs), original.info.run_id, outputs)
+
+    said = " ".join(capsys.readouterr().out.split())
+    assert "the recorded run ran on cpu, this rerun on onednn: the same function" in said
 
 
 def test_a_rerun_refuses_code_outside_seqexp_torch_and_lightning(outputs, monkeypatch) -> None:
