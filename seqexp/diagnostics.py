@@ -126,13 +126,15 @@ class NonFiniteGuard(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
     ) -> None:
         losses, self.losses = self.losses, []
-        grads = {name: p.grad for name, p in pl_module.named_parameters() if p.grad is not None}
         # One fused norm over all gradients: finite exactly when they all are, unless they are
         # finite but so large that their norm overflows, which the search below tells apart.
-        if torch.stack([*losses, torch.nn.utils.get_total_norm(grads.values())]).isfinite().all():
+        # Only that search needs the parameters' names.
+        total = torch.nn.utils.get_total_norm(p.grad for p in pl_module.parameters() if p.grad is not None)
+        if torch.stack([*losses, total]).isfinite().all():
             return
         checked = [("the training loss", loss) for loss in losses]
-        checked += [(f"the gradient of {name}", grad) for name, grad in grads.items()]
+        named = pl_module.named_parameters()
+        checked += [(f"the gradient of {name}", p.grad) for name, p in named if p.grad is not None]
         first = next(((what, t) for what, t in checked if not torch.isfinite(t).all()), None)
         if first is None:
             return

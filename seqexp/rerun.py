@@ -60,10 +60,9 @@ def same(a: float, b: float) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
-def kernels_of(client: MlflowClient, run_id: str | None) -> dict[str, str]:
-    """The kernels a run's recurrent stacks ran on, by tag (none for a run recorded before seqexp
-    tagged them)."""
-    tags = client.get_run(run_id).data.tags if run_id else {}
+def kernels_in(tags: dict[str, str]) -> dict[str, str]:
+    """The kernels a run's recurrent stacks ran on, from its tags (none for a run recorded before
+    seqexp tagged them)."""
     return {tag: kernel for tag, kernel in sorted(tags.items()) if tag.startswith(KERNEL_TAG)}
 
 
@@ -75,15 +74,16 @@ def rerun(client: MlflowClient, run_id: str, outputs: Path, trust: bool = False)
     run_dir = outputs / "reruns" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     run_dir.mkdir(parents=True)
     result = train(cfg, run_dir, tags={"seqexp.rerun_of": run_id})
-    recorded = client.get_run(run_id).data.metrics
-    compared = {k: (recorded[k], v) for k, v in result.metrics.items() if k in recorded}
+    recorded = client.get_run(run_id).data
+    compared = {k: (recorded.metrics[k], v) for k, v in result.metrics.items() if k in recorded.metrics}
     matches = all(same(a, b) for a, b in compared.values())
     table = Table("metric", "recorded", "rerun", "same", title=f"rerun of {run_id}")
     for name, (a, b) in sorted(compared.items()):
         table.add_row(name, repr(a), repr(b), "yes" if same(a, b) else "[red]no[/]")
     console.print(table)
     console.print(f"the final metrics {'match exactly' if matches else '[bold red]differ[/]'}")
-    ran_on, runs_on = kernels_of(client, run_id), kernels_of(client, result.run_id)
+    ran_on = kernels_in(recorded.tags)
+    runs_on = kernels_in(client.get_run(result.run_id).data.tags) if result.run_id else {}
     if ran_on and runs_on and ran_on != runs_on:
         console.print(
             f"the recorded run ran on {', '.join(ran_on.values())}, this rerun on "

@@ -97,6 +97,31 @@ def test_float64_lstms_run_on_the_manual_kernel() -> None:
     assert kernels.kernel_for(PeepholeLSTMCell(3, 4), torch.zeros(1, dtype=torch.float64)) == "manual"
 
 
+@pytest.mark.parametrize("topology", ["uni", "deep"])
+@pytest.mark.parametrize("cell", ["lstm", "peephole"])
+def test_the_onednn_kernel_on_sequences_of_different_lengths(cell: str, topology: str) -> None:
+    """Lengths 9, 4, 1 and 6 in one batch, as seqexp's tasks batch them: padded on the right, the
+    padding out of the loss. Read left to right, what fills the padding changes neither a
+    sequence's outputs nor any gradient, and both equal the cells'."""
+    fast, step_by_step = stacks(cell, topology, 3, 37, torch.float32)
+    real = (torch.arange(9)[None, :] < torch.tensor([9, 4, 1, 6])[:, None])[..., None]  # (B, T, 1)
+    x = torch.randn(4, 9, 3)
+    weights = torch.randn(4, 9, 37)
+
+    def masked(stack: RecurrentStack, x: Tensor) -> list[Tensor]:
+        x = x.clone().requires_grad_()
+        outputs = stack.run(x).outputs
+        dx, *d_weights = torch.autograd.grad((outputs * weights * real).sum(), [x, *stack.parameters()])
+        return [outputs * real, dx, *d_weights]
+
+    got = masked(fast, x)
+    refilled = masked(fast, torch.where(real, x, 100 * torch.randn_like(x)))
+    for a, b, expected in zip(got, refilled, masked(step_by_step, x), strict=True):
+        torch.testing.assert_close(a, b, rtol=5e-5, atol=5e-5)
+        torch.testing.assert_close(a, expected, rtol=5e-5, atol=5e-5)
+    assert not (got[1] * ~real).any(), "no gradient reaches the padding"
+
+
 def test_the_onednn_kernel_saturates_like_the_cell() -> None:
     """Pre-activations far beyond σ's and tanh's range: gates of exactly 0 or 1, no NaN."""
     fast, step_by_step = stacks("peephole", "uni", 3, 37, torch.float32)

@@ -90,11 +90,7 @@ def run(cell: RecurrentCell, x: Tensor, state: State | None = None) -> tuple[Ten
         peepholes = (
             torch.stack([cell.p_u, cell.p_f, cell.p_o]) if isinstance(cell, PeepholeLSTMCell) else None
         )
-        if kernels is onednn:  # the input's product too
-            outputs, c = onednn.LSTMSequence.apply(x, cell.W_x, cell.W_a, cell.b, *state, peepholes)
-        else:
-            wx = kernels.project(x, cell.W_x, cell.b)
-            outputs, c = kernels.LSTMSequence.apply(wx, cell.W_a, *state, peepholes)
+        outputs, c = kernels.lstm(x, cell.W_x, cell.b, cell.W_a, *state, peepholes)
         return outputs, (outputs[-1], c)
     wx = kernels.project(x, cell.W_x, cell.b)
     if isinstance(cell, RNNCell):

@@ -474,6 +474,13 @@ def _pre_activation_gradients(T: int, B: int, G: int, like: Tensor) -> Tensor:
     return dz
 
 
+def lstm(
+    x: Tensor, W_x: Tensor, b: Tensor, W_a: Tensor, a0: Tensor, c0: Tensor, peepholes: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """The LSTM over ``x`` (T, B, n_x) from ``a0, c0``: ``a<1..T>`` and ``c<T>``."""
+    return LSTMSequence.apply(project(x, W_x, b), W_a, a0, c0, peepholes)
+
+
 class LSTMSequence(torch.autograd.Function):
     """As :class:`seqexp.kernels.manual.LSTMSequence`, one launch each way."""
 

@@ -5,8 +5,9 @@ forward loop runs without autograd and keeps only what the backward pass needs; 
 loop applies the chain rule of a whole step at once, and the weight gradients are one matrix
 product over all time steps after it. Any device; on CPU this is seqexp's fast path.
 
-Every kernel module offers the same: :func:`project` for the input projection of all steps,
-then ``LSTMSequence``, ``GRUSequence`` and ``RNNSequence``.
+Every kernel module offers the same: :func:`lstm` for the LSTMs from the inputs ``x`` (a kernel
+may fuse the input projection into it), and :func:`project` for the input projection of all
+steps, then ``GRUSequence`` and ``RNNSequence``.
 
 Shapes are time-major: ``wx`` (T, B, blocks · n_a) is ``W_x x<t> + b`` for every step, ``W_a``
 (blocks · n_a, n_a), states (B, n_a). Every function returns ``a<1..T>`` (T, B, n_a) and the
@@ -53,6 +54,13 @@ def peephole_gradient(dz: Tensor, cells: Tensor) -> Tensor:
     return torch.stack(
         [(u * cells[:-1]).sum((0, 1)), (f * cells[:-1]).sum((0, 1)), (o * cells[1:]).sum((0, 1))]
     )
+
+
+def lstm(
+    x: Tensor, W_x: Tensor, b: Tensor, W_a: Tensor, a0: Tensor, c0: Tensor, peepholes: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """The LSTM over ``x`` (T, B, n_x) from ``a0, c0``: ``a<1..T>`` and ``c<T>``."""
+    return LSTMSequence.apply(project(x, W_x, b), W_a, a0, c0, peepholes)
 
 
 class LSTMSequence(torch.autograd.Function):

@@ -84,9 +84,9 @@ class LSTMSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, x: Tensor, W_x: Tensor, W_a: Tensor, b: Tensor, a0: Tensor, c0: Tensor, p: Tensor | None
+        ctx: Any, x: Tensor, W_x: Tensor, b: Tensor, W_a: Tensor, a0: Tensor, c0: Tensor, p: Tensor | None
     ) -> tuple[Tensor, Tensor]:
-        x, W_x, W_a, b = (t.contiguous() for t in (x, W_x, W_a, b))
+        x, W_x, b, W_a = (t.contiguous() for t in (x, W_x, b, W_a))
         p = None if p is None else p.contiguous()
         T, B, n_x = x.shape
         n = W_a.shape[1]
@@ -109,4 +109,9 @@ class LSTMSequence(torch.autograd.Function):
             d_outputs.contiguous(), dz, dc, da, dx, dW_x, dW_a,
         )  # fmt: skip
         d_peepholes = None if p is None else peephole_gradient(dz, cells)
-        return dx, dW_x, dW_a, dz.sum((0, 1)), da, dc, d_peepholes
+        return dx, dW_x, dz.sum((0, 1)), dW_a, da, dc, d_peepholes
+
+
+lstm = LSTMSequence.apply
+"""The LSTM over ``x`` (T, B, n_x) from ``a0, c0``: ``a<1..T>`` and ``c<T>`` (the input's
+product included)."""
