@@ -34,16 +34,37 @@ from seqexp.train import CONF, train
 
 
 @dataclass
-class LoopTiming:
-    label: str
+class LoopRun:
+    """One measurement of seqexp's loop, between two of the plain loop's."""
+
     seqexp_steps_per_s: float
     """Training steps per second between validations: what the loop itself costs."""
     seqexp_overall_steps_per_s: float
     """The same over the whole run, validations, checkpoints and their MLflow records included."""
+    plain_before: float
+    plain_after: float
+
+    @property
+    def bracketed_ratio(self) -> float:
+        """Against the mean of the plain loop's steps per second just before and just after: a
+        drift of the machine's speed during the three measurements cancels out, if it is steady."""
+        return self.seqexp_steps_per_s / ((self.plain_before + self.plain_after) / 2)
+
+
+@dataclass
+class LoopTiming:
+    label: str
+    runs: list[LoopRun]
     plain_steps_per_s: float
-    paired_ratio: float
-    """The median, over the repeats, of seqexp's steps per second between validations against the
-    plain loop's measured just before: steadier than ``ratio`` while the machine's speed drifts."""
+    """The median over all the plain loop's measurements."""
+
+    @property
+    def seqexp_steps_per_s(self) -> float:
+        return statistics.median(run.seqexp_steps_per_s for run in self.runs)
+
+    @property
+    def seqexp_overall_steps_per_s(self) -> float:
+        return statistics.median(run.seqexp_overall_steps_per_s for run in self.runs)
 
     @property
     def ratio(self) -> float:
@@ -52,6 +73,17 @@ class LoopTiming:
     @property
     def overall_ratio(self) -> float:
         return self.seqexp_overall_steps_per_s / self.plain_steps_per_s
+
+    @property
+    def bracketed_ratio(self) -> float:
+        """The median of the runs' bracketed ratios: steadier than ``ratio`` while the
+        machine's speed drifts."""
+        return statistics.median(run.bracketed_ratio for run in self.runs)
+
+    def as_json(self) -> dict[str, object]:
+        """Every measurement, and the medians and ratios taken from them."""
+        derived = ("seqexp_steps_per_s", "seqexp_overall_steps_per_s", "ratio", "overall_ratio")
+        return asdict(self) | {key: getattr(self, key) for key in (*derived, "bracketed_ratio")}
 
 
 class StepTimer(pl.Callback):
@@ -126,33 +158,24 @@ def plain_steps_per_s(cfg: DictConfig, skip: int) -> float:
 
 
 def time_loops(overrides: list[str], steps: int, repeats: int) -> list[LoopTiming]:
-    """seqexp's loop against the plain one, with seqexp's default callbacks and without them; each
-    measured ``repeats`` times, in turns (the machine's speed drifts), and the medians taken."""
+    """seqexp's loop against the plain one, with seqexp's default callbacks and without them,
+    each measured ``repeats`` times; in turns, the plain loop before and after every one of
+    seqexp's measurements (the machine's speed drifts)."""
     cfg = compose_config([*overrides, f"trainer.max_steps={steps}", "trainer.enable_progress_bar=false"])
     skip = steps // 5
     bare = cfg.copy()
     bare.callbacks = {}
-    plain, default, without = [], [], []
+    configs = {"seqexp, default callbacks": cfg, "seqexp, no diagnostics": bare}
+    runs: dict[str, list[LoopRun]] = {label: [] for label in configs}
     with tempfile.TemporaryDirectory() as tmp:
         cfg.paths.outputs = bare.paths.outputs = tmp
+        plain = [plain_steps_per_s(cfg.copy(), skip)]
         for repeat in range(repeats):
-            plain.append(plain_steps_per_s(cfg.copy(), skip))
-            default.append(seqexp_steps_per_s(cfg.copy(), skip, Path(tmp, f"default-{repeat}")))
-            without.append(seqexp_steps_per_s(bare.copy(), skip, Path(tmp, f"bare-{repeat}")))
-    plain_rate = statistics.median(plain)
-
-    def paired(rates: list[tuple[float, float]]) -> float:
-        return statistics.median(rate[0] / before for rate, before in zip(rates, plain, strict=True))
-
-    return [
-        LoopTiming("seqexp, default callbacks", *medians(default), plain_rate, paired(default)),
-        LoopTiming("seqexp, no diagnostics", *medians(without), plain_rate, paired(without)),
-    ]
-
-
-def medians(rates: list[tuple[float, ...]]) -> list[float]:
-    """The median of each of the rates measured together, over repeats."""
-    return [statistics.median(rate) for rate in zip(*rates, strict=True)]
+            for number, (label, config) in enumerate(configs.items()):
+                rates = seqexp_steps_per_s(config.copy(), skip, Path(tmp, f"{number}-{repeat}"))
+                plain.append(plain_steps_per_s(cfg.copy(), skip))
+                runs[label].append(LoopRun(*rates, *plain[-2:]))
+    return [LoopTiming(label, measured, statistics.median(plain)) for label, measured in runs.items()]
 
 
 def seconds_until(command: list[str], marker: Path | None = None) -> float:
@@ -238,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
             "seqexp steps/s",
             "plain steps/s",
             "ratio",
-            "paired ratio",
+            "bracketed ratio",
             "seqexp overall",
             "ratio overall",
             title=f"training loop, default experiment {' '.join(loop_overrides)}"
@@ -250,15 +273,13 @@ def main(argv: list[str] | None = None) -> None:
                 f"{loop.seqexp_steps_per_s:.1f}",
                 f"{loop.plain_steps_per_s:.1f}",
                 f"{loop.ratio:.2f}×",
-                f"{loop.paired_ratio:.2f}×",
+                f"{loop.bracketed_ratio:.2f}×",
                 f"{loop.seqexp_overall_steps_per_s:.1f}",
                 f"{loop.overall_ratio:.2f}×",
             )
         console.print(table)
         result["loop_config"] = loop_overrides
-        result["loops"] = [
-            asdict(loop) | {"ratio": loop.ratio, "overall_ratio": loop.overall_ratio} for loop in loops
-        ]
+        result["loops"] = [loop.as_json() for loop in loops]
     if "startup" not in args.skip:
         startup = time_startup(("pytorch_lightning",) if args.tiny else LIBRARIES)
         table = Table("from a fresh process to", "seconds", title="start-up")

@@ -54,11 +54,16 @@ def test_tiny_bench_reports_kernels_loops_and_startup(tmp_path, monkeypatch) -> 
         "seqexp, default callbacks",
         "seqexp, no diagnostics",
     ]
+    (default,), (bare,) = (loop["runs"] for loop in result["loops"])
+    assert default["plain_after"] == bare["plain_before"], "one plain loop measured between the two"
     for loop in result["loops"]:
-        assert loop["seqexp_steps_per_s"] > 0 and loop["plain_steps_per_s"] > 0
-        assert loop["seqexp_overall_steps_per_s"] > 0
+        (run,) = loop["runs"]
+        assert loop["seqexp_steps_per_s"] == run["seqexp_steps_per_s"] > 0
+        assert loop["seqexp_overall_steps_per_s"] == run["seqexp_overall_steps_per_s"] > 0
+        assert loop["plain_steps_per_s"] > 0 and run["plain_before"] > 0 and run["plain_after"] > 0
         assert loop["ratio"] == loop["seqexp_steps_per_s"] / loop["plain_steps_per_s"]
-        assert loop["paired_ratio"] == loop["ratio"], "one repeat: the one pair's ratio"
+        bracket = (run["plain_before"] + run["plain_after"]) / 2
+        assert loop["bracketed_ratio"] == run["seqexp_steps_per_s"] / bracket
     assert set(result["startup"]) == {"import pytorch_lightning", "seqexp to its first training step"}
     assert (
         result["startup"]["seqexp to its first training step"] > result["startup"]["import pytorch_lightning"]
