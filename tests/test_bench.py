@@ -56,11 +56,12 @@ def test_tiny_bench_reports_kernels_loops_and_startup(tmp_path, monkeypatch) -> 
     ]
     (default,), (bare,) = (loop["runs"] for loop in result["loops"])
     assert default["plain_after"] == bare["plain_before"], "one plain loop measured between the two"
+    plain = sorted([default["plain_before"], default["plain_after"], bare["plain_after"]])
     for loop in result["loops"]:
         (run,) = loop["runs"]
         assert loop["seqexp_steps_per_s"] == run["seqexp_steps_per_s"] > 0
         assert loop["seqexp_overall_steps_per_s"] == run["seqexp_overall_steps_per_s"] > 0
-        assert loop["plain_steps_per_s"] > 0 and run["plain_before"] > 0 and run["plain_after"] > 0
+        assert loop["plain_steps_per_s"] == plain[1] > 0, "the median of the three"
         assert loop["ratio"] == loop["seqexp_steps_per_s"] / loop["plain_steps_per_s"]
         bracket = (run["plain_before"] + run["plain_after"]) / 2
         assert loop["bracketed_ratio"] == run["seqexp_steps_per_s"] / bracket
