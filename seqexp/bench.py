@@ -82,8 +82,14 @@ class LoopTiming:
 
     def as_json(self) -> dict[str, object]:
         """Every measurement, and the medians and ratios taken from them."""
-        derived = ("seqexp_steps_per_s", "seqexp_overall_steps_per_s", "ratio", "overall_ratio")
-        return asdict(self) | {key: getattr(self, key) for key in (*derived, "bracketed_ratio")}
+        derived = [
+            "seqexp_steps_per_s",
+            "seqexp_overall_steps_per_s",
+            "ratio",
+            "overall_ratio",
+            "bracketed_ratio",
+        ]
+        return asdict(self) | {key: getattr(self, key) for key in derived}
 
 
 class StepTimer(pl.Callback):
