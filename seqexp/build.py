@@ -17,7 +17,7 @@ from seqexp.data import TaskData
 from seqexp.init import initialized
 from seqexp.lm import LanguageModel
 from seqexp.module import SequenceModel
-from seqexp.recurrent import CellFactory, NativeStack, RecurrentStack, build_stack
+from seqexp.recurrent import CellFactory, RecurrentStack
 from seqexp.seq2seq import Seq2SeqModel
 from seqexp.tasks import Task
 
@@ -38,7 +38,7 @@ def build_model(cfg: DictConfig, task: Task) -> SequenceModel | Seq2SeqModel:
         encoder, input_size = nn.Identity(), spec.input_size
     with config_errors():
         make_cell = partial(hydra.utils.get_class(cfg.cell._target_), **cell_options)
-        stack = build_stack(
+        stack = RecurrentStack(
             initialized(make_cell, cfg.init.scheme),
             input_size=input_size,
             hidden_size=cfg.model.hidden_size,
@@ -68,7 +68,7 @@ def build_model(cfg: DictConfig, task: Task) -> SequenceModel | Seq2SeqModel:
 def build_seq2seq(
     cfg: DictConfig,
     task: Task,
-    stack: RecurrentStack | NativeStack,
+    stack: RecurrentStack,
     encoder: nn.Module,
     make_cell: CellFactory,
 ) -> Seq2SeqModel:
@@ -77,7 +77,7 @@ def build_seq2seq(
     if cfg.training.tbptt_steps is not None:
         raise ValueError("training.tbptt_steps must be null for an encoder–decoder task (full BPTT only)")
     context = stack.output_size if cfg.decoder.attention else 0
-    decoder = build_stack(
+    decoder = RecurrentStack(
         initialized(make_cell, cfg.init.scheme),
         input_size=cfg.model.embedding_size + context,
         hidden_size=cfg.model.hidden_size,

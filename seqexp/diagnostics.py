@@ -15,7 +15,6 @@ from torch import Tensor, nn
 from seqexp.checks import at_least
 from seqexp.flow_plots import FlowHistory, plot_history
 from seqexp.module import SequenceModel, writes_logs
-from seqexp.recurrent import RecurrentStack
 
 FLOW_FILES = ("gradient_flow.png", "gradient_flow.json")
 
@@ -37,11 +36,10 @@ def step_gradient_norms(model: SequenceModel, x: Tensor, y: Tensor) -> dict[str,
     """``‖∂L/∂a[l]<t>‖`` (T,) per layer and direction, for the model's loss ``L`` on ``(x, y)``.
 
     The derivative is the whole one: with respect to the activation the recurrence used, through
-    every later step and layer. A native stack is measured on its custom twin (the same function
-    and weights, run step by step). Parameters' ``.grad`` are left alone."""
-    stack = model.stack if isinstance(model.stack, RecurrentStack) else model.stack.as_custom()
+    every later step and layer, whatever kernel the stack trains on (the measurement runs the same
+    parameters step by step). Parameters' ``.grad`` are left alone."""
     with torch.enable_grad():
-        run = stack.run(model.encoder(x), keep_steps=True)
+        run = model.stack.run(model.encoder(x), keep_steps=True)
         assert run.steps is not None
         loss = model.task.loss(model.read_out(run), y)
         activations = [a for steps in run.steps.values() for a in steps]
@@ -59,11 +57,11 @@ def parameter_group(name: str) -> str:
     leaf = name.rsplit(".", 1)[-1]
     if name.startswith("head."):
         return "head"
-    if name.startswith("encoder.") or leaf == "W_x" or leaf.startswith("weight_ih"):
+    if name.startswith("encoder.") or leaf == "W_x":
         return "input"
-    if leaf in ("W_a", "p_u", "p_f", "p_o") or leaf.startswith("weight_hh"):
+    if leaf in ("W_a", "p_u", "p_f", "p_o"):
         return "recurrent"
-    if leaf in ("b", "b_cc") or leaf.startswith("bias_"):
+    if leaf in ("b", "b_cc"):
         return "bias"
     return "other"
 

@@ -30,7 +30,7 @@ from torch import nn
 
 from seqexp import kernels
 from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RNNCell, SimpleGRUCell
-from seqexp.recurrent import CellFactory, NativeStack, RecurrentStack, build_stack
+from seqexp.recurrent import CellFactory, RecurrentStack
 
 console = Console(width=None if sys.stdout.isatty() else 200)  # piped: whole rows, not wrapped cells
 CPU_SIZES = [(64, 100, 32, 128), (64, 500, 2, 128), (128, 200, 64, 256)]
@@ -166,12 +166,12 @@ def forward_backward(stack: nn.Module, x: torch.Tensor) -> Callable[[], None]:
 def stacks_to_time(cell: str, topology: str, n_x: int, n_a: int, loop: bool) -> dict[str, nn.Module]:
     """seqexp's stack through its kernels, step by step (``loop``), and on torch.nn where it can."""
     num_layers, bidirectional = TOPOLOGIES[topology]
-    custom = RecurrentStack(CELLS[cell], n_x, n_a, num_layers, bidirectional)
+    custom = RecurrentStack(CELLS[cell], n_x, n_a, num_layers, bidirectional, impl="custom")
     stacks: dict[str, nn.Module] = {"custom": custom}
     if loop and kernels.has_kernel(custom.layers[0][0]):
-        stacks["loop"] = RecurrentStack(CELLS[cell], n_x, n_a, num_layers, bidirectional, use_kernels=False)
+        stacks["loop"] = RecurrentStack(CELLS[cell], n_x, n_a, num_layers, bidirectional, impl="loop")
     if custom.layers[0][0].native is not None:
-        stacks["native"] = NativeStack(custom)
+        stacks["native"] = RecurrentStack(CELLS[cell], n_x, n_a, num_layers, bidirectional, impl="native")
     return stacks
 
 
@@ -189,7 +189,13 @@ def time_kernel(
     x = torch.randn(B, T, n_x, device=device, dtype=dtype)
 
     def native(make_cell: CellFactory) -> nn.Module:
-        return build_stack(make_cell, n_x, n_a, num_layers, bidirectional, impl="native").to(device, dtype)
+        """torch.nn's own module (cuDNN, oneDNN) for the cell, with its weights in one block."""
+        cell = make_cell(n_x, n_a)
+        assert cell.native is not None
+        rnn = cell.native(
+            n_x, n_a, num_layers, bidirectional=bidirectional, batch_first=True, **cell.native_options()
+        )
+        return rnn.to(device, dtype)
 
     stacks = {"reference": native(REFERENCE[cell])}
     if REFERENCE[cell] is not LSTMCell:
@@ -238,7 +244,7 @@ def check_kernel(
     """seqexp's kernel against the cells' own step-by-step loop (float32) on random inputs."""
     B, T, n_x, n_a = size
     torch.manual_seed(0)
-    reference = RecurrentStack(CELLS[cell], n_x, n_a, use_kernels=False).to(device)
+    reference = RecurrentStack(CELLS[cell], n_x, n_a, impl="loop").to(device)
     if isinstance(reference.layers[0][0], PeepholeLSTMCell):
         for p in reference.parameters():  # peepholes start at 0: make them count
             nn.init.uniform_(p, -0.3, 0.3)

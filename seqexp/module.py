@@ -11,7 +11,7 @@ from pytorch_lightning.loggers import MLFlowLogger
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from seqexp.recurrent import NativeStack, RecurrentStack, StackRun, StackState
+from seqexp.recurrent import RecurrentStack, StackRun, StackState
 from seqexp.tasks import Task
 
 KERNEL_TAG = "seqexp.kernel"
@@ -53,7 +53,7 @@ class TaskModule(pl.LightningModule):
         tags = {
             KERNEL_TAG + ("" if name == "stack" else f".{name}"): module.kernel(like)
             for name, module in self.named_children()
-            if isinstance(module, RecurrentStack | NativeStack)
+            if isinstance(module, RecurrentStack)
         }
         for logger in self.loggers:
             if isinstance(logger, MLFlowLogger):
@@ -90,7 +90,7 @@ class SequenceModel(TaskModule):
     def __init__(
         self,
         task: Task,
-        stack: RecurrentStack | NativeStack,
+        stack: RecurrentStack,
         encoder: nn.Module,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,

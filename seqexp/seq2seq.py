@@ -13,10 +13,10 @@ from torch import Tensor, nn
 from seqexp.attention_plots import plot_attention
 from seqexp.checks import at_least
 from seqexp.module import OptimizerFactory, SchedulerFactory, TaskModule
-from seqexp.recurrent import NativeStack, RecurrentStack, StackRun, StackState
+from seqexp.recurrent import RecurrentStack, StackRun, StackState
 from seqexp.tasks import Task
 
-Stack = RecurrentStack | NativeStack
+Stack = RecurrentStack
 ATTENTION_PLOT = "attention.png"
 
 

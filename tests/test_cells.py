@@ -6,11 +6,11 @@ from functools import partial
 
 import pytest
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.func import functional_call
 
 from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RecurrentCell, RNNCell, SimpleGRUCell
-from seqexp.recurrent import NativeStack, RecurrentStack, build_stack
+from seqexp.recurrent import RecurrentStack
 
 N_X, N_A, B, T = 3, 4, 2, 6
 TOPOLOGIES = {"uni": (1, False), "deep": (3, False), "bi": (1, True), "deep_bi": (2, True)}
@@ -40,28 +40,23 @@ def randomize(module: torch.nn.Module) -> None:
             p.uniform_(-0.8, 0.8)
 
 
-def native_output(stack: RecurrentStack, x: Tensor) -> Tensor:
-    """torch's kernel run with the custom stack's own weights, differentiably (gradients flow
-    back to the custom parameters through the weight conversion)."""
-    native = NativeStack(stack).rnn
-    return functional_call(native, stack.native_weights(), (x,))[0]
-
-
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 @pytest.mark.parametrize("cell", NATIVE_CELLS)
 def test_custom_equals_native_outputs_and_gradients(cell: str, topology: str) -> None:
     num_layers, bidirectional = TOPOLOGIES[topology]
-    stack = RecurrentStack(NATIVE_CELLS[cell], N_X, N_A, num_layers, bidirectional).double()
+    stack = RecurrentStack(NATIVE_CELLS[cell], N_X, N_A, num_layers, bidirectional, impl="custom").double()
     randomize(stack)
+    native = RecurrentStack(NATIVE_CELLS[cell], N_X, N_A, num_layers, bidirectional, impl="native").double()
+    native.load_state_dict(stack.state_dict())
     x = torch.randn(B, T, N_X, dtype=torch.float64)
     weights = torch.randn(B, T, stack.output_size, dtype=torch.float64)
 
-    custom = stack(x)[0]
-    custom_grads = torch.autograd.grad((custom * weights).sum(), list(stack.parameters()))
-    native = native_output(stack, x)
-    native_grads = torch.autograd.grad((native * weights).sum(), list(stack.parameters()))
+    custom_out = stack(x)[0]
+    custom_grads = torch.autograd.grad((custom_out * weights).sum(), list(stack.parameters()))
+    native_out = native(x)[0]
+    native_grads = torch.autograd.grad((native_out * weights).sum(), list(native.parameters()))
 
-    torch.testing.assert_close(custom, native, rtol=0, atol=1e-10)
+    torch.testing.assert_close(custom_out, native_out, rtol=0, atol=1e-10)
     names = [name for name, _ in stack.named_parameters()]
     for name, g_custom, g_native in zip(names, custom_grads, native_grads, strict=True):
         torch.testing.assert_close(g_custom, g_native, rtol=0, atol=1e-10, msg=name)
@@ -71,35 +66,74 @@ def test_custom_equals_native_outputs_and_gradients(cell: str, topology: str) ->
 def test_weights_convert_back_from_native(cell: str) -> None:
     stack = RecurrentStack(NATIVE_CELLS[cell], N_X, N_A, num_layers=2, bidirectional=True).double()
     randomize(stack)
-    native = NativeStack(stack).double()
+    cell_0 = stack.layers[0][0]
+    native = cell_0.native(N_X, N_A, 2, bidirectional=True, batch_first=True, **cell_0.native_options())
+    native = native.double()
+    native.load_state_dict({name: w.detach() for name, w in stack.native_weights().items()})
     with torch.no_grad():
         for p in native.parameters():
             p.add_(0.1 * torch.randn_like(p))  # native weights that no custom stack produced
     back = RecurrentStack(NATIVE_CELLS[cell], N_X, N_A, num_layers=2, bidirectional=True).double()
-    back.load_native_weights(native.native_weights())
+    back.load_native_weights(dict(native.named_parameters()))
     x = torch.randn(B, T, N_X, dtype=torch.float64)
-    torch.testing.assert_close(back(x), native(x), rtol=0, atol=1e-10)
+    torch.testing.assert_close(back(x)[0], native(x)[0], rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize(
     ("make_cell", "impl", "expected"),
     [
-        (LSTMCell, "auto", NativeStack),
-        (LSTMCell, "custom", RecurrentStack),
-        (partial(GRUCell, reset_after=True), "auto", NativeStack),
-        (partial(GRUCell, reset_after=False), "auto", RecurrentStack),
-        (PeepholeLSTMCell, "auto", RecurrentStack),
-        (SimpleGRUCell, "auto", RecurrentStack),
+        (LSTMCell, "auto", "native"),
+        (LSTMCell, "custom", "custom"),
+        (partial(GRUCell, reset_after=True), "auto", "native"),
+        (partial(GRUCell, reset_after=False), "auto", "custom"),
+        (PeepholeLSTMCell, "auto", "custom"),
+        (SimpleGRUCell, "auto", "custom"),
     ],
 )
 def test_impl_auto_takes_native_only_where_it_is_the_same_function(make_cell, impl, expected) -> None:
-    assert type(build_stack(make_cell, N_X, N_A, impl=impl)) is expected
+    assert RecurrentStack(make_cell, N_X, N_A, impl=impl).impl == expected
+
+
+TRAINING_CELLS = {"lstm": LSTMCell, "rnn": RNNCell, "gru": partial(GRUCell, reset_after=True)}
+
+
+@pytest.mark.parametrize("topology", ["uni", "deep_bi"])
+@pytest.mark.parametrize("cell", TRAINING_CELLS)
+def test_native_and_custom_stacks_train_identically(cell: str, topology: str) -> None:
+    """The same weights, batches and Adam with weight decay, 20 steps in float64: the same
+    parameters at the end, and the same number of them (torch.nn's second bias does not train)."""
+    num_layers, bidirectional = TOPOLOGIES[topology]
+    stacks = {
+        impl: RecurrentStack(TRAINING_CELLS[cell], N_X, N_A, num_layers, bidirectional, impl=impl).double()
+        for impl in ("native", "custom")
+    }
+    stacks["native"].load_state_dict(stacks["custom"].state_dict())
+    batches = [
+        (torch.randn(B, T, N_X, dtype=torch.float64), torch.randn(B, dtype=torch.float64)) for _ in range(20)
+    ]
+    for stack in stacks.values():
+        head = nn.Linear(stack.output_size, 1).double()
+        nn.init.constant_(head.weight, 0.1)
+        nn.init.zeros_(head.bias)
+        optimizer = torch.optim.Adam([*stack.parameters(), *head.parameters()], lr=1e-2, weight_decay=1e-3)
+        for x, y in batches:
+            optimizer.zero_grad()
+            loss = (head(stack(x)[1]).squeeze(-1) - y).square().mean()
+            loss.backward()
+            optimizer.step()
+
+    native, custom = (dict(stacks[impl].named_parameters()) for impl in ("native", "custom"))
+    assert native.keys() == custom.keys()
+    assert sum(p.numel() for p in native.values()) == sum(p.numel() for p in custom.values())
+    for name, p in custom.items():
+        torch.testing.assert_close(native[name], p, rtol=0, atol=1e-9, msg=name)
+    assert stacks["native"].kernel(torch.zeros(1)) == "native"
 
 
 @pytest.mark.parametrize("make_cell", [PeepholeLSTMCell, SimpleGRUCell, partial(GRUCell, reset_after=False)])
 def test_impl_native_is_refused_where_torch_has_no_such_cell(make_cell) -> None:
     with pytest.raises(ValueError, match="has no torch.nn equivalent"):
-        build_stack(make_cell, N_X, N_A, impl="native")
+        RecurrentStack(make_cell, N_X, N_A, impl="native")
 
 
 def test_peephole_with_zero_peepholes_is_the_lstm() -> None:

@@ -13,7 +13,7 @@ from conftest import ONE_BATCH, client, config
 from seqexp.build import build_model, build_task
 from seqexp.cells import LSTMCell
 from seqexp.config import ConfigError
-from seqexp.recurrent import build_stack
+from seqexp.recurrent import RecurrentStack
 from seqexp.seq2seq import Seq2SeqModel, sequence_log_prob
 from seqexp.tasks.dates import EOS, FORMATS, LONGEST, PAD, SOS, DatesTask, ordinal
 from seqexp.train import train
@@ -108,7 +108,7 @@ def test_sequence_log_prob_counts_up_to_the_first_eos() -> None:
 
 def test_a_bidirectional_decoder_is_refused() -> None:
     m, task = model()
-    bi = build_stack(LSTMCell, input_size=8, hidden_size=16, bidirectional=True)
+    bi = RecurrentStack(LSTMCell, input_size=8, hidden_size=16, bidirectional=True)
     with pytest.raises(ValueError, match=r"topology: a decoder must be unidirectional.*encoder only"):
         Seq2SeqModel(task, m.stack, m.encoder, bi, optimizer=torch.optim.Adam)
 

@@ -24,7 +24,7 @@ from seqexp.diagnostics import (
 )
 from seqexp.flow_plots import FlowHistory
 from seqexp.module import SequenceModel
-from seqexp.recurrent import NativeStack, RecurrentStack
+from seqexp.recurrent import RecurrentStack
 from seqexp.tasks.adding import AddingTask
 from seqexp.train import train
 
@@ -36,7 +36,7 @@ def seeded() -> None:
     torch.manual_seed(0)
 
 
-def adding_model(stack: RecurrentStack | NativeStack) -> SequenceModel:
+def adding_model(stack: RecurrentStack) -> SequenceModel:
     return SequenceModel(AddingTask(T), stack, nn.Identity(), optimizer=torch.optim.SGD).double()
 
 
@@ -45,25 +45,19 @@ def adding_batch(seq_len: int = T) -> tuple[Tensor, Tensor]:
     return x.double(), y.double()
 
 
-def state_after(stack: RecurrentStack | NativeStack, h: Tensor, steps: int) -> State:
-    """The state after the first ``steps`` steps of a one-layer stack."""
-    if isinstance(stack, NativeStack):
-        final = stack.rnn(h[:, :steps])[1]
-        return tuple(s[0] for s in final) if isinstance(final, tuple) else (final[0],)
-    return stack.layers[0][0](h[:, :steps].transpose(0, 1))[1]
+def state_after(stack: RecurrentStack, h: Tensor, steps: int) -> State:
+    """The state after the first ``steps`` steps of a one-layer stack, on its own kernel."""
+    return tuple(s[0] for s in stack.run(h[:, :steps]).state)
 
 
-def last_output_from(stack: RecurrentStack | NativeStack, h: Tensor, state: State) -> Tensor:
-    """``a<T>`` of a one-layer stack run over ``h`` from ``state``."""
-    if isinstance(stack, NativeStack):
-        hx = tuple(s[None] for s in state)
-        return stack.rnn(h, hx if len(hx) == 2 else hx[0])[0][:, -1]
-    return stack.layers[0][0](h.transpose(0, 1), state)[0][-1]
+def last_output_from(stack: RecurrentStack, h: Tensor, state: State) -> Tensor:
+    """``a<T>`` of a one-layer stack run over ``h`` from ``state``, on its own kernel."""
+    return stack.run(h, tuple(s[None] for s in state)).outputs[:, -1]
 
 
 def direct_norms(model: SequenceModel, x: Tensor, y: Tensor) -> Tensor:
     """``‖∂L/∂a<t>‖`` the long way: for each t, ``a<t>`` made a leaf and the rest of the sequence
-    run again from it by torch's own module (native) or the cell (custom)."""
+    run again from it by the stack's own kernel (torch.nn's for native)."""
     norms = []
     for t in range(1, T + 1):
         a, *rest = (s.detach() for s in state_after(model.stack, x, t))
@@ -77,32 +71,13 @@ def direct_norms(model: SequenceModel, x: Tensor, y: Tensor) -> Tensor:
 @pytest.mark.parametrize("impl", ["custom", "native"])
 @pytest.mark.parametrize("make_cell", [partial(RNNCell, nonlinearity="tanh"), LSTMCell], ids=["rnn", "lstm"])
 def test_per_step_gradient_norms_equal_a_direct_autograd_computation(make_cell, impl) -> None:
-    stack = RecurrentStack(make_cell, 2, 4)
-    model = adding_model(stack if impl == "custom" else NativeStack(stack))
+    model = adding_model(RecurrentStack(make_cell, 2, 4, impl=impl))
     x, y = adding_batch()
 
     measured = step_gradient_norms(model, x, y)
 
     assert list(measured) == ["l0"]
     torch.testing.assert_close(measured["l0"], direct_norms(model, x, y), rtol=1e-10, atol=0)
-
-
-def test_a_native_deep_bidirectional_stack_is_measured_with_its_current_weights() -> None:
-    native = NativeStack(RecurrentStack(LSTMCell, 2, 4, num_layers=2, bidirectional=True)).double()
-    with torch.no_grad():
-        for p in native.parameters():
-            p.add_(0.3 * torch.randn_like(p))  # trained away from the weights it was built with
-    custom = RecurrentStack(LSTMCell, 2, 4, num_layers=2, bidirectional=True).double()
-    custom.load_native_weights(native.native_weights())
-    native_model, custom_model = adding_model(native), adding_model(custom)
-    custom_model.head.load_state_dict(native_model.head.state_dict())
-    x, y = adding_batch()
-
-    on_native, on_custom = step_gradient_norms(native_model, x, y), step_gradient_norms(custom_model, x, y)
-
-    assert list(on_native) == ["l0", "l0_reverse", "l1", "l1_reverse"]
-    for name in on_native:
-        torch.testing.assert_close(on_native[name], on_custom[name], rtol=1e-10, atol=0)
 
 
 class LinearCell(RecurrentCell):
@@ -133,13 +108,10 @@ def test_on_a_linear_rnn_with_recurrent_weight_w_the_ratio_is_w_to_the_t_minus_1
     [
         ("encoder.weight", "input"),
         ("stack.layers.0.0.W_x", "input"),
-        ("stack.rnn.weight_ih_l1_reverse", "input"),
         ("stack.layers.1.0.W_a", "recurrent"),
         ("stack.layers.0.0.p_f", "recurrent"),
-        ("stack.rnn.weight_hh_l0", "recurrent"),
         ("stack.layers.0.0.b", "bias"),
         ("stack.layers.0.0.b_cc", "bias"),
-        ("stack.rnn.bias_hh_l0", "bias"),
         ("head.weight", "head"),
         ("head.bias", "head"),
     ],
@@ -150,12 +122,9 @@ def test_parameter_groups(name: str, group: str) -> None:
 
 @pytest.mark.parametrize("impl", ["custom", "native"])
 def test_group_norms_split_the_gradient_by_group_and_by_gate(impl: str) -> None:
-    stack = RecurrentStack(LSTMCell, 2, 4)
-    model = adding_model(stack if impl == "custom" else NativeStack(stack))
+    model = adding_model(RecurrentStack(LSTMCell, 2, 4, impl=impl))
     for p in model.parameters():
         p.grad = torch.ones_like(p)
-    if impl == "native":
-        model.stack.rnn.bias_hh_l0.grad = None  # torch's second bias; the course's b is one tensor
     norms = {k: v.item() for k, v in group_norms(model).items()}
 
     n_a, n_x, gates = 4, 2, 4

@@ -13,7 +13,7 @@ from torch import Tensor
 from seqexp import kernels
 from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RNNCell, SimpleGRUCell
 from seqexp.kernels import fused, manual, onednn
-from seqexp.recurrent import CellFactory, RecurrentStack, build_stack
+from seqexp.recurrent import CellFactory, RecurrentStack
 
 CELLS: dict[str, CellFactory] = {
     "rnn": RNNCell,
@@ -43,7 +43,7 @@ def stacks(cell: str, topology: str, n_x: int, n_a: int, dtype: torch.dtype) -> 
         for p in fast.parameters():
             p.uniform_(-0.8, 0.8)
     step_by_step = copy.deepcopy(fast)
-    step_by_step.use_kernels = False
+    step_by_step.impl = "loop"
     return fast, step_by_step
 
 
@@ -202,13 +202,13 @@ def test_triton_kernels_equal_the_cells(cell: str, topology: str, T: int, launch
 
 
 def test_a_cell_without_a_kernel_runs_its_own_loop() -> None:
-    stack = build_stack(partial(GRUCell, reset_after=True), 3, 4, impl="custom")
+    stack = RecurrentStack(partial(GRUCell, reset_after=True), 3, 4, impl="custom")
     assert kernels.kernel_for(stack.layers[0][0], torch.zeros(1)) == "loop"
 
 
 def test_impl_loop_runs_the_cells_step_by_step() -> None:
-    stack = build_stack(LSTMCell, 3, 4, impl="loop")
-    assert isinstance(stack, RecurrentStack) and not stack.use_kernels
+    stack = RecurrentStack(LSTMCell, 3, 4, impl="loop")
+    assert stack.kernel(torch.zeros(1)) == "loop"
     assert stack.run(torch.randn(2, 5, 3)).steps is None
     assert len(stack.run(torch.randn(2, 5, 3), keep_steps=True).steps["l0"]) == 5
 

@@ -49,7 +49,7 @@ def test_a_bidirectional_topology_is_accepted_for_classification_tagging_and_enc
     assert model(built.generate(2, seed=0)[0]).shape[0] == 2
     if task == "dates":
         assert model.decoder.num_directions == 1, "the decoder is always one direction"
-        assert len(model.decoder.rnn.all_weights) == cfg.topology.num_layers, "with the encoder's layers"
+        assert len(model.decoder.layers) == cfg.topology.num_layers, "with the encoder's layers"
 
 
 @pytest.mark.parametrize("topology", ["bi", "deep_bi"])

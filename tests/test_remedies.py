@@ -17,7 +17,7 @@ from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RecurrentCell, RNN
 from seqexp.config import ConfigError
 from seqexp.init import IRNN_INPUT_STD, initialize
 from seqexp.module import SequenceModel
-from seqexp.recurrent import NativeStack, RecurrentStack
+from seqexp.recurrent import RecurrentStack
 from seqexp.tasks import Task, TaskSpec
 from seqexp.tasks.adding import AddingTask
 
@@ -102,9 +102,8 @@ def test_default_leaves_the_cell_as_torch_initialises_it() -> None:
 def test_the_config_initialises_both_stacks(impl: str) -> None:
     cfg = config(*TINY, "cell=rnn", "cell.nonlinearity=relu", "init.scheme=identity", f"cell.impl={impl}")
     stack = build_model(cfg, build_task(cfg)).stack
-    assert isinstance(stack, NativeStack if impl == "native" else RecurrentStack)
-    W_a = stack.rnn.weight_hh_l0 if impl == "native" else stack.layers[0][0].W_a
-    assert torch.equal(W_a, torch.eye(8))
+    assert stack.impl == impl
+    assert torch.equal(stack.layers[0][0].W_a, torch.eye(8))
 
 
 def test_an_unknown_scheme_is_refused_naming_the_key() -> None:
@@ -136,8 +135,7 @@ T = 9
 
 def tbptt_model(task: Task, impl: str, k: int | None) -> SequenceModel:
     torch.manual_seed(0)
-    stack = RecurrentStack(LSTMCell, task.spec.input_size, 5, num_layers=2)
-    stack = stack if impl == "custom" else NativeStack(stack)
+    stack = RecurrentStack(LSTMCell, task.spec.input_size, 5, num_layers=2, impl=impl)
     return SequenceModel(task, stack, nn.Identity(), optimizer=torch.optim.SGD, tbptt_steps=k).double()
 
 
@@ -251,8 +249,7 @@ def test_the_remedies_experiment_builds_what_it_names() -> None:
         job = [axis[i % len(axis)] for axis in choices]
         job_cfg = config("+experiment=remedies", *job)
         model = build_model(job_cfg, build_task(job_cfg))
-        stack = model.stack.as_custom() if isinstance(model.stack, NativeStack) else model.stack
-        cell = stack.layers[0][0]
+        cell = model.stack.layers[0][0]
         assert isinstance(cell, RNNCell) and cell.nonlinearity == job_cfg.cell.nonlinearity
         assert torch.equal(cell.W_a, torch.eye(64)) == (job_cfg.init.scheme == "identity")
         assert model.tbptt_steps == job_cfg.training.tbptt_steps
