@@ -8,8 +8,12 @@ once per sequence) and one vectorised pass of gate math over the batch rows on t
 threads, then the weights' gradients for all steps. The C++ is built on first use by
 :mod:`seqexp.kernels.compiler` against oneDNN from the PyPI wheels ``onednn-cpu-gomp`` and
 ``onednn-devel-cpu-gomp`` (built on GNU OpenMP, so they share torch's threads) and called through
-ctypes. float32 only. Where it cannot be built, :func:`library` warns once and seqexp keeps the
-manual kernel.
+ctypes. float32 only. Where it cannot be built, or loading it would change how the process treats
+subnormals, :func:`library` warns once and seqexp keeps the manual kernel.
+
+The inputs' dtypes, devices and shapes are checked before any address reaches C++, whose errors
+come back as Python ones; a sequence of no steps is an empty output with ``c<T> = c<0>``. Python
+threads may call the kernel at once (ctypes lets go of the GIL for the call).
 
 Computes what :class:`seqexp.kernels.manual.LSTMSequence` computes, to float rounding.
 """
@@ -47,18 +51,22 @@ def installed(wheel: str) -> Path:
     return Path(found[0].locate()).resolve()
 
 
-def flags() -> list[str]:
-    """The compiler's flags for oneDNN's headers and library."""
+def header_flags() -> list[str]:
+    """The compiler's flags for oneDNN's headers."""
+    return [f"-I{installed('onednn-devel-cpu-gomp').parents[2]}"]
+
+
+def library_flags() -> list[str]:
+    """The linker's flags for oneDNN's library."""
     library = installed("onednn-cpu-gomp").parent
-    headers = installed("onednn-devel-cpu-gomp").parents[2]
-    return [f"-I{headers}", f"-L{library}", "-ldnnl", f"-Wl,-rpath,{library}"]
+    return [f"-L{library}", "-ldnnl", f"-Wl,-rpath,{library}"]
 
 
 @cache
 def library() -> ctypes.CDLL | None:
     """The compiled kernel, or ``None`` (with a warning) where it cannot be built here."""
     try:
-        lib = ctypes.CDLL(str(compiler.build(SOURCE, *flags())))
+        lib = compiler.load(compiler.build(SOURCE, header_flags(), library_flags()))
     except OSError as error:
         message = f"seqexp's oneDNN LSTM is not available ({error}): using the manual kernel"
         warnings.warn(message, stacklevel=3)
@@ -71,11 +79,54 @@ def library() -> ctypes.CDLL | None:
     return lib
 
 
+def check_inputs(
+    x: Tensor, W_x: Tensor, b: Tensor, W_a: Tensor, a0: Tensor, c0: Tensor, p: Tensor | None
+) -> None:
+    """Raises ``TypeError`` or ``ValueError`` naming the input whose dtype, device or shape the
+    kernel does not take."""
+    given = {"x": x, "W_x": W_x, "b": b, "W_a": W_a, "a0": a0, "c0": c0, "peepholes": p}
+    for name, tensor in given.items():
+        if tensor is None:
+            continue
+        if tensor.dtype != torch.float32:
+            raise TypeError(f"the onednn LSTM takes torch.float32; {name} is {tensor.dtype}")
+        if tensor.device.type != "cpu":
+            raise ValueError(f"the onednn LSTM runs on the CPU; {name} is on {tensor.device}")
+    if x.dim() != 3 or W_a.dim() != 2:
+        raise ValueError(
+            f"x must be (T, B, n_x) and W_a (4n, n); got {tuple(x.shape)} and {tuple(W_a.shape)}"
+        )
+    _, B, n_x = x.shape
+    n = W_a.shape[1]
+    expected = {  # W_a first: it alone says n
+        "W_a": (4 * n, n),
+        "W_x": (4 * n, n_x),
+        "b": (4 * n,),
+        "a0": (B, n),
+        "c0": (B, n),
+        "peepholes": (3, n),
+    }
+    for name, shape in expected.items():
+        tensor = given[name]
+        if tensor is not None and tensor.shape != shape:
+            raise ValueError(
+                f"{name} must be {shape} for x of {tuple(x.shape)} and {n} hidden units; "
+                f"got {tuple(tensor.shape)}"
+            )
+
+
 def call(function: str, *arguments: int | Tensor | None) -> None:
-    """``function`` of the library, with tensors passed by address; raises oneDNN's refusal."""
-    refusal = getattr(library(), function)(*(a.data_ptr() if isinstance(a, Tensor) else a for a in arguments))
+    """``function`` of the library, with tensors passed by address; raises ``RuntimeError`` with
+    the message of what went wrong in C++."""
+    for position, argument in enumerate(arguments):
+        if isinstance(argument, Tensor) and not argument.is_contiguous():
+            raise ValueError(f"argument {position} of {function} is not contiguous")
+    lib = library()
+    if lib is None:
+        raise RuntimeError("seqexp's oneDNN LSTM is not available here (see the warning)")
+    refusal = getattr(lib, function)(*(a.data_ptr() if isinstance(a, Tensor) else a for a in arguments))
     if refusal is not None:
-        raise RuntimeError(f"oneDNN refused the LSTM: {refusal.decode()}")
+        raise RuntimeError(refusal.decode())
 
 
 class LSTMSequence(torch.autograd.Function):
@@ -86,6 +137,7 @@ class LSTMSequence(torch.autograd.Function):
     def forward(
         ctx: Any, x: Tensor, W_x: Tensor, b: Tensor, W_a: Tensor, a0: Tensor, c0: Tensor, p: Tensor | None
     ) -> tuple[Tensor, Tensor]:
+        check_inputs(x, W_x, b, W_a, a0, c0, p)
         x, W_x, b, W_a = (t.contiguous() for t in (x, W_x, b, W_a))
         p = None if p is None else p.contiguous()
         T, B, n_x = x.shape

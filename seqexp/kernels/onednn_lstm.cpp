@@ -8,13 +8,16 @@
 // with z = W_x x<t> + b + W_a a<t-1> in blocks u, f, c, o, and without the p terms for the plain
 // LSTM. float32, row-major and contiguous: x (T, B, n_x); gates and dz (T, B, 4n); cells and
 // activations (T + 1, B, n), whose first rows hold c<0> and a<0>; W_x (4n, n_x), W_a (4n, n),
-// b (4n); the peepholes p (3, n) as p_u, p_f, p_o, or null. Each call returns null, or oneDNN's
-// message when it refuses.
+// b (4n); the peepholes p (3, n) as p_u, p_f, p_o, or null. Each call returns null, or the message
+// of whatever went wrong (no exception leaves this file). Threads may call at once: each has its
+// own oneDNN stream, and nothing else is shared but the engine, which oneDNN makes thread-safe.
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <string>
+#include <cstdio>
+#include <exception>
 #include <unordered_map>
 #include <vector>
 
@@ -29,8 +32,9 @@ dnnl::engine& cpu() {
   return engine;
 }
 
+// A stream is not thread-safe: one per calling thread.
 dnnl::stream& queue() {
-  static dnnl::stream stream(cpu());
+  thread_local dnnl::stream stream(cpu());
   return stream;
 }
 
@@ -132,6 +136,7 @@ template <bool Peepholes>
 void forward(int64_t T, int64_t B, int64_t n_x, int64_t n, const float* p, const float* x,
              const float* W_x, const float* b, const float* W_a, float* gates, float* cells,
              float* activations) {
+  if (T * B * n == 0) return;  // no step, no row or no unit: nothing to compute
   multiply(matrix(T * B, n_x, x), matrix(n_x, 4 * n, W_x, tag::ba), matrix(T * B, 4 * n, gates),
            b);
   Product times_W_a_T(B, n, 4 * n, W_a, tag::ba);  // a<t-1> W_aᵀ
@@ -151,6 +156,13 @@ void backward(int64_t T, int64_t B, int64_t n_x, int64_t n, const float* p, cons
               const float* W_x, const float* W_a, const float* gates, const float* cells,
               const float* activations, const float* d_outputs, float* dz, float* dc, float* da,
               float* dx, float* dW_x, float* dW_a) {
+  if (T * B * n == 0) {  // nothing flows back through a step: dc stays ∂L/∂c<T>, the rest is 0
+    std::fill_n(da, B * n, 0.0f);
+    std::fill_n(dx, T * B * n_x, 0.0f);
+    std::fill_n(dW_x, 4 * n * n_x, 0.0f);
+    std::fill_n(dW_a, 4 * n * n, 0.0f);
+    return;
+  }
   Product times_W_a(B, 4 * n, n, W_a, tag::ab);  // dz<t> W_a
   std::vector<float> da_next(B * n, 0.0f);       // nothing comes back from beyond the last step
   for (int64_t t = T - 1; t >= 0; --t) {
@@ -168,7 +180,13 @@ void backward(int64_t T, int64_t B, int64_t n_x, int64_t n, const float* p, cons
   multiply(matrix(T * B, 4 * n, dz), matrix(4 * n, n_x, W_x), matrix(T * B, n_x, dx));
 }
 
-thread_local std::string refusal;
+// The message of what went wrong: written without allocating, as it may follow std::bad_alloc.
+thread_local char refusal[1024];
+
+const char* refuse(const char* what, const char* why) {
+  std::snprintf(refusal, sizeof refusal, "%s%s", what, why);
+  return refusal;
+}
 
 template <typename Body>
 const char* refusal_of(Body body) {
@@ -176,8 +194,11 @@ const char* refusal_of(Body body) {
     body();
     return nullptr;
   } catch (const dnnl::error& error) {
-    refusal = error.what();
-    return refusal.c_str();
+    return refuse("oneDNN refused the LSTM: ", error.what());
+  } catch (const std::exception& error) {
+    return refuse("the LSTM failed in C++: ", error.what());
+  } catch (...) {
+    return refuse("the LSTM failed in C++: ", "an exception of unknown type");
   }
 }
 

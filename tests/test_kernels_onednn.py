@@ -1,0 +1,222 @@
+"""The onednn kernel's boundary with Python: it leaves the process's floating point alone, refuses
+bad inputs with a Python error, handles a sequence of no steps, and may be called from several
+threads at once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor
+
+from seqexp.kernels import compiler, onednn
+
+SUBNORMAL = 1e-39  # below float32's smallest normal, 1.2e-38
+
+
+def run_python(code: str, **environment: str) -> str:
+    """``code`` run in a fresh Python, whose floating-point state the test cannot contaminate;
+    its output (fails the test with its errors if it fails)."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **environment},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_subnormals_survive_after_the_kernel_loaded_and_ran() -> None:
+    """In the main thread (torch and numpy) and in a torch parallel region whose threads the
+    kernel's own OpenMP region started, after it ran forward and backward."""
+    run_python(f"""
+        import numpy as np
+        import torch
+        from seqexp.cells import PeepholeLSTMCell
+        from seqexp import kernels
+
+        torch.set_num_threads(2)
+        cell = PeepholeLSTMCell(3, 37)
+        x = torch.randn(9, 4, 3, requires_grad=True)
+        assert kernels.kernel_for(cell, x) == "onednn"
+        outputs, (_, c) = kernels.run(cell, x)
+        (outputs.sum() + c.sum()).backward()
+        assert x.grad.abs().sum() > 0
+
+        assert np.float32({SUBNORMAL}) * np.float32(1.5) != 0, "numpy flushes subnormals"
+        assert (torch.tensor({SUBNORMAL}) * 1.5).item() != 0, "torch flushes subnormals"
+        many = torch.full((1 << 22,), {SUBNORMAL})  # large enough for both threads to take part
+        assert torch.get_num_threads() == 2
+        assert (many * 1.5 != 0).all(), "a parallel product flushes subnormals"
+        assert (torch.nn.functional.relu(many) != 0).all(), "a parallel relu flushes subnormals"
+        assert (many.sum() != 0) and (many.add(many) != 0).all()
+    """)
+
+
+def test_a_library_that_sets_flush_to_zero_is_refused_and_the_setting_undone(tmp_path: Path) -> None:
+    """Linked with -ffast-math, as the kernel once was, GCC adds crtfastmath.o: loading is refused
+    and subnormals survive."""
+    source = tmp_path / "empty.cpp"
+    source.write_text('extern "C" int nothing() { return 0; }\n')
+    output = run_python(
+        f"""
+        import pathlib
+        from seqexp.kernels import compiler
+
+        library = compiler.build(pathlib.Path({str(source)!r}), link_flags=["-ffast-math"])
+        assert compiler.subnormals_survive()
+        try:
+            compiler.load(library)
+        except OSError as error:
+            print(error)
+        assert compiler.subnormals_survive()
+        """,
+        SEQEXP_CACHE=str(tmp_path / "cache"),
+    )
+    assert "set flush-to-zero for this process" in output
+    assert "library left unused" in output
+
+
+def test_the_kernel_is_compiled_with_fast_math_but_linked_without_it() -> None:
+    assert "-ffast-math" in compiler.COMPILE_FLAGS
+    assert not {"-ffast-math", "-Ofast", "-funsafe-math-optimizations"} & set(compiler.LINK_FLAGS)
+
+
+def lstm_problem(
+    seed: int, T: int = 20, B: int = 6, n_x: int = 5, n: int = 37, peepholes: bool = True
+) -> list[Tensor | None]:
+    """Inputs of :func:`onednn.lstm`, each needing its gradient."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def random(*shape: int) -> Tensor:
+        return torch.randn(*shape, generator=generator).requires_grad_()
+
+    p = random(3, n) if peepholes else None
+    return [
+        random(T, B, n_x),
+        random(4 * n, n_x),
+        random(4 * n),
+        random(4 * n, n),
+        random(B, n),
+        random(B, n),
+        p,
+    ]
+
+
+def outputs_and_gradients(inputs: list[Tensor | None]) -> list[Tensor]:
+    """The kernel's outputs, and the gradients of a fixed loss on them for every input."""
+    outputs, c = onednn.lstm(*inputs)
+    loss = (outputs * torch.linspace(-1, 1, outputs.shape[-1])).sum() + (c * c).sum()
+    given = [t for t in inputs if t is not None]
+    return [outputs, c, *torch.autograd.grad(loss, given)]
+
+
+def test_two_threads_at_once_compute_what_one_computes_alone() -> None:
+    problems = [lstm_problem(seed, peepholes=seed == 0) for seed in range(2)]
+    alone = [outputs_and_gradients(problem) for problem in problems]
+    together: list[list[list[Tensor]]] = [[], []]
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def work(index: int) -> None:
+        try:
+            start.wait()
+            for _ in range(5):
+                together[index].append(outputs_and_gradients(problems[index]))
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    for expected, runs in zip(alone, together, strict=True):
+        assert len(runs) == 5
+        for got in runs:
+            for g, e in zip(got, expected, strict=True):
+                torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("peepholes", [False, True])
+def test_a_sequence_of_no_steps_passes_the_gradient_of_c_to_c0(peepholes: bool) -> None:
+    """T = 0: no output, c<T> = c<0>, so ∂L/∂c<0> = ∂L/∂c<T>; every other gradient is 0."""
+    x, W_x, b, W_a, a0, c0, p = lstm_problem(0, T=0, peepholes=peepholes)
+    outputs, c = onednn.lstm(x, W_x, b, W_a, a0, c0, p)
+    assert outputs.shape == (0, 6, 37)
+    assert torch.equal(c, c0)
+
+    dc = torch.randn_like(c)
+    given = [t for t in (x, W_x, b, W_a, a0, c0, p) if t is not None]
+    dx, dW_x, db, dW_a, da0, dc0, *dp = torch.autograd.grad([outputs.sum(), c], given, [None, dc])
+    assert torch.equal(dc0, dc)
+    assert dx.shape == x.shape
+    for gradient in (dW_x, db, dW_a, da0, *dp):
+        assert torch.equal(gradient, torch.zeros_like(gradient))
+
+
+def test_a_batch_of_no_rows_is_empty() -> None:
+    inputs = lstm_problem(0, B=0)
+    outputs, c, dx, *gradients = outputs_and_gradients(inputs)
+    assert outputs.shape == (20, 0, 37) and c.shape == (0, 37) and dx.shape == (20, 0, 5)
+    assert all(not g.any() for g in gradients)
+
+
+def replaced(index: int, tensor: Tensor) -> list[Tensor | None]:
+    inputs = lstm_problem(0)
+    inputs[index] = tensor
+    return inputs
+
+
+BAD_INPUTS = {
+    "W_x in float64": (
+        replaced(1, torch.randn(148, 5, dtype=torch.float64)),
+        TypeError,
+        "W_x is torch.float64",
+    ),
+    "c0 in bfloat16": (
+        replaced(5, torch.randn(6, 37, dtype=torch.bfloat16)),
+        TypeError,
+        "c0 is torch.bfloat16",
+    ),
+    "W_a not square per gate": (replaced(3, torch.randn(148, 36)), ValueError, "W_a must be \\(144, 36\\)"),
+    "W_x for another input size": (replaced(1, torch.randn(148, 4)), ValueError, "W_x must be \\(148, 5\\)"),
+    "b too short": (replaced(2, torch.randn(147)), ValueError, "b must be \\(148,\\)"),
+    "a0 for another batch": (replaced(4, torch.randn(7, 37)), ValueError, "a0 must be \\(6, 37\\)"),
+    "peepholes for 2 gates": (replaced(6, torch.randn(2, 37)), ValueError, "peepholes must be \\(3, 37\\)"),
+    "x without a batch": (replaced(0, torch.randn(20, 5)), ValueError, "x must be \\(T, B, n_x\\)"),
+    "W_a on the meta device": (
+        replaced(3, torch.empty(148, 37, device="meta")),
+        ValueError,
+        "W_a is on meta",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_a_bad_input_is_a_python_error_naming_it(case: str) -> None:
+    inputs, error, message = BAD_INPUTS[case]
+    with pytest.raises(error, match=message):
+        onednn.lstm(*inputs)
+
+
+def test_an_address_of_a_non_contiguous_tensor_is_never_passed() -> None:
+    transposed = torch.zeros(4, 4).t()
+    with pytest.raises(ValueError, match="argument 5 of lstm_forward is not contiguous"):
+        onednn.call("lstm_forward", 1, 1, 1, 1, None, transposed, *[torch.zeros(16)] * 6)
+
+
+def test_an_error_in_cpp_is_a_python_error() -> None:
+    """A size oneDNN refuses (B = -1) comes back as a RuntimeError with oneDNN's message."""
+    tensors = [torch.zeros(64)] * 13
+    with pytest.raises(RuntimeError, match="oneDNN refused the LSTM: could not construct a memory"):
+        onednn.call("lstm_backward", 1, -1, 1, 1, None, *tensors)
