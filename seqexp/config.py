@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 CLIP_ALGORITHMS = ("norm", "value")
+
+
+def shipped_config_dir() -> Path:
+    """seqexp's Hydra config: ``seqexp/conf`` in an installed wheel, else ``conf/`` at the top of the
+    source tree (an editable install)."""
+    packaged = Path(__file__).parent / "conf"
+    return packaged if packaged.is_dir() else Path(__file__).parents[1] / "conf"
+
+
+CONF = shipped_config_dir()
 
 
 class ConfigError(ValueError):

@@ -17,43 +17,18 @@ from rich.table import Table
 from seqexp.checkpoints import LAST, checkpoint_dir
 from seqexp.config import ConfigError
 from seqexp.module import KERNEL_TAG
+from seqexp.records import CORPUS_TAG, TRUSTED_MODULES_ENV, check_corpus, check_record, under
 from seqexp.tracking import CONFIG_ARTIFACT, TAG_RUN_DIR, tracking_uri
 from seqexp.train import RunFailed, RunResult, train
 
 console = Console()
-TRUSTED_MODULES = ("seqexp", "torch", "pytorch_lightning", "lightning")
-"""The only code a recorded config may name with ``_target_`` unless the user says ``--trust``."""
 
 
 def recorded_config(client: MlflowClient, run_id: str) -> DictConfig:
-    """The resolved config that run ``run_id`` logged as its artifact."""
+    """The resolved config that run ``run_id`` logged as its artifact (loaded, not resolved)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = client.download_artifacts(run_id, CONFIG_ARTIFACT, tmp)
         return OmegaConf.load(path)
-
-
-def untrusted_targets(node: Any, path: str = "") -> list[str]:
-    """``key = target`` for every ``_target_`` outside :data:`TRUSTED_MODULES`."""
-    if isinstance(node, dict):
-        found = []
-        for key, value in node.items():
-            where = f"{path}.{key}" if path else str(key)
-            if key == "_target_" and str(value).split(".")[0] not in TRUSTED_MODULES:
-                found.append(f"{where} = {value!r}")
-            found += untrusted_targets(value, where)
-        return found
-    if isinstance(node, list):
-        return [target for i, item in enumerate(node) for target in untrusted_targets(item, f"{path}[{i}]")]
-    return []
-
-
-def check_trusted(cfg: DictConfig, trust: bool) -> None:
-    untrusted = untrusted_targets(OmegaConf.to_container(cfg))
-    if untrusted and not trust:
-        raise ConfigError(
-            f"the recorded config would run code outside {', '.join(TRUSTED_MODULES)}: "
-            f"{'; '.join(untrusted)}. Pass --trust if you trust this record."
-        )
 
 
 def same(a: float, b: float) -> bool:
@@ -69,12 +44,13 @@ def kernels_in(tags: dict[str, str]) -> dict[str, str]:
 def rerun(client: MlflowClient, run_id: str, outputs: Path, trust: bool = False) -> tuple[RunResult, bool]:
     """Run ``run_id``'s recorded config again as a new run linked to it; do the final metrics match?"""
     cfg = recorded_config(client, run_id)
-    check_trusted(cfg, trust)
+    recorded = client.get_run(run_id).data
+    check_record(cfg, trust)
+    check_corpus(cfg, recorded.tags.get(CORPUS_TAG), trust)
     cfg.paths.outputs = str(outputs)
     run_dir = outputs / "reruns" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     run_dir.mkdir(parents=True)
     result = train(cfg, run_dir, tags={"seqexp.rerun_of": run_id})
-    recorded = client.get_run(run_id).data
     compared = {k: (recorded.metrics[k], v) for k, v in result.metrics.items() if k in recorded.metrics}
     matches = all(same(a, b) for a, b in compared.values())
     table = Table("metric", "recorded", "rerun", "same", title=f"rerun of {run_id}")
@@ -95,21 +71,31 @@ def rerun(client: MlflowClient, run_id: str, outputs: Path, trust: bool = False)
     return result, matches
 
 
-def resume(client: MlflowClient, run_id: str, trust: bool = False) -> RunResult:
-    """Continue ``run_id`` from the last checkpoint in its run directory, into the same MLflow run."""
+def resume(client: MlflowClient, run_id: str, outputs: Path, trust: bool = False) -> RunResult:
+    """Continue ``run_id`` from the last checkpoint in its run directory, into the same MLflow run.
+    The run directory must lie in ``outputs``: a resumed run writes nowhere else."""
     cfg = recorded_config(client, run_id)
-    check_trusted(cfg, trust)
-    run_dir = Path(client.get_run(run_id).data.tags[TAG_RUN_DIR])
+    tags = client.get_run(run_id).data.tags
+    check_record(cfg, trust)
+    check_corpus(cfg, tags.get(CORPUS_TAG), trust)
+    run_dir = under(Path(tags[TAG_RUN_DIR]), outputs, f"run {run_id}'s run dir")
     if not (checkpoint_dir(run_dir) / LAST).exists():
         raise ConfigError(f"run {run_id} has no checkpoint to resume from in {checkpoint_dir(run_dir)}")
     return train(cfg, run_dir, resume_run=run_id)
+
+
+TRUST_HELP = (
+    "run the record even if it names a _target_ that seqexp's conf/ does not and that is not defined "
+    f"in seqexp or in a module listed (comma-separated) in ${TRUSTED_MODULES_ENV}, holds a ${{...}} "
+    "interpolation, or trains on a corpus outside the working directory or changed since the run"
+).replace("%", "%%")
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("run_id", help="the MLflow run id")
     p.add_argument("--outputs", type=Path, default=Path("outputs"), help="seqexp's outputs dir")
-    p.add_argument("--trust", action="store_true", help="allow a _target_ outside seqexp, torch, Lightning")
+    p.add_argument("--trust", action="store_true", help=TRUST_HELP)
     return p
 
 
@@ -139,5 +125,5 @@ def resume_main() -> None:
     command(
         "seqexp-resume",
         "Continue a killed run from its last checkpoint, into the same MLflow run.",
-        lambda client, args: resume(client, args.run_id, args.trust),
+        lambda client, args: resume(client, args.run_id, args.outputs, args.trust),
     )

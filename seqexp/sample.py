@@ -14,31 +14,40 @@ from seqexp.build import build_model, build_task
 from seqexp.checkpoints import LAST, checkpoint_dir
 from seqexp.config import ConfigError
 from seqexp.lm import LanguageModel
-from seqexp.rerun import check_trusted, recorded_config
+from seqexp.records import CORPUS_FILE, CORPUS_TAG, check_corpus, check_record
+from seqexp.rerun import TRUST_HELP, recorded_config
 from seqexp.tracking import CONFIG_ARTIFACT, TAG_RUN_DIR, tracking_uri
 
 
-def from_checkpoint(path: Path) -> tuple[DictConfig, Path]:
-    """A checkpoint in a run dir (``<run dir>/checkpoints/x.ckpt``) and that run's ``config.yaml``."""
-    config = path.resolve().parents[1] / CONFIG_ARTIFACT
+def from_checkpoint(path: Path) -> tuple[DictConfig, Path, str | None]:
+    """A checkpoint in a run dir (``<run dir>/checkpoints/x.ckpt``), that run's ``config.yaml`` and
+    the digest of its corpus, if it recorded one."""
+    run_dir = path.resolve().parents[1]
+    config = run_dir / CONFIG_ARTIFACT
     if not config.is_file():
         raise ConfigError(f"no {CONFIG_ARTIFACT} beside checkpoint {path} (looked for {config})")
-    return OmegaConf.load(config), path
+    digest = run_dir / CORPUS_FILE
+    return OmegaConf.load(config), path, digest.read_text().strip() if digest.is_file() else None
 
 
-def from_run(client: MlflowClient, run_id: str) -> tuple[DictConfig, Path]:
-    """Run ``run_id``'s recorded config and its best checkpoint (lowest ``val/loss``)."""
+def from_run(client: MlflowClient, run_id: str) -> tuple[DictConfig, Path, str | None]:
+    """Run ``run_id``'s recorded config, its best checkpoint (lowest ``val/loss``) and the digest of
+    its corpus, if it recorded one."""
     cfg = recorded_config(client, run_id)
-    run_dir = Path(client.get_run(run_id).data.tags[TAG_RUN_DIR])
+    tags = client.get_run(run_id).data.tags
+    run_dir = Path(tags[TAG_RUN_DIR])
     best = sorted(p for p in checkpoint_dir(run_dir).glob("*.ckpt") if p.name != LAST)
     if not best:
         raise ConfigError(f"run {run_id} has no best checkpoint in {checkpoint_dir(run_dir)}")
-    return cfg, best[-1]
+    return cfg, best[-1], tags.get(CORPUS_TAG)
 
 
-def load_model(cfg: DictConfig, checkpoint: Path, trust: bool = False) -> LanguageModel:
+def load_model(
+    cfg: DictConfig, checkpoint: Path, corpus_digest: str | None = None, trust: bool = False
+) -> LanguageModel:
     """The model the recorded config describes, with the checkpoint's weights (``weights_only``)."""
-    check_trusted(cfg, trust)
+    check_record(cfg, trust)
+    check_corpus(cfg, corpus_digest, trust)
     model = build_model(cfg, build_task(cfg))
     if not isinstance(model, LanguageModel):
         raise ConfigError(f"task={cfg.task.name} is not a language model (sampling needs task=lm)")
@@ -58,14 +67,14 @@ def main(argv: list[str] | None = None) -> None:
         "--reject-unk", action=argparse.BooleanOptionalAction, help="redraw whenever <UNK> comes out"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the draws")
-    p.add_argument("--trust", action="store_true", help="allow a _target_ outside seqexp, torch, Lightning")
+    p.add_argument("--trust", action="store_true", help=TRUST_HELP)
     args = p.parse_args(argv)
     try:
         if args.source.endswith(".ckpt"):
-            cfg, checkpoint = from_checkpoint(Path(args.source))
+            cfg, checkpoint, digest = from_checkpoint(Path(args.source))
         else:
-            cfg, checkpoint = from_run(MlflowClient(tracking_uri(args.outputs)), args.source)
-        model = load_model(cfg, checkpoint, args.trust)
+            cfg, checkpoint, digest = from_run(MlflowClient(tracking_uri(args.outputs)), args.source)
+        model = load_model(cfg, checkpoint, digest, args.trust)
         options = dict(cfg.sampling) | {
             key: value
             for key, value in (

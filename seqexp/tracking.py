@@ -21,6 +21,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 import seqexp
 from seqexp.config import chosen_options
+from seqexp.records import CORPUS_FILE, CORPUS_TAG, corpus_digest
 
 CONFIG_ARTIFACT = "config.yaml"
 PARENT_RUN_FILE = "mlflow_parent_run"
@@ -190,7 +191,11 @@ def make_logger(cfg: DictConfig, outputs: Path, run_dir: Path, resume_run: str |
 
 
 def log_config(logger: MLFlowLogger, cfg: DictConfig, run_dir: Path) -> None:
-    """Save the resolved config beside the run and as an artifact: enough to rerun it."""
+    """Save the resolved config beside the run and as an artifact: enough to rerun it. A language
+    model's corpus file is recorded by its digest (a tag, and a file beside the config)."""
     path = run_dir / CONFIG_ARTIFACT
     path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
     logger.experiment.log_artifact(logger.run_id, str(path))
+    if digest := corpus_digest(cfg):
+        (run_dir / CORPUS_FILE).write_text(digest)
+        logger.experiment.set_tag(logger.run_id, CORPUS_TAG, digest)

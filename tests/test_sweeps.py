@@ -15,7 +15,8 @@ from mlflow.entities import Run
 
 from seqexp.config import ConfigError
 from seqexp.report import main as report_main
-from seqexp.rerun import recorded_config, rerun, resume, untrusted_targets
+from seqexp.records import untrusted_targets
+from seqexp.rerun import recorded_config, rerun, resume
 from seqexp.tracking import PARENT_RUN_FILE
 from seqexp.train import train
 
@@ -131,11 +132,13 @@ def test_a_rerun_on_another_kernel_says_so(outputs, monkeypatch, capsys) -> None
     assert "the recorded run ran on cpu, this rerun on onednn: the same function" in said
 
 
-def test_a_rerun_refuses_code_outside_seqexp_torch_and_lightning(outputs, monkeypatch) -> None:
+def test_a_rerun_refuses_code_that_seqexp_does_not_ship(outputs, monkeypatch) -> None:
     seqexp(*TINY, monkeypatch=monkeypatch)
     [original] = all_runs(outputs)
     cfg = recorded_config(client(outputs), original.info.run_id)
-    assert untrusted_targets(dict(cfg)) == []
+    assert untrusted_targets(cfg) == []
+    cfg.callbacks.nan_guard._target_ = "torch.utils.collect_env.run"
+    assert untrusted_targets(cfg) == ["callbacks.nan_guard._target_ = 'torch.utils.collect_env.run'"]
     assert untrusted_targets({"optimizer": {"_target_": "os.system"}}) == ["optimizer._target_ = 'os.system'"]
 
     tampered = outputs / "config.yaml"
@@ -181,7 +184,7 @@ def test_a_killed_run_resumes_into_the_same_run_and_ends_as_an_uninterrupted_one
     steps_before = [m.step for m in client(outputs).get_metric_history(killed.info.run_id, "train/loss")]
     assert 0 < len(steps_before) < STEPS
 
-    resumed = resume(client(outputs), killed.info.run_id)
+    resumed = resume(client(outputs), killed.info.run_id, outputs)
     whole = train(config(*overrides, "logger=none"), tmp_path / "whole")
 
     assert resumed.metrics == whole.metrics

@@ -1,0 +1,204 @@
+"""Records are data: a recorded config that could run code, read this machine's environment or read
+files outside the working directory is refused before anything in it is resolved or built."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import TINY, client, config
+from omegaconf import OmegaConf
+
+from seqexp import sample
+from seqexp.config import ConfigError
+from seqexp.records import CORPUS_TAG, TRUSTED_MODULES_ENV, corpus_digest, untrusted_targets
+from seqexp.rerun import recorded_config, rerun, rerun_main, resume
+from seqexp.tracking import TAG_RUN_DIR
+from seqexp.train import train
+
+
+def record(
+    outputs: Path, changes: dict[str, Any], *overrides: str, tags: dict[str, str] | None = None
+) -> str:
+    """A run recorded with the tiny config plus ``changes`` (dotted keys, written unresolved), as a
+    tampered or a foreign record would be; returns its run id."""
+    cfg = config(*TINY, *overrides)
+    OmegaConf.resolve(cfg)
+    for key, value in changes.items():
+        OmegaConf.update(cfg, key, value, force_add=True)
+    outputs.mkdir(parents=True, exist_ok=True)
+    path = outputs / "config.yaml"
+    path.write_text(OmegaConf.to_yaml(cfg))
+    mlflow = client(outputs)
+    experiment = mlflow.create_experiment("records", artifact_location=(outputs / "artifacts").as_uri())
+    run = mlflow.create_run(experiment, tags={TAG_RUN_DIR: str(outputs / "runs" / "x"), **(tags or {})})
+    mlflow.log_artifact(run.info.run_id, str(path))
+    return run.info.run_id
+
+
+def run_count(outputs: Path) -> int:
+    mlflow = client(outputs)
+    return len(mlflow.search_runs([e.experiment_id for e in mlflow.search_experiments()]))
+
+
+def shell(marker: Path) -> dict[str, str]:
+    """A node that, if instantiated, runs a shell command that creates ``marker``."""
+    return {"_target_": "torch.utils.collect_env.run", "command": f"touch {marker}"}
+
+
+def exec_node(marker: Path) -> dict[str, Any]:
+    return {"_target_": "builtins.exec", "_args_": [f"open({str(marker)!r}, 'w').close()"]}
+
+
+ADVERSARIAL = {
+    "a nested torch function that runs a shell command": lambda m: {"optimizer.hook": shell(m)},
+    "a seqexp. prefix that locates subprocess.run": lambda m: {
+        "callbacks.evil": {"_target_": "seqexp.tracking.subprocess.run", "_args_": [["touch", str(m)]]}
+    },
+    "builtins.exec at depth 3": lambda m: {"callbacks.nan_guard.hook": exec_node(m)},
+    "an oc.create value": lambda m: {
+        "callbacks.evil": f"${{oc.create:{{_target_: torch.utils.collect_env.run, command: 'touch {m}'}}}}"
+    },
+    "an oc.decode value": lambda m: {
+        "callbacks.evil": "${oc.decode:'"
+        + f'{{_target_: torch.utils.collect_env.run, command: "touch {m}"}}'
+        + "'}"
+    },
+    "an oc.env value": lambda m: {"optimizer.lr": "${oc.env:SECRET_TOKEN}"},
+}
+
+
+@pytest.mark.parametrize("changes", ADVERSARIAL.values(), ids=ADVERSARIAL.keys())
+def test_an_adversarial_record_is_refused_and_nothing_runs(changes, outputs, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SECRET_TOKEN", "0.1")
+    marker = tmp_path / "marker"
+    run_id = record(outputs, changes(marker))
+
+    with pytest.raises(ConfigError, match=r"the recorded config is refused: .*--trust"):
+        rerun(client(outputs), run_id, outputs)
+    with pytest.raises(ConfigError, match=r"--trust"):
+        resume(client(outputs), run_id, outputs)
+
+    assert not marker.exists(), "nothing in the record ran"
+    assert run_count(outputs) == 1, "no new run was recorded"
+
+
+def test_the_check_can_fail_with_trust_the_nested_target_does_run(outputs, tmp_path) -> None:
+    marker = tmp_path / "marker"
+    run_id = record(outputs, {"optimizer.hook": shell(marker)}, "logger=none")
+
+    with pytest.raises(Exception):  # noqa: B017 - whatever the optimizer makes of the hook's result
+        rerun(client(outputs), run_id, outputs, trust=True)
+
+    assert marker.exists(), "--trust is the way past the check, and the record's code ran"
+
+
+def test_every_target_at_any_depth_is_checked_in_omegaconf_nodes_and_plain_containers() -> None:
+    cfg = config(*TINY)
+    assert untrusted_targets(cfg) == []
+    OmegaConf.update(
+        cfg, "callbacks.nan_guard.inner", {"deeper": [{"_target_": "os.system"}]}, force_add=True
+    )
+    expected = ["callbacks.nan_guard.inner.deeper[0]._target_ = 'os.system'"]
+    assert untrusted_targets(cfg) == expected
+    assert untrusted_targets(OmegaConf.to_container(cfg)) == expected
+    assert untrusted_targets({"a": ({"_target_": "seqexp.train.torch.load"},)}) == [
+        "a[0]._target_ = 'seqexp.train.torch.load'"
+    ]
+
+
+def test_a_user_names_their_own_modules_once_as_trusted(tmp_path, monkeypatch) -> None:
+    (tmp_path / "mylab_cells.py").write_text("import os\n\n\nclass MyCell:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    node = {"cell": {"_target_": "mylab_cells.MyCell"}, "x": {"_target_": "mylab_cells.os.system"}}
+    assert len(untrusted_targets(node)) == 2
+    assert "mylab_cells" not in sys.modules, "an untrusted module is not even imported to check it"
+
+    monkeypatch.setenv(TRUSTED_MODULES_ENV, "otherlab, mylab_cells")
+    assert untrusted_targets(node) == ["x._target_ = 'mylab_cells.os.system'"]
+
+
+def lm_record(outputs: Path, corpus: Path, digest: str | None) -> str:
+    return record(
+        outputs,
+        {"task.path": str(corpus)},
+        "task=lm",
+        "logger=none",
+        tags={CORPUS_TAG: digest} if digest else None,
+    )
+
+
+def test_a_corpus_outside_the_working_directory_is_refused(outputs, tmp_path, monkeypatch) -> None:
+    corpus = tmp_path / "secret.txt"
+    corpus.write_text("not for training\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    run_id = lm_record(outputs, corpus, None)
+
+    with pytest.raises(ConfigError, match=r"task.path .*secret.txt.* is outside the working directory"):
+        rerun(client(outputs), run_id, outputs)
+    assert run_count(outputs) == 1
+
+
+def test_a_language_model_records_its_corpus_and_a_changed_corpus_is_refused(
+    outputs, tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    corpus = Path("corpus.txt")
+    lines = [f"the cat sat on mat number {i}.\n" for i in range(300)]
+    corpus.write_text("".join(lines))
+    cfg = config(
+        "task=lm",
+        "task.path=corpus.txt",
+        "task.seq_len=8",
+        "task.train_size=32",
+        "task.val_size=16",
+        "data.batch_size=16",
+        "model.hidden_size=8",
+        "model.embedding_size=4",
+        "trainer.max_steps=2",
+        "data.batches_per_epoch=2",
+        "trainer.enable_progress_bar=false",
+        "callbacks.gradient_flow=null",
+        "sampling.count=1",
+        "sampling.max_length=5",
+    )
+    result = train(cfg, outputs / "runs" / "lm")
+    mlflow = client(outputs)
+    assert mlflow.get_run(result.run_id).data.tags[CORPUS_TAG] == corpus_digest(cfg)
+    recorded = recorded_config(mlflow, result.run_id)
+    assert "${" not in OmegaConf.to_yaml(recorded), "records are written resolved"
+    sample.main([result.run_id, "--outputs", str(outputs), "--count", "1"])
+    capsys.readouterr()
+
+    corpus.write_text("".join(reversed(lines)))
+    with pytest.raises(SystemExit, match=r"corpus at task.path 'corpus.txt' has changed"):
+        sample.main([result.run_id, "--outputs", str(outputs)])
+    [checkpoint] = (outputs / "runs" / "lm" / "checkpoints").glob("epoch=*.ckpt")
+    with pytest.raises(SystemExit, match=r"has changed since the run was recorded"):
+        sample.main([str(checkpoint)])
+    with pytest.raises(ConfigError, match=r"has changed since the run was recorded"):
+        rerun(mlflow, result.run_id, outputs)
+    sample.main([result.run_id, "--outputs", str(outputs), "--count", "1", "--trust"])
+    assert capsys.readouterr().out.strip()
+
+
+def test_resume_writes_only_under_the_outputs_directory(outputs, tmp_path) -> None:
+    run_id = record(outputs, {})
+    client(outputs).set_tag(run_id, TAG_RUN_DIR, str(tmp_path / "elsewhere"))
+
+    with pytest.raises(ConfigError, match=r"run dir .*elsewhere is outside the outputs dir"):
+        resume(client(outputs), run_id, outputs)
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_the_command_refuses_without_a_traceback(outputs, tmp_path, monkeypatch, capsys) -> None:
+    run_id = record(outputs, {"callbacks.nan_guard.hook": exec_node(tmp_path / "marker")})
+    monkeypatch.setattr(sys, "argv", ["seqexp-rerun", run_id, "--outputs", str(outputs)])
+
+    with pytest.raises(SystemExit, match=r"seqexp-rerun: the recorded config is refused.*builtins.exec"):
+        rerun_main()
+    assert not (tmp_path / "marker").exists()
