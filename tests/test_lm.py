@@ -39,21 +39,21 @@ def test_examples_start_after_an_eos_and_targets_are_the_next_tokens(tmp_path: P
     assert (x[:, 0] == 0).all(), "x<1> = <EOS>, the start token"
     assert torch.equal(x[:, 1:], y[:, :-1])
     assert task.detokenize(x[0, 1:8].tolist()).startswith("line ")
-    train_text, val_text = task.splits
-    assert len(train_text) == pytest.approx(0.9 * len(tokenize(text.read_text(), "char")), abs=2)
-    assert len(val_text) == len(tokenize(text.read_text(), "char")) - len(train_text) + 2
+    tokens = len(tokenize(text.read_text(), "char"))
+    assert [len(part) for part in task.splits.values()] == pytest.approx(
+        [0.8 * tokens, 0.1 * tokens, 0.1 * tokens], abs=2
+    )
+    assert sum(len(part) - 1 for part in task.splits.values()) == tokens, "three parts, no token in two"
 
 
-def test_even_seeds_draw_training_text_and_odd_seeds_validation_text() -> None:
+def test_each_split_draws_from_its_own_part_of_the_text() -> None:
     task = LanguageModelTask(seq_len=4, level="word", corpus_sentences=200)
-    train_windows = task.splits[0].unfold(0, 5, 1)
-    val_windows = task.splits[1].unfold(0, 5, 1)
-    x, y = task.generate(20, seed=2)
-    for row in torch.cat([x, y[:, -1:]], 1):
-        assert (train_windows == row).all(1).any()
-    x, y = task.generate(20, seed=3)
-    for row in torch.cat([x, y[:, -1:]], 1):
-        assert (val_windows == row).all(1).any()
+    for split, text in task.splits.items():
+        windows = text.unfold(0, 5, 1)
+        x, y = task.examples(split, 20, seed=2)
+        for row in torch.cat([x, y[:, -1:]], 1):
+            assert (windows == row).all(1).any()
+    assert torch.equal(task.generate(20, seed=2)[0], task.examples("train", 20, seed=2)[0])
 
 
 def test_the_baseline_is_the_unigram_models_cross_entropy(tmp_path: Path) -> None:

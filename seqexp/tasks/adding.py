@@ -24,9 +24,17 @@ class AddingTask(Task):
         solved_at=0.01,
     )
 
-    def __init__(self, seq_len: int = 50, train_size: int = 10_000, val_size: int = 1_000) -> None:
+    fresh = True
+
+    def __init__(
+        self,
+        seq_len: int = 50,
+        train_size: int | None = None,
+        val_size: int = 1_000,
+        test_size: int | None = None,
+    ) -> None:
         at_least("task.seq_len", seq_len, 2, "two markers, one per half")
-        super().__init__(seq_len, train_size, val_size)
+        super().__init__(seq_len, train_size, val_size, test_size)
 
     def generate(self, n: int, seed: int) -> tuple[Tensor, Tensor]:
         g = torch.Generator().manual_seed(seed)

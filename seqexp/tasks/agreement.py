@@ -61,6 +61,26 @@ def can_end(word_class: str, remaining: int) -> bool:
     return any(can_end(nxt, remaining - 1) for nxt in FOLLOWS[word_class])
 
 
+@cache
+def next_classes(word_class: str, remaining: int) -> list[str]:
+    """The word classes that may follow ``word_class`` in a clause that ends on a noun in exactly
+    ``remaining`` more words after them."""
+    return [c for c in FOLLOWS[word_class] if can_end(c, remaining)]
+
+
+@cache
+def clauses(word_class: str, remaining: int) -> int:
+    """How many different clauses a clause that has just emitted ``word_class`` can end with, in
+    exactly ``remaining`` more words (the word classes share no word)."""
+    if remaining == 0:
+        return int(word_class == "noun")
+    return sum(words_of(nxt) * clauses(nxt, remaining - 1) for nxt in FOLLOWS[word_class])
+
+
+def words_of(word_class: str) -> int:
+    return 2 * len(NOUNS) if word_class == "noun" else len(WORDS[word_class])
+
+
 class AgreementTask(Task):
     """``the SUBJECT , which CLAUSE ,`` -> was or were. The subject is one of eight nouns,
     singular or plural with equal odds; the relative clause has exactly ``seq_len`` words
@@ -82,15 +102,27 @@ class AgreementTask(Task):
         higher_is_better=True,
     )
 
-    def __init__(self, seq_len: int = 20, train_size: int = 10_000, val_size: int = 1_000) -> None:
+    fresh = True
+
+    def __init__(
+        self,
+        seq_len: int = 20,
+        train_size: int | None = None,
+        val_size: int = 1_000,
+        test_size: int | None = None,
+    ) -> None:
         at_least("task.seq_len", seq_len, MIN_CLAUSE, "the shortest clause 'ate the mice'")
-        super().__init__(seq_len, train_size, val_size)
+        super().__init__(seq_len, train_size, val_size, test_size)
+
+    def distinct_inputs(self) -> float:
+        """Every subject, singular or plural, times every clause of ``seq_len`` words."""
+        return float(2 * len(NOUNS) * clauses("which", self.seq_len))
 
     def clause(self, rng: random.Random) -> list[str]:
         """``seq_len`` words after "which", from :data:`FOLLOWS`, ending on a noun."""
         words, word_class = [], "which"
         for remaining in range(self.seq_len - 1, -1, -1):
-            word_class = rng.choice([c for c in FOLLOWS[word_class] if can_end(c, remaining)])
+            word_class = rng.choice(next_classes(word_class, remaining))
             if word_class == "noun":
                 words.append(rng.choice(NOUNS)[rng.randrange(2)])
             else:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from torch import Tensor
 
 from seqexp.checks import at_least
+
+Split = Literal["train", "val", "test"]
+SPLITS: tuple[Split, ...] = ("train", "val", "test")
+"""Training; validation (checkpoint selection, early stopping, tuning); test (reported, never optimised)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,8 @@ class TaskSpec:
     """Generation and decoders: ``<EOS>``, where an output sequence stops."""
     unknown_token: int | None = None
     """``<UNK>``, which sampling may reject."""
+    pad_token: int | None = None
+    """Encoder–decoders: the source token that pads a source, which attention never reads."""
     output_length: int | None = None
     """Decoders: the longest output sequence, ``<EOS>`` included."""
 
@@ -45,20 +52,50 @@ class TaskSpec:
 
 
 class Task(ABC):
-    """A task: a seeded data generator, a loss and metrics."""
+    """A task: a seeded data generator, a loss and metrics.
+
+    ``train_size`` examples make a fixed training set; ``None`` (only where :attr:`fresh`) draws a
+    fresh training batch at every step. ``val_size`` and ``test_size`` (``None``: as many as
+    ``val_size``) are the validation and test sets."""
 
     spec: TaskSpec
+    fresh: ClassVar[bool] = False
+    """Whether the task generates examples without end, so that training can draw a fresh batch at
+    every step (``train_size: null``); a task with a fixed pool of data cannot."""
 
-    def __init__(self, seq_len: int, train_size: int, val_size: int) -> None:
-        at_least("task.train_size", train_size, 1)
+    def __init__(
+        self, seq_len: int, train_size: int | None, val_size: int, test_size: int | None = None
+    ) -> None:
+        if train_size is None and not self.fresh:
+            raise ValueError(
+                f"task.train_size must be a positive integer for {type(self).__name__}, whose examples "
+                "come from a fixed pool (null, a fresh batch at every step, is for generated tasks)"
+            )
+        if train_size is not None:
+            at_least("task.train_size", train_size, 1)
         at_least("task.val_size", val_size, 1)
+        test_size = val_size if test_size is None else test_size
+        at_least("task.test_size", test_size, 1)
         self.seq_len = seq_len
         self.train_size = train_size
         self.val_size = val_size
+        self.test_size = test_size
 
     @abstractmethod
     def generate(self, n: int, seed: int) -> tuple[Tensor, Tensor]:
-        """``n`` examples ``(inputs, targets)``, a deterministic function of ``seed``."""
+        """``n`` training examples ``(inputs, targets)``, a deterministic function of ``seed``."""
+
+    def examples(self, split: Split, n: int, seed: int) -> tuple[Tensor, Tensor]:
+        """``n`` examples of ``split``, a function of ``seed``. A generated task draws every split
+        alike (seqexp keeps the splits apart by their seeds, :mod:`seqexp.data`); a task with a
+        fixed pool of data draws each split from its own part of it."""
+        return self.generate(n, seed)
+
+    def distinct_inputs(self) -> float:
+        """How many distinct inputs the generator can draw, or a lower bound of it (``math.inf``
+        where they are real-valued): where the validation and test sets are a negligible share
+        of them, training never sees their examples; elsewhere the overlap is measured."""
+        return math.inf
 
     @abstractmethod
     def loss(self, prediction: Tensor, target: Tensor) -> Tensor:

@@ -30,15 +30,16 @@ class CopyTask(Task):
     def __init__(
         self,
         seq_len: int = 100,
-        train_size: int = 10_000,
+        train_size: int | None = None,
         val_size: int = 1_000,
         num_symbols: int = 10,
         categories: int = 8,
+        test_size: int | None = None,
     ) -> None:
         at_least("task.seq_len", seq_len, 1, "the delay T")
         at_least("task.num_symbols", num_symbols, 1)
         at_least("task.categories", categories, 2)
-        super().__init__(seq_len, train_size, val_size)
+        super().__init__(seq_len, train_size, val_size, test_size)
         self.num_symbols = num_symbols
         self.categories = categories
         self.blank = categories
@@ -53,6 +54,11 @@ class CopyTask(Task):
             solved_at=baseline / 10,
             tokens=True,
         )
+
+    fresh = True
+
+    def distinct_inputs(self) -> float:
+        return float(self.categories**self.num_symbols)
 
     @property
     def length(self) -> int:

@@ -90,9 +90,15 @@ class DatesTask(Task):
     input can do no better than one fixed date: chance is one over the days in the calendar, the
     baseline. Solved above 0.95."""
 
-    def __init__(self, seq_len: int = LONGEST, train_size: int = 10_000, val_size: int = 1_000) -> None:
+    def __init__(
+        self,
+        seq_len: int = LONGEST,
+        train_size: int = 10_000,
+        val_size: int = 1_000,
+        test_size: int | None = None,
+    ) -> None:
         at_least("task.seq_len", seq_len, LONGEST, "the longest formatted date")
-        super().__init__(seq_len, train_size, val_size)
+        super().__init__(seq_len, train_size, val_size, test_size)
         self.spec = TaskSpec(
             input_size=len(ALPHABET) + 1,
             output_size=len(TARGET_SYMBOLS) + 2,
@@ -104,6 +110,7 @@ class DatesTask(Task):
             higher_is_better=True,
             start_token=SOS,
             end_token=EOS,
+            pad_token=PAD,
             output_length=ISO_LENGTH + 1,
         )
 

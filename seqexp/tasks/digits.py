@@ -9,13 +9,13 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from seqexp.tasks.base import Task, TaskSpec
+from seqexp.tasks.base import Split, Task, TaskSpec
 
 PIXELS = 64
 STEPS = {64: 1, 8: 8}
 """Steps -> features per step: pixel by pixel (64 × 1) or row by row (8 × 8)."""
 SPLIT_SEED = 0
-"""Seed of the one fixed shuffle that splits the 1797 images into validation and training."""
+"""Seed of the one fixed shuffle that splits the 1797 images into validation, test and training."""
 
 
 @cache
@@ -35,10 +35,8 @@ class DigitsTask(Task):
     over the whole sequence: the harder, long-range variant. Chance accuracy 0.1; solved above 0.95.
 
     The images are shuffled once (a fixed seed) and split: the first ``val_size`` are the
-    validation pool, the rest the training pool. Since seqexp draws the training set with an even
-    seed and the validation set with an odd one (``2·seed``, ``2·seed + 1``), ``generate`` takes
-    even seeds from the training pool and odd seeds from the validation pool: the two never share
-    an image. A seed picks which ``n`` images of its pool, in which order."""
+    validation pool, the next ``test_size`` the test pool, the rest the training pool; the three
+    never share an image. A seed picks which ``n`` images of a split's pool, in which order."""
 
     spec = TaskSpec(
         input_size=1,
@@ -53,33 +51,39 @@ class DigitsTask(Task):
     def __init__(
         self,
         seq_len: int = 64,
-        train_size: int = 1_497,
+        train_size: int = 1_197,
         val_size: int = 300,
         permuted: bool = False,
         permutation_seed: int = 0,
+        test_size: int = 300,
     ) -> None:
         if seq_len not in STEPS:
             raise ValueError(f"task.seq_len must be 64 (pixel by pixel) or 8 (row by row) (got {seq_len})")
-        super().__init__(seq_len, train_size, val_size)
+        super().__init__(seq_len, train_size, val_size, test_size)
         total = len(load_digits()[1])
-        if train_size + val_size > total:
+        if train_size + val_size + test_size > total:
             raise ValueError(
-                f"task.train_size + task.val_size must be <= {total}, the number of images "
-                f"(got {train_size} + {val_size})"
+                f"task.train_size + task.val_size + task.test_size must be <= {total}, the number of "
+                f"images (got {train_size} + {val_size} + {test_size})"
             )
         self.permuted = permuted
         self.permutation = torch.randperm(PIXELS, generator=torch.Generator().manual_seed(permutation_seed))
         self.spec = replace(DigitsTask.spec, input_size=STEPS[seq_len])
 
-    def pool(self, seed: int) -> Tensor:
-        """Image indices of the training pool (even seeds) or the validation pool (odd seeds)."""
+    def pool(self, split: Split) -> Tensor:
+        """Image indices of ``split``'s pool."""
         order = torch.randperm(len(load_digits()[1]), generator=torch.Generator().manual_seed(SPLIT_SEED))
-        return order[: self.val_size] if seed % 2 else order[self.val_size :]
+        val_end = self.val_size
+        test_end = val_end + self.test_size
+        return {"val": order[:val_end], "test": order[val_end:test_end], "train": order[test_end:]}[split]
 
     def generate(self, n: int, seed: int) -> tuple[Tensor, Tensor]:
-        pool = self.pool(seed)
+        return self.examples("train", n, seed)
+
+    def examples(self, split: Split, n: int, seed: int) -> tuple[Tensor, Tensor]:
+        pool = self.pool(split)
         if n > len(pool):
-            raise ValueError(f"{n} images asked of a pool of {len(pool)} (seed {seed})")
+            raise ValueError(f"{n} images asked of the {split} pool of {len(pool)}")
         chosen = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:n]]
         images, labels = load_digits()
         pixels = images[chosen]

@@ -13,7 +13,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from seqexp.checks import at_least
-from seqexp.tasks.base import Task, TaskSpec
+from seqexp.tasks.base import Split, Task, TaskSpec
 from seqexp.tasks.corpus import default_corpus
 
 EOS, UNK = "<EOS>", "<UNK>"
@@ -21,7 +21,8 @@ EOS, UNK = "<EOS>", "<UNK>"
 LEVELS = ("char", "word")
 WORD = re.compile(r"\w+|[^\w\s]")
 """A word: a run of letters and digits, or one punctuation mark."""
-TRAIN_SHARE = 0.9
+SHARES = {"train": 0.8, "val": 0.1, "test": 0.1}
+"""The corpus in three consecutive parts, in this order: training, validation and test text."""
 SOLVED_SHARE = 0.6
 """Solved once the cross-entropy is below this share of the unigram model's (the baseline's)."""
 MIN_SENTENCE_STARTS = 100
@@ -48,13 +49,12 @@ class LanguageModelTask(Task):
     """Predict each next token of a text: ``P(y<1..T>) = Π_t P(y<t> | y<1..t-1>)``.
 
     The text is the UTF-8 file at ``path``, or else :func:`default_corpus` of ``corpus_sentences``
-    sentences. Its first 90% of tokens are the training text, the rest the validation text; the
-    vocabulary (``vocab_size`` most frequent words at word level, every character at char level,
-    plus ``<EOS>`` and ``<UNK>``) comes from the training text. An example is ``seq_len + 1``
-    consecutive tokens that start after an ``<EOS>`` (anywhere, if the text has fewer than 100
-    lines): ``x = tokens[:-1]``, ``y = tokens[1:]``, so ``x<1> = <EOS>``, the start token.
-    ``generate`` reads the training text for an even seed and the validation text for an odd one
-    (the training set is drawn with ``2·seed``, validation with ``2·seed + 1``).
+    sentences. It is cut into three consecutive parts (:data:`SHARES`): the training, validation
+    and test text, no token in two of them; the vocabulary (``vocab_size`` most frequent words at
+    word level, every character at char level, plus ``<EOS>`` and ``<UNK>``) comes from the
+    training text. An example is ``seq_len + 1`` consecutive tokens of one part that start after an
+    ``<EOS>`` (anywhere, if the part has fewer than 100 lines): ``x = tokens[:-1]``,
+    ``y = tokens[1:]``, so ``x<1> = <EOS>``, the start token. ``generate`` reads the training text.
 
     Metric: ``bits_per_char`` (cross-entropy / ln 2) or ``perplexity`` (e^cross-entropy), per
     validation batch, averaged. Baseline: the unigram model's, which ignores the context. Solved
@@ -70,33 +70,38 @@ class LanguageModelTask(Task):
         vocab_size: int = 1000,
         corpus_sentences: int = 20_000,
         corpus_seed: int = 0,
+        test_size: int | None = None,
     ) -> None:
         if level not in LEVELS:
             raise ValueError(f"task.level must be one of {list(LEVELS)} (got {level!r})")
         at_least("task.seq_len", seq_len, 1)
         at_least("task.vocab_size", vocab_size, 1)
-        super().__init__(seq_len, train_size, val_size)
+        super().__init__(seq_len, train_size, val_size, test_size)
         self.level = level
         text = read_text(path) if path is not None else default_corpus(corpus_sentences, corpus_seed)
         tokens = tokenize(text, level)
-        cut = int(len(tokens) * TRAIN_SHARE)
-        self.vocab = vocabulary(tokens[:cut], vocab_size if level == "word" else None)
+        train_end = int(len(tokens) * SHARES["train"])
+        val_end = int(len(tokens) * (SHARES["train"] + SHARES["val"]))
+        self.vocab = vocabulary(tokens[:train_end], vocab_size if level == "word" else None)
         self.index = {t: i for i, t in enumerate(self.vocab)}
         ids = torch.tensor([self.index.get(t, 1) for t in tokens], dtype=torch.long)
         eos = torch.zeros(1, dtype=torch.long)  # each text starts as if after a line
-        self.splits = (torch.cat([eos, ids[:cut]]), torch.cat([eos, ids[cut:]]))
-        for name, split in zip(("training", "validation"), self.splits, strict=True):
-            if len(split) < seq_len + 1:
+        parts = (ids[:train_end], ids[train_end:val_end], ids[val_end:])
+        self.splits = {split: torch.cat([eos, part]) for split, part in zip(SHARES, parts, strict=True)}
+        """The training, validation and test text, as token ids."""
+        for split, text in self.splits.items():
+            if len(text) < seq_len + 1:
+                name = {"train": "training", "val": "validation", "test": "test"}[split]
                 raise ValueError(
-                    f"task.seq_len={seq_len} is longer than the {name} text ({len(split) - 1} tokens)"
+                    f"task.seq_len={seq_len} is longer than the {name} text ({len(text) - 1} tokens)"
                 )
         self.spec = TaskSpec(
             input_size=len(self.vocab),
             output_size=len(self.vocab),
             shape="one_to_many",
             metric="bits_per_char" if level == "char" else "perplexity",
-            baseline=self.from_xent(unigram_xent(self.splits[0])),
-            solved_at=self.from_xent(SOLVED_SHARE * unigram_xent(self.splits[0])),
+            baseline=self.from_xent(unigram_xent(self.splits["train"])),
+            solved_at=self.from_xent(SOLVED_SHARE * unigram_xent(self.splits["train"])),
             tokens=True,
             start_token=0,
             end_token=0,
@@ -116,11 +121,14 @@ class LanguageModelTask(Task):
         return after_eos if len(after_eos) >= MIN_SENTENCE_STARTS else torch.arange(room)
 
     def generate(self, n: int, seed: int) -> tuple[Tensor, Tensor]:
-        split = self.splits[seed % 2]
-        starts = self.starts(split)
+        return self.examples("train", n, seed)
+
+    def examples(self, split: Split, n: int, seed: int) -> tuple[Tensor, Tensor]:
+        text = self.splits[split]
+        starts = self.starts(text)
         g = torch.Generator().manual_seed(seed)
         chosen = starts[torch.randint(len(starts), (n,), generator=g)]
-        windows = split[chosen[:, None] + torch.arange(self.seq_len + 1)]
+        windows = text[chosen[:, None] + torch.arange(self.seq_len + 1)]
         return windows[:, :-1], windows[:, 1:]
 
     def loss(self, prediction: Tensor, target: Tensor) -> Tensor:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+from functools import cache
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
@@ -29,6 +31,17 @@ MIN_LENGTH = 9
 """The shortest embedded string: B T BTXSE T E."""
 
 
+@cache
+def reber_strings(node: int | None, length: int) -> int:
+    """How many paths of exactly ``length`` symbols lead from ``node`` out of the grammar (the
+    Reber strings after their leading B, from node 0)."""
+    if node is None:
+        return int(length == 0)
+    if length == 0:
+        return 0
+    return sum(reber_strings(nxt, length - 1) for _, nxt in REBER[node])
+
+
 def embedded_reber(rng: random.Random) -> tuple[str, list[str]]:
     """One embedded Reber string and, for each of its symbols but the last, the set of legal
     next symbols: ``B {T|P} <Reber string> {same T|P} E``."""
@@ -42,6 +55,12 @@ def embedded_reber(rng: random.Random) -> tuple[str, list[str]]:
     string += [outer, "E"]
     legal.append("E")
     return "".join(string), legal
+
+
+@cache
+def legal_mask(symbols: str) -> tuple[int, ...]:
+    """``symbols`` as a 0/1 mask over :data:`SYMBOLS`."""
+    return tuple(int(s in symbols) for s in SYMBOLS)
 
 
 class ReberTask(Task):
@@ -74,9 +93,22 @@ class ReberTask(Task):
         higher_is_better=True,
     )
 
-    def __init__(self, seq_len: int = 30, train_size: int = 10_000, val_size: int = 1_000) -> None:
+    fresh = True
+
+    def __init__(
+        self,
+        seq_len: int = 30,
+        train_size: int | None = None,
+        val_size: int = 1_000,
+        test_size: int | None = None,
+    ) -> None:
         at_least("task.seq_len", seq_len, MIN_LENGTH - 1, f"the shortest string has {MIN_LENGTH} symbols")
-        super().__init__(seq_len, train_size, val_size)
+        super().__init__(seq_len, train_size, val_size, test_size)
+
+    def distinct_inputs(self) -> float:
+        """Embedded strings of at most ``seq_len + 1`` symbols: two outer symbols, each around
+        every inner Reber string four symbols shorter."""
+        return float(2 * sum(reber_strings(0, length) for length in range(self.seq_len + 1 - 4)))
 
     def strings(self, n: int, seed: int) -> list[tuple[str, list[str]]]:
         """``n`` strings of at most ``seq_len + 1`` symbols, with their legal next symbols."""
@@ -89,17 +121,16 @@ class ReberTask(Task):
         return drawn
 
     def generate(self, n: int, seed: int) -> tuple[Tensor, Tensor]:
-        inputs = torch.full((n, self.seq_len), PAD, dtype=torch.long)
-        targets = torch.zeros(n, self.seq_len, 1 + len(SYMBOLS), dtype=torch.long)
+        inputs = np.full((n, self.seq_len), PAD, dtype=np.int64)
+        targets = np.zeros((n, self.seq_len, 1 + len(SYMBOLS)), dtype=np.int64)
         targets[..., 0] = IGNORE
         for i, (string, legal) in enumerate(self.strings(n, seed)):
             ids = [SYMBOLS.index(s) for s in string]
             steps = len(ids) - 1
-            inputs[i, :steps] = torch.tensor(ids[:-1])
-            targets[i, :steps, 0] = torch.tensor(ids[1:])
-            for t, symbols in enumerate(legal):
-                targets[i, t, [1 + SYMBOLS.index(s) for s in symbols]] = 1
-        return inputs, targets
+            inputs[i, :steps] = ids[:-1]
+            targets[i, :steps, 0] = ids[1:]
+            targets[i, : len(legal), 1:] = [legal_mask(symbols) for symbols in legal]
+        return torch.from_numpy(inputs), torch.from_numpy(targets)
 
     def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
         return F.cross_entropy(prediction.flatten(0, 1), target[..., 0].flatten(), ignore_index=IGNORE)

@@ -39,18 +39,21 @@ def f1(predicted: Tensor, actual: Tensor) -> Tensor:
 
 
 class TaggingTask(Task):
-    """Sentences of ``seq_len`` words; each word is labelled 1 if it is part of a name.
+    """Sentences of ``seq_len + lookahead`` words; each word is labelled 1 if it is part of a name.
 
     A sentence holds filler words (0), a first name (1) maybe followed by its surname (1), and one
     ambiguous word (:data:`AMBIGUOUS`) that is a name or not with equal odds; the word
     ``lookahead`` places after it tells which (:data:`NAME_CUES` or :data:`THING_CUES`), and the
-    words between decide nothing. A unidirectional model tags the ambiguous word before it has
-    read its cue: chance, 0.5, the baseline of ``ambiguous_accuracy`` (the headline). A
-    bidirectional one can read it. Solved above 0.95.
+    words between decide nothing. The ambiguous word falls uniformly on one of the first
+    ``seq_len`` words, whatever the look-ahead: the sentence grows with the look-ahead, so the
+    ambiguous word's place never narrows down as the look-ahead grows. A unidirectional model tags
+    the ambiguous word before it has read its cue: chance, 0.5, the baseline of
+    ``ambiguous_accuracy`` (the headline). A bidirectional one can read it. Solved above 0.95.
 
-    Targets are ``(n, seq_len, 2)``: the label, and a 0/1 flag on the ambiguous word. Metrics:
-    ``accuracy`` and ``f1`` (a name is the positive class) on all words, ``ambiguous_accuracy``
-    and ``ambiguous_f1`` on the ambiguous words; F1 is per validation batch, averaged."""
+    Targets are ``(n, seq_len + lookahead, 2)``: the label, and a 0/1 flag on the ambiguous word.
+    Metrics: ``accuracy`` and ``f1`` (a name is the positive class) on all words,
+    ``ambiguous_accuracy`` and ``ambiguous_f1`` on the ambiguous words; F1 is per validation batch,
+    averaged."""
 
     spec = TaskSpec(
         input_size=len(VOCAB),
@@ -62,21 +65,37 @@ class TaggingTask(Task):
         tokens=True,
         higher_is_better=True,
     )
+    fresh = True
 
     def __init__(
-        self, seq_len: int = 12, train_size: int = 10_000, val_size: int = 1_000, lookahead: int = 3
+        self,
+        seq_len: int = 9,
+        train_size: int | None = None,
+        val_size: int = 1_000,
+        lookahead: int = 3,
+        test_size: int | None = None,
     ) -> None:
         at_least("task.lookahead", lookahead, 1, "the distance to the deciding word")
-        at_least("task.seq_len", seq_len, lookahead + 1, "task.lookahead + 1: the ambiguous word and its cue")
-        super().__init__(seq_len, train_size, val_size)
+        at_least("task.seq_len", seq_len, 1, "the places the ambiguous word can take")
+        super().__init__(seq_len, train_size, val_size, test_size)
         self.lookahead = lookahead
+
+    @property
+    def length(self) -> int:
+        """Words per sentence: ``seq_len + lookahead``."""
+        return self.seq_len + self.lookahead
+
+    def distinct_inputs(self) -> float:
+        """A lower bound: the ambiguous word's places, words and cues, with fillers everywhere else."""
+        cues = len(NAME_CUES) + len(THING_CUES)
+        return float(self.seq_len * len(AMBIGUOUS) * cues * len(FILLERS) ** (self.length - 2))
 
     def sentence(self, rng: random.Random) -> tuple[list[str], list[int], int]:
         """Words, their labels, and the position of the ambiguous word."""
-        T, d = self.seq_len, self.lookahead
+        T, d = self.length, self.lookahead
         words = [rng.choice(FILLERS) for _ in range(T)]
         labels = [0] * T
-        i = rng.randrange(T - d)
+        i = rng.randrange(self.seq_len)
         name = rng.randrange(len(FIRST_NAMES))
         first = rng.randrange(T)
         if first not in (i, i + d):
@@ -90,14 +109,13 @@ class TaggingTask(Task):
 
     def generate(self, n: int, seed: int) -> tuple[Tensor, Tensor]:
         rng = random.Random(seed)
-        inputs = torch.empty(n, self.seq_len, dtype=torch.long)
-        targets = torch.zeros(n, self.seq_len, 2, dtype=torch.long)
-        for k in range(n):
+        inputs, targets = [], []
+        for _ in range(n):
             words, labels, i = self.sentence(rng)
-            inputs[k] = torch.tensor([INDEX[w] for w in words])
-            targets[k, :, 0] = torch.tensor(labels)
-            targets[k, i, 1] = 1
-        return inputs, targets
+            inputs.append([INDEX[w] for w in words])
+            targets.append([[label, int(t == i)] for t, label in enumerate(labels)])
+        shape = (n, self.length)
+        return torch.tensor(inputs, dtype=torch.long).view(shape), torch.tensor(targets).view(*shape, 2)
 
     def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
         """Per-step binary cross-entropy, averaged over words."""

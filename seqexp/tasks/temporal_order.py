@@ -29,13 +29,20 @@ class TemporalOrderTask(Task):
     H&S drew lengths of 100 to 110; here every sequence has ``seq_len`` steps and the windows
     scale with it: window ``[lo, hi]`` covers positions ``floor(lo T) .. floor(hi T)``."""
 
+    fresh = True
+
     def __init__(
-        self, seq_len: int = 100, train_size: int = 10_000, val_size: int = 1_000, num_markers: int = 2
+        self,
+        seq_len: int = 100,
+        train_size: int | None = None,
+        val_size: int = 1_000,
+        num_markers: int = 2,
+        test_size: int | None = None,
     ) -> None:
         if num_markers not in WINDOWS:
             raise ValueError(f"task.num_markers must be one of {sorted(WINDOWS)} (got {num_markers})")
         at_least("task.seq_len", seq_len, 10, "to fit the marker windows")
-        super().__init__(seq_len, train_size, val_size)
+        super().__init__(seq_len, train_size, val_size, test_size)
         self.num_markers = num_markers
         self.windows = [
             (int(lo * seq_len + 1e-9), int(hi * seq_len + 1e-9)) for lo, hi in WINDOWS[num_markers]
@@ -50,6 +57,10 @@ class TemporalOrderTask(Task):
             tokens=True,
             higher_is_better=True,
         )
+
+    def distinct_inputs(self) -> float:
+        """A lower bound: the distractors alone, at the steps that are neither ends nor markers."""
+        return 4.0 ** (self.seq_len - 2 - self.num_markers) * 2**self.num_markers
 
     def generate(self, n: int, seed: int) -> tuple[Tensor, Tensor]:
         g = torch.Generator().manual_seed(seed)
