@@ -39,7 +39,7 @@ def step_gradient_norms(model: SequenceModel, x: Tensor, y: Tensor) -> dict[str,
     every later step and layer, whatever kernel the stack trains on (the measurement runs the same
     parameters step by step). Parameters' ``.grad`` are left alone."""
     with torch.enable_grad():
-        run = model.stack.run(model.encoder(x), keep_steps=True)
+        run = model.encode(x, keep_steps=True)
         assert run.steps is not None
         loss = model.task.loss(model.read_out(run), y)
         activations = [a for steps in run.steps.values() for a in steps]

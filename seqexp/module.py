@@ -110,7 +110,11 @@ class SequenceModel(TaskModule):
         self.automatic_optimization = tbptt_steps is None
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.read_out(self.stack.run(self.encoder(x)))
+        return self.read_out(self.encode(x))
+
+    def encode(self, x: Tensor, keep_steps: bool = False) -> StackRun:
+        """The stack's run over the input ``x`` (embedded, if it is tokens)."""
+        return self.stack.run(self.encoder(x), keep_steps=keep_steps)
 
     def read_out(self, run: StackRun) -> Tensor:
         """``ŷ`` from a run of the stack: from its summary (many-to-one) or at every step."""

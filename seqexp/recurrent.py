@@ -40,6 +40,9 @@ class StackRun:
     steps: dict[str, list[Tensor]] | None
     """``a[l]<1..T>`` (each (B, n_a), in input order) per layer and direction (``l0``,
     ``l0_reverse``, ...) as the recurrence used them; ``None`` unless asked for."""
+    mask: Tensor | None = None
+    """Which steps of ``outputs`` read a real input rather than padding (B, T); ``None``: all.
+    Set by whoever knows the padding (an encoder–decoder), for attention to skip the rest."""
 
 
 def layer_name(layer: int, direction: int) -> str:

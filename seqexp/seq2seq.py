@@ -3,6 +3,7 @@ forcing in training, greedy and beam-search decoding, optional additive attentio
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ ATTENTION_PLOT = "attention.png"
 
 class AdditiveAttention(nn.Module):
     """Bahdanau attention: ``e<t,t'> = v · tanh(W_s s<t-1> + W_h a<t'>)``,
-    ``α<t,t'> = softmax over t' of e<t,t'>``, ``context<t> = Σ_t' α<t,t'> a<t'>``."""
+    ``α<t,t'> = softmax over t' of e<t,t'>``, ``context<t> = Σ_t' α<t,t'> a<t'>``; the softmax
+    runs over the source's real positions only (``α`` is 0 on padding)."""
 
     def __init__(self, state_size: int, memory_size: int, size: int) -> None:
         super().__init__()
@@ -30,10 +32,13 @@ class AdditiveAttention(nn.Module):
         self.W_h = nn.Linear(memory_size, size)
         self.v = nn.Linear(size, 1, bias=False)
 
-    def forward(self, s: Tensor, memory: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
-        """``s`` (B, n_s), ``memory`` the encoder states (B, T_x, n_h), ``keys`` their ``W_h a<t'>``
-        -> the context (B, n_h) and ``α`` (B, T_x)."""
+    def forward(self, s: Tensor, memory: Tensor, keys: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``s`` (B, n_s), ``memory`` the encoder states (B, T_x, n_h), ``keys`` their ``W_h a<t'>``,
+        ``mask`` the real (not padding) positions (B, T_x) or ``None`` -> the context (B, n_h) and
+        ``α`` (B, T_x)."""
         e = self.v(torch.tanh(self.W_s(s)[:, None] + keys)).squeeze(-1)
+        if mask is not None:
+            e = e.masked_fill(~mask, float("-inf"))
         alpha = e.softmax(-1)
         return torch.einsum("bt,bth->bh", alpha, memory), alpha
 
@@ -131,17 +136,20 @@ class Seq2SeqModel(TaskModule):
         self.attention_plots = attention_plots
         self.plotted: tuple[Tensor, Tensor, Tensor] | None = None
 
-    def encode(self, x: Tensor) -> StackRun:
-        return self.stack.run(self.encoder(x))
+    def encode(self, x: Tensor, keep_steps: bool = False) -> StackRun:
+        """The encoder's run over the source ``x`` (B, T_x), with the mask of its real positions."""
+        pad = self.task.spec.pad_token
+        run = self.stack.run(self.encoder(x), keep_steps=keep_steps)
+        return run if pad is None else replace(run, mask=x != pad)
 
     def decode_step(
-        self, token: Tensor, state: StackState, memory: Tensor, keys: Tensor | None
+        self, token: Tensor, state: StackState, memory: Tensor, keys: Tensor | None, mask: Tensor | None
     ) -> tuple[Tensor, StackState, Tensor | None]:
         """Feed ``y<t-1>`` (B,) from ``state``: the logits of ``ŷ<t>`` (B, V), the new state and ``α<t>``."""
         x = self.target_embedding(token)
         alpha = None
         if self.attention is not None:
-            context, alpha = self.attention(state[0][-1], memory, keys)
+            context, alpha = self.attention(state[0][-1], memory, keys, mask)
             x = torch.cat([x, context], -1)
         run = self.decoder.run(x[:, None], state)
         return self.head(run.outputs[:, 0]), run.state, alpha
@@ -158,7 +166,7 @@ class Seq2SeqModel(TaskModule):
         steps = spec.output_length if forced is None else forced.shape[1]
         logits, tokens, alphas = [], [], []
         for t in range(steps):
-            step_logits, state, alpha = self.decode_step(token, state, memory, keys)
+            step_logits, state, alpha = self.decode_step(token, state, memory, keys, run.mask)
             logits.append(step_logits)
             alphas.append(alpha)
             token = step_logits.argmax(-1) if forced is None else forced[:, t]
@@ -186,6 +194,7 @@ class Seq2SeqModel(TaskModule):
         end, V = spec.end_token, spec.output_size
         B, k = run.outputs.shape[0], width
         memory = run.outputs.repeat_interleave(k, 0)
+        mask = None if run.mask is None else run.mask.repeat_interleave(k, 0)
         state = tuple(s.repeat_interleave(k, 1) for s in self.bridge(run.state))
         keys = self.attention.W_h(memory) if self.attention is not None else None
         scores = memory.new_full((B, k), float("-inf"))
@@ -197,7 +206,7 @@ class Seq2SeqModel(TaskModule):
         only_end = memory.new_full((V,), float("-inf"))
         only_end[end] = 0.0
         for _ in range(spec.output_length):
-            logits, state, _ = self.decode_step(token, state, memory, keys)
+            logits, state, _ = self.decode_step(token, state, memory, keys, mask)
             log_p = torch.where(finished[..., None], only_end, logits.log_softmax(-1).view(B, k, V))
             scores, index = (scores[..., None] + log_p).view(B, k * V).topk(k, -1)
             beam, chosen = index // V, index % V
@@ -259,7 +268,7 @@ class Seq2SeqModel(TaskModule):
         path = Path(self.trainer.default_root_dir) / ATTENTION_PLOT
         sources = [self.task.decode_source(row) for row in x]
         outputs = [self.task.decode_target(row) for row in tokens]
-        plot_attention(sources, outputs, alpha, x.shape[1], path, f"step {self.trainer.global_step}")
+        plot_attention(sources, outputs, alpha, path, f"step {self.trainer.global_step}")
         for logger in self.trainer.loggers:
             if isinstance(logger, MLFlowLogger):
                 logger.experiment.log_artifact(logger.run_id, str(path))

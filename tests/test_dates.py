@@ -99,6 +99,20 @@ def test_beam_search_never_scores_worse_than_greedy_in_log_probability(width: in
     assert torch.allclose(rescored, log_p, atol=1e-4), "log P is the model's own for those tokens"
 
 
+def test_attention_never_reads_the_padding() -> None:
+    """Every step's ``α`` is a distribution over the source's own characters: exactly 0 on the
+    left padding."""
+    m, task = model("decoder.attention=true")
+    x, _ = task.generate(16, seed=0)
+    padding = x == PAD
+    assert padding.any(1).all(), "every source in this batch is padded"
+    with torch.no_grad():
+        run = m.encode(x)
+        _, _, alpha = m.decode(run)
+        torch.testing.assert_close(alpha.sum(-1), torch.ones(alpha.shape[:2]))
+        assert (alpha.masked_select(padding[:, None].expand_as(alpha)) == 0).all()
+
+
 def test_sequence_log_prob_counts_up_to_the_first_eos() -> None:
     log_probs = torch.log(torch.tensor([[[0.5, 0.5], [0.25, 0.75], [0.9, 0.1]]]))
     log_p, length = sequence_log_prob(log_probs, torch.tensor([[0, 1, 1]]), end_token=1)
