@@ -1,10 +1,15 @@
-"""The ``seqexp-report`` command: runs compared as a table and plots, grouped by what was swept."""
+"""The ``seqexp-report`` command: runs compared as tables and plots, grouped by what was swept,
+with 95% intervals over seeds, and verdicts only where the intervals separate."""
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import pandas as pd
@@ -13,6 +18,15 @@ from mlflow.entities import Run
 from rich.console import Console
 from rich.table import Table
 
+from seqexp.intervals import (
+    MeanEstimate,
+    RateEstimate,
+    estimate_mean,
+    estimate_rate,
+    mean_verdict,
+    rate_verdict,
+)
+from seqexp.solved import SOLVED, SOLVED_STEP, TAG_HIGHER_IS_BETTER
 from seqexp.tracking import (
     PARENT_RUN_FILE,
     TAG_FAILURE,
@@ -28,6 +42,12 @@ from matplotlib import pyplot as plt  # noqa: E402  (after choosing the file-onl
 console = Console()
 AVERAGED_OVER = ("seed",)
 """Swept keys that runs are averaged over rather than grouped by."""
+FINISHED = "FINISHED"
+PARAMS = "model/params"
+TEST_SOLVED = "test/solved"
+WALL = "wall_s"
+NOT_AVERAGED = (SOLVED, TEST_SOLVED, SOLVED_STEP)
+"""Metrics with columns of their own: the solve rate and how fast."""
 
 
 def swept_keys(runs: list[Run]) -> list[str]:
@@ -47,14 +67,16 @@ def swept_keys(runs: list[Run]) -> list[str]:
 
 
 def runs_frame(runs: list[Run], keys: list[str]) -> pd.DataFrame:
-    """One row per run: id, name, status, failure, swept values (as numbers where they are
-    numbers, so that lengths sort as numbers) and final metrics."""
+    """One row per run: id, name, status, failure, seed, wall time (s), swept values (as numbers
+    where they are numbers, so that lengths sort as numbers) and final metrics."""
     frame = pd.DataFrame(
         {
             "run_id": run.info.run_id,
             "run": run.info.run_name,
             "status": run.info.status,
             "failure": run.data.tags.get(TAG_FAILURE, ""),
+            "seed": run.data.params.get("seed", ""),
+            WALL: (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else math.nan,
             **{key: run.data.params[key] for key in keys},
             **run.data.metrics,
         }
@@ -72,51 +94,238 @@ def headline(runs: list[Run]) -> str:
     return Counter(run.data.tags.get(TAG_HEADLINE, "val/loss") for run in runs).most_common(1)[0][0]
 
 
-def groups(frame: pd.DataFrame, keys: list[str]) -> list[tuple[dict[str, str], pd.DataFrame]]:
+def higher_is_better(runs: list[Run]) -> bool | None:
+    """Which way the headline improves, as most runs record it; ``None`` if none records it."""
+    recorded = Counter(
+        run.data.tags[TAG_HIGHER_IS_BETTER] for run in runs if TAG_HIGHER_IS_BETTER in run.data.tags
+    )
+    return recorded.most_common(1)[0][0] == "True" if recorded else None
+
+
+def judged_metric(frame: pd.DataFrame, metric: str) -> str:
+    """What verdicts are on: the headline's ``test/`` value where the runs have one, else ``metric``."""
+    test = "test/" + metric.removeprefix("val/")
+    return test if test in frame else metric
+
+
+def solved_source(frame: pd.DataFrame) -> str:
+    """``test/solved`` (judged at the end on the selected checkpoint) where the runs have it,
+    else ``val/solved`` (at the last validation)."""
+    return TEST_SOLVED if TEST_SOLVED in frame else SOLVED
+
+
+def solved(frame: pd.DataFrame) -> pd.Series:
+    """Per run: solved, and finished (a run that failed or diverged counts as unsolved)."""
+    return (frame.status == FINISHED) & (column(frame, solved_source(frame)).fillna(0) > 0.5)
+
+
+def shown_metrics(frame: pd.DataFrame, metric: str) -> list[str]:
+    """Every final ``val/`` and ``test/`` metric, and the headline's training value."""
+    train = "train/" + metric.removeprefix("val/")
+    shown = sorted(c for c in frame if c.startswith(("val/", "test/")) and c not in NOT_AVERAGED)
+    return shown + ([train] if train in frame else [])
+
+
+def groups(frame: pd.DataFrame, keys: list[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     """The rows split by their values of ``keys`` (one group of all rows if there are none)."""
     if not keys:
         return [({}, frame)]
     return [(dict(zip(keys, values, strict=True)), group) for values, group in frame.groupby(keys, sort=True)]
 
 
-def summary_table(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
-    """Finished runs grouped by ``keys``: mean and std over seeds of each final metric."""
-    finished = frame[frame.status == "FINISHED"]
+@dataclass(frozen=True)
+class GroupSummary:
+    """One group of runs (one combination of the swept values), over its seeds."""
+
+    values: dict[str, Any]
+    runs: int
+    failed: int
+    """Runs that did not finish (failed, diverged, killed): counted as unsolved."""
+    metrics: dict[str, MeanEstimate]
+    """Each metric's final value, over the runs that finished."""
+    solved: RateEstimate
+    """Solved runs of all runs."""
+    solved_steps: MeanEstimate
+    """``val/solved_step`` over the finished runs that were solved at some validation."""
+    params: list[int]
+    """The distinct trainable parameter counts (``model/params``) of the group's runs."""
+    wall_s: MeanEstimate
+
+
+def finished_values(group: pd.DataFrame, column: str) -> list[float]:
+    if column not in group:
+        return []
+    return group[group.status == FINISHED][column].dropna().astype(float).tolist()
+
+
+def summarize(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> list[GroupSummary]:
+    return [
+        GroupSummary(
+            values=values,
+            runs=len(group),
+            failed=int((group.status != FINISHED).sum()),
+            metrics={metric: estimate_mean(finished_values(group, metric)) for metric in metrics},
+            solved=estimate_rate(int(solved(group).sum()), len(group)),
+            solved_steps=estimate_mean(finished_values(group, SOLVED_STEP)),
+            params=sorted({int(p) for p in group[PARAMS].dropna()}) if PARAMS in group else [],
+            wall_s=estimate_mean(group[WALL].dropna().tolist()),
+        )
+        for values, group in groups(frame, keys)
+    ]
+
+
+def summary_numbers(summaries: list[GroupSummary], detailed: list[str]) -> pd.DataFrame:
+    """The summaries as numbers (``summary.csv``): per metric its mean and sample std (empty for
+    one run), and for the ``detailed`` metrics the 95% t-interval; the solve rate's Wilson interval."""
     rows = []
-    for values, group in groups(finished, keys):
-        row: dict[str, object] = {**values, "runs": len(group)}
-        for metric in metrics:
-            column = group[metric].astype(float)
-            row |= {f"{metric} mean": column.mean(), f"{metric} std": column.std(ddof=0)}
+    for summary in summaries:
+        row: dict[str, Any] = {**summary.values, "runs": summary.runs, "failed": summary.failed}
+        for metric, estimate in summary.metrics.items():
+            row |= {f"{metric} mean": estimate.mean, f"{metric} std": nan_if_none(estimate.std)}
+            if metric in detailed:
+                row |= {
+                    f"{metric} n": estimate.n,
+                    f"{metric} ci_low": nan_if_none(estimate.interval and estimate.interval.low),
+                    f"{metric} ci_high": nan_if_none(estimate.interval and estimate.interval.high),
+                }
+        interval = summary.solved.interval
+        row |= {
+            "solved": summary.solved.successes,
+            "solved rate": summary.solved.rate,
+            "solved ci_low": nan_if_none(interval and interval.low),
+            "solved ci_high": nan_if_none(interval and interval.high),
+            "solved_step mean": summary.solved_steps.mean,
+            "solved_step n": summary.solved_steps.n,
+            "params": summary.params[0] if len(summary.params) == 1 else math.nan,
+            "wall_s mean": summary.wall_s.mean,
+        }
         rows.append(row)
-    return pd.DataFrame(
-        rows, columns=[*keys, "runs", *(f"{m} {s}" for m in metrics for s in ("mean", "std"))]
+    return pd.DataFrame(rows)
+
+
+def summary_shown(summaries: list[GroupSummary], detailed: list[str], solved_by: str) -> pd.DataFrame:
+    """The summaries as text: ``mean ± std`` per metric, the 95% interval of the ``detailed``
+    ones, the solve rate with its interval, how fast, the parameters and the time per run."""
+    rows = []
+    for summary in summaries:
+        row: dict[str, str] = {str(k): str(v) for k, v in summary.values.items()}
+        row |= {"runs": str(summary.runs), "failed": str(summary.failed)}
+        for metric, estimate in summary.metrics.items():
+            row[metric] = mean_text(estimate)
+            if metric in detailed:
+                row[f"{metric} 95% CI"] = interval_text(estimate)
+        row[f"solved ({solved_by})"] = rate_text(summary.solved)
+        row["solved at step"] = steps_text(summary.solved_steps, summary.runs)
+        row["params"] = params_text(summary.params)
+        row["wall per run"] = duration_text(summary.wall_s.mean)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def verdicts(summaries: list[GroupSummary], keys: list[str], metric: str, higher: bool | None) -> list[str]:
+    """For each pair of groups that differ in one swept value: does one beat the other on
+    ``metric`` (their 95% t-intervals apart), does one solve more often (Wilson intervals apart)."""
+    lines = []
+    for a, b in itertools.combinations(summaries, 2):
+        differ = [key for key in keys if a.values[key] != b.values[key]]
+        if len(differ) != 1:
+            continue
+        [key] = differ
+        shared = ", ".join(f"{k}={v}" for k, v in a.values.items() if k != key)
+        a_name, b_name = f"{key}={a.values[key]}", f"{key}={b.values[key]}"
+        if higher is None:
+            on_metric = "no verdict (the runs do not record which way it improves)"
+        else:
+            on_metric = mean_verdict(a_name, a.metrics[metric], b_name, b.metrics[metric], higher)
+        on_rate = rate_verdict(a_name, a.solved, b_name, b.solved)
+        pair = f"{shared}: {a_name} vs {b_name}" if shared else f"{a_name} vs {b_name}"
+        lines.append(f"{pair}: {metric}: {on_metric}; solve rate: {on_rate}")
+    return lines
+
+
+def runs_shown(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
+    """One row per run: its swept values, seed and status; ``metrics``; whether and when it was
+    solved; its parameters and wall time."""
+    shown = frame[["run", *keys, "seed", "status"]].copy()
+    for metric in metrics:
+        shown[metric] = [f"{v:.4g}" if pd.notna(v) else "–" for v in column(frame, metric)]
+    shown[f"solved ({solved_source(frame).partition('/')[0]})"] = solved(frame).map(
+        {True: "yes", False: "no"}
     )
+    steps = column(frame, SOLVED_STEP)
+    shown["solved at step"] = [f"{s:.0f}" if pd.notna(s) else "not solved" for s in steps]
+    shown["params"] = [f"{p:,.0f}" if pd.notna(p) else "–" for p in column(frame, PARAMS)]
+    shown["wall"] = [duration_text(s) for s in frame[WALL]]
+    return shown.sort_values([*keys, "seed"], kind="stable")
 
 
-def readable(table: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """The summary with each metric as one ``mean ± std`` column."""
-    shown = table.drop(columns=[f"{m} {s}" for m in metrics for s in ("mean", "std")])
-    for m in metrics:
-        shown[m] = [
-            f"{mean:.4g} ± {std:.2g}" for mean, std in zip(table[f"{m} mean"], table[f"{m} std"], strict=True)
-        ]
-    return shown
+def column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """``frame[name]``, or NaN for every row where no run logged ``name``."""
+    return frame[name] if name in frame else pd.Series(math.nan, index=frame.index)
 
 
-def label(values: dict[str, str]) -> str:
+def nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def mean_text(estimate: MeanEstimate) -> str:
+    """``mean ± std``; the mean alone for one run (no ``± 0``), ``–`` for none."""
+    if estimate.n == 0:
+        return "–"
+    return f"{estimate.mean:.4g}" if estimate.std is None else f"{estimate.mean:.4g} ± {estimate.std:.2g}"
+
+
+def interval_text(estimate: MeanEstimate) -> str:
+    interval = estimate.interval
+    return f"[{interval.low:.4g}, {interval.high:.4g}]" if interval else f"none at n = {estimate.n}"
+
+
+def rate_text(rate: RateEstimate) -> str:
+    interval = rate.interval
+    if interval is None:
+        return "–"
+    return f"{rate.successes}/{rate.n} [{interval.low:.0%}, {interval.high:.0%}]"
+
+
+def steps_text(steps: MeanEstimate, runs: int) -> str:
+    if steps.n == 0:
+        return "not solved"
+    spread = "" if steps.std is None else f" ± {steps.std:.0f}"
+    return f"{steps.mean:.0f}{spread} ({steps.n} of {runs} runs)"
+
+
+def params_text(params: list[int]) -> str:
+    if not params:
+        return "–"
+    return f"{params[0]:,}" if len(params) == 1 else f"{params[0]:,}–{params[-1]:,}"
+
+
+def duration_text(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "–"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def label(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in values.items()) or "all runs"
 
 
 def plot_metric_vs_length(frame: pd.DataFrame, keys: list[str], metric: str, path: Path) -> bool:
-    """``metric`` against ``task.seq_len``, one line per combination of the other swept keys."""
-    finished = frame[frame.status == "FINISHED"]
+    """``metric`` against ``task.seq_len``, one line per combination of the other swept keys,
+    with the 95% t-interval of the mean as error bars (none for one run)."""
+    finished = frame[frame.status == FINISHED]
     if "task.seq_len" not in keys or finished.empty:
         return False
     fig, ax = plt.subplots(figsize=(6, 4))
     for values, group in groups(finished, [k for k in keys if k != "task.seq_len"]):
-        stats = group.groupby(group["task.seq_len"].astype(int))[metric].agg(["mean", "std"]).fillna(0.0)
-        ax.errorbar(stats.index, stats["mean"], yerr=stats["std"], marker="o", capsize=3, label=label(values))
+        by_length = {
+            int(length): estimate_mean(finished_values(rows, metric))
+            for length, rows in group.groupby("task.seq_len")
+        }
+        lengths = sorted(by_length)
+        means = [by_length[t].mean for t in lengths]
+        halves = [e.interval.high - e.mean if e.interval else 0.0 for e in map(by_length.get, lengths)]
+        ax.errorbar(lengths, means, yerr=halves, marker="o", capsize=3, label=label(values))
     if f"{metric}_baseline" in finished:
         ax.axhline(finished[f"{metric}_baseline"].mean(), color="grey", linestyle="--", label="baseline")
     ax.set(
@@ -150,29 +359,49 @@ def save(fig: plt.Figure, path: Path) -> None:
 
 
 def write_report(client: MlflowClient, runs: list[Run], out: Path, title: str) -> pd.DataFrame:
-    """Print the comparison; write it to ``out`` as markdown, CSV and PNG plots. Returns the table."""
+    """Print the comparison; write it to ``out`` as markdown, CSV and PNG plots. Returns the
+    summary's numbers."""
     out.mkdir(parents=True, exist_ok=True)
     keys = swept_keys(runs)
     frame = runs_frame(runs, keys)
     metric = headline(runs)
-    metrics = sorted(m for m in frame.columns if m.startswith("val/") and m in frame)
-    table = summary_table(frame, keys, metrics)
-    failed = frame[frame.status != "FINISHED"][["run", *keys, "status", "failure"]]
+    judged = judged_metric(frame, metric)
+    detailed = sorted({metric, judged})
+    summaries = summarize(frame, keys, shown_metrics(frame, metric))
+    numbers = summary_numbers(summaries, detailed)
+    shown = summary_shown(summaries, detailed, solved_source(frame).partition("/")[0])
+    per_run = runs_shown(frame, keys, detailed)
+    failed = frame[frame.status != FINISHED][["run", *keys, "seed", "status", "failure"]]
+    judgements = verdicts(summaries, keys, judged, higher_is_better(runs))
 
-    shown = readable(table, metrics)
+    note = (
+        "Per group: mean ± sample std over the runs that finished; the 95% t-interval of the mean "
+        "(none for one run); runs solved of all runs, failed ones counted as unsolved, with the 95% "
+        "Wilson interval; the mean val/solved_step of the runs that were solved. A verdict needs the "
+        "two 95% intervals apart."
+    )
     console.print(rich_table(shown, title))
+    console.print(note, soft_wrap=True)
+    console.print(rich_table(per_run, "runs"))
+    for line in judgements:
+        console.print(line, soft_wrap=True)
     if not failed.empty:
-        console.print(rich_table(failed, "runs that did not finish"))
-    table.to_csv(out / "summary.csv", index=False)
+        console.print(rich_table(failed, "runs that did not finish (counted as unsolved)"))
+    numbers.to_csv(out / "summary.csv", index=False)
     frame.to_csv(out / "runs.csv", index=False)
-    markdown = f"# {title}\n\n{shown.to_markdown(index=False)}\n"
+    markdown = f"# {title}\n\n{shown.to_markdown(index=False)}\n\n{note}\n"
+    if judgements:
+        markdown += "\n## Verdicts\n\n" + "".join(f"- {line}\n" for line in judgements)
+    markdown += f"\n## Runs\n\n{per_run.to_markdown(index=False)}\n"
     if not failed.empty:
-        markdown += f"\n## Runs that did not finish\n\n{failed.to_markdown(index=False)}\n"
+        markdown += (
+            f"\n## Runs that did not finish (counted as unsolved)\n\n{failed.to_markdown(index=False)}\n"
+        )
     (out / "summary.md").write_text(markdown)
     plot_metric_vs_length(frame, keys, metric, out / "metric_vs_length.png")
     plot_learning_curves(client, frame, keys, metric, out / "learning_curves.png")
     console.print(f"report written to {out}", soft_wrap=True)
-    return table
+    return numbers
 
 
 def rich_table(frame: pd.DataFrame, title: str) -> Table:
@@ -197,7 +426,8 @@ def report_sweep(client: MlflowClient, parent: str, out: Path) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="seqexp-report", description="Compare runs: a table (mean ± std over seeds) and plots."
+        prog="seqexp-report",
+        description="Compare runs: tables (means and 95% intervals over seeds), verdicts and plots.",
     )
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--experiment", help="every run of this MLflow experiment (e.g. a task name)")

@@ -1,0 +1,187 @@
+"""``seqexp-report``'s arithmetic against values worked by hand, and a report with a failed run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import client
+
+from seqexp.intervals import Interval, MeanEstimate, estimate_mean, estimate_rate, mean_verdict, rate_verdict
+from seqexp.report import summarize, summary_shown, verdicts, write_report
+
+T_975_DF2 = 4.302652729911275  # t_{0.975} with 2 degrees of freedom (tables)
+T_975_DF1 = 12.706204736174705
+
+
+def test_three_values_give_their_sample_std_and_t_interval() -> None:
+    estimate = estimate_mean([1.0, 2.0, 3.0])
+
+    assert (estimate.n, estimate.mean) == (3, 2.0)
+    assert estimate.std == pytest.approx(1.0)  # sqrt(((1-2)² + 0 + (3-2)²) / (3 - 1)), not ddof=0's 0.816
+    half = T_975_DF2 * 1.0 / math.sqrt(3)  # 2.4841
+    assert estimate.interval.low == pytest.approx(2.0 - half) == pytest.approx(-0.48414, abs=1e-5)
+    assert estimate.interval.high == pytest.approx(4.48414, abs=1e-5)
+
+
+def test_two_values_use_one_degree_of_freedom() -> None:
+    estimate = estimate_mean([0.1, 0.3])
+
+    assert estimate.std == pytest.approx(0.2 / math.sqrt(2))
+    half = T_975_DF1 * estimate.std / math.sqrt(2)  # = 12.706 · 0.1
+    assert estimate.interval.high - estimate.mean == pytest.approx(half) == pytest.approx(1.2706205)
+
+
+def test_one_value_has_no_std_and_no_interval() -> None:
+    assert estimate_mean([0.25]) == MeanEstimate(1, 0.25, None, None)
+    empty = estimate_mean([])
+    assert empty.n == 0 and math.isnan(empty.mean) and empty.interval is None
+
+
+@pytest.mark.parametrize(
+    ("successes", "n", "low", "high"),
+    [
+        # p̂ = 3/5, z = 1.96: (0.6 + 0.3841) / 1.7683 ± 1.96 √(0.048 + 0.0384) / 1.7683
+        (3, 5, 0.2307, 0.8824),
+        (0, 5, 0.0, 0.4345),  # z²/n / (1 + z²/n) = 0.7683 / 1.7683
+        (5, 5, 0.5655, 1.0),
+        (1, 1, 0.2065, 1.0),
+        (7, 10, 0.3968, 0.8922),
+    ],
+)
+def test_the_solve_rate_has_its_wilson_interval(successes, n, low, high) -> None:
+    rate = estimate_rate(successes, n)
+
+    assert rate.rate == successes / n
+    assert rate.interval.low == pytest.approx(low, abs=1e-4)
+    assert rate.interval.high == pytest.approx(high, abs=1e-4)
+
+
+def test_a_rate_of_no_runs_has_no_interval_and_impossible_counts_are_refused() -> None:
+    assert estimate_rate(0, 0).interval is None
+    with pytest.raises(ValueError, match="successes must be in"):
+        estimate_rate(3, 2)
+
+
+def test_a_verdict_needs_the_two_intervals_apart() -> None:
+    low, high = estimate_mean([0.01, 0.02, 0.03]), estimate_mean([0.15, 0.16, 0.17])
+    overlapping = estimate_mean([0.0, 0.1, 0.2])
+
+    assert mean_verdict("gru", low, "rnn", high, higher_is_better=False) == "gru beats rnn"
+    assert mean_verdict("gru", low, "rnn", high, higher_is_better=True) == "rnn beats gru"
+    assert mean_verdict("gru", low, "rnn", overlapping, higher_is_better=False) == "no difference at n = 3"
+    one_run = estimate_mean([0.5])  # no interval: no verdict, however far apart the means
+    assert mean_verdict("gru", low, "lstm", one_run, False) == "no difference at n = 3 and 1"
+    assert Interval(0, 1).overlaps(Interval(1, 2)) and not Interval(0, 1).overlaps(Interval(1.5, 2))
+
+
+def test_solve_rates_differ_only_where_their_wilson_intervals_do() -> None:
+    assert rate_verdict("gru", estimate_rate(5, 5), "rnn", estimate_rate(0, 5)) == (
+        "gru solves more often than rnn"
+    )
+    # 4/5 [38%, 96%] against 1/5 [4%, 62%]: apart in the means, not in the intervals
+    assert rate_verdict("gru", estimate_rate(4, 5), "rnn", estimate_rate(1, 5)) == "no difference at n = 5"
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows).assign(wall_s=60.0)
+
+
+def test_a_failed_run_counts_in_the_group_as_unsolved_and_not_in_the_mean() -> None:
+    gru = {"cell": "gru", "status": "FINISHED", "val/solved": 1}
+    runs = frame(
+        [
+            gru | {"val/mse": 0.001, "val/solved_step": 500},
+            gru | {"val/mse": 0.003, "val/solved_step": 1000},
+            gru | {"status": "FAILED", "val/mse": math.nan, "val/solved_step": 750},
+            {"cell": "rnn", "status": "FINISHED", "val/mse": 0.17, "val/solved": 0, "model/params": 1089},
+        ]
+    )
+
+    gru, rnn = summarize(runs, ["cell"], ["val/mse"])
+
+    assert (gru.runs, gru.failed) == (3, 1)
+    assert gru.metrics["val/mse"].n == 2 and gru.metrics["val/mse"].mean == pytest.approx(0.002)
+    assert (gru.solved.successes, gru.solved.n) == (2, 3)  # the failed run had been solved: it counts as not
+    assert gru.solved_steps.mean == 750.0 and gru.solved_steps.n == 2  # the finished runs' steps
+    shown = summary_shown([gru, rnn], ["val/mse"], "val").set_index("cell")
+    assert shown.loc["gru", "solved (val)"] == "2/3 [21%, 94%]"
+    assert shown.loc["rnn", "val/mse"] == "0.17"  # one run: no "± 0"
+    assert shown.loc["rnn", "val/mse 95% CI"] == "none at n = 1"
+    assert shown.loc["rnn", "solved at step"] == "not solved"
+    assert shown.loc["rnn", "params"] == "1,089"
+    assert verdicts([gru, rnn], ["cell"], "val/mse", higher=False) == [
+        "cell=gru vs cell=rnn: val/mse: no difference at n = 2 and 1; "
+        "solve rate: no difference at n = 3 and 1"
+    ]
+
+
+def test_verdicts_compare_groups_that_differ_in_one_swept_value() -> None:
+    runs = frame(
+        [
+            {"cell": cell, "T": T, "status": "FINISHED", "val/accuracy": value + noise, "val/solved": 1.0}
+            for cell, T, value in [("gru", 10, 1.0), ("rnn", 10, 0.5), ("gru", 50, 0.9), ("rnn", 50, 0.9)]
+            for noise in (-0.01, 0.0, 0.01)
+        ]
+    )
+
+    lines = verdicts(summarize(runs, ["cell", "T"], ["val/accuracy"]), ["cell", "T"], "val/accuracy", True)
+
+    assert len(lines) == 4  # gru/rnn at each T, T=10/50 for each cell; not gru@10 against rnn@50
+    assert "cell=gru: T=10 vs T=50: val/accuracy: T=10 beats T=50" in lines[0]
+    assert "T=10: cell=gru vs cell=rnn: val/accuracy: cell=gru beats cell=rnn" in lines[1]
+    assert "T=50: cell=gru vs cell=rnn: val/accuracy: no difference at n = 3" in lines[2]
+
+
+def record(mlflow, experiment: str, cell: str, seed: int, status: str, metrics: dict[str, float]) -> None:
+    run = mlflow.create_run(
+        experiment,
+        run_name=f"{cell}-seed{seed}",
+        tags={
+            "seqexp.overrides": f"cell={cell} seed={seed}",
+            "seqexp.headline": "val/mse",
+            "seqexp.higher_is_better": "False",
+        },
+    )
+    mlflow.log_param(run.info.run_id, "cell", cell)
+    mlflow.log_param(run.info.run_id, "seed", seed)
+    for name, value in metrics.items():
+        mlflow.log_metric(run.info.run_id, name, value)
+    if status == "FAILED":
+        mlflow.set_tag(run.info.run_id, "seqexp.failure", "Diverged: diverged at training step 7")
+    mlflow.set_terminated(run.info.run_id, status)
+
+
+def test_the_report_lists_failed_runs_as_unsolved_with_params_and_wall_time(outputs: Path) -> None:
+    outputs.mkdir(parents=True)
+    mlflow = client(outputs)
+    experiment = mlflow.create_experiment("adding")
+    for seed, mse in enumerate([0.004, 0.006]):
+        solved = {"val/mse": mse, "val/solved": 1, "val/solved_step": 500 * (seed + 1), "model/params": 3457}
+        record(mlflow, experiment, "gru", seed, "FINISHED", solved)
+    record(mlflow, experiment, "gru", 2, "FAILED", {"model/params": 3457})
+    record(mlflow, experiment, "rnn", 0, "FINISHED", {"val/mse": 0.17, "val/solved": 0, "model/params": 1153})
+
+    numbers = write_report(mlflow, mlflow.search_runs([experiment]), outputs / "r", "adding").set_index(
+        "cell"
+    )
+
+    assert numbers.loc["gru", "runs"] == 3 and numbers.loc["gru", "failed"] == 1
+    assert numbers.loc["gru", "val/mse mean"] == pytest.approx(0.005)
+    assert numbers.loc["gru", "val/mse std"] == pytest.approx(0.002 / math.sqrt(2))
+    assert numbers.loc["gru", "val/mse ci_high"] == pytest.approx(0.005 + T_975_DF1 * 0.001)
+    assert numbers.loc["gru", "solved rate"] == pytest.approx(2 / 3)
+    assert math.isnan(numbers.loc["rnn", "val/mse std"]) and math.isnan(numbers.loc["rnn", "val/mse ci_low"])
+    assert numbers.loc["rnn", "params"] == 1153
+    summary = (outputs / "r" / "summary.md").read_text()
+    assert "Runs that did not finish (counted as unsolved)" in summary and "Diverged: diverged" in summary
+    assert "cell=gru vs cell=rnn: val/mse: no difference at n = 2 and 1" in summary
+    runs = pd.read_csv(outputs / "r" / "runs.csv")
+    assert (runs.wall_s >= 0).all()
+    assert "| 750 ± 354 (2 of 3 runs) |" in summary  # the solved runs' val/solved_step
+    runs_section = summary.partition("## Runs\n")[2].partition("##")[0]
+    per_run = {line.split("|")[1].strip(): line for line in runs_section.splitlines() if "-seed" in line}
+    assert per_run["gru-seed2"].startswith("| gru-seed2 | gru    |      2 | FAILED   | –")
+    assert "| no " in per_run["gru-seed2"] and "| not solved " in per_run["rnn-seed0"]
