@@ -15,6 +15,8 @@ from seqexp.recurrent import RecurrentStack, StackRun, StackState
 from seqexp.tasks import Task
 
 KERNEL_TAG = "seqexp.kernel"
+VALIDATION_KEY = "seqexp_validation"
+"""Where a checkpoint keeps the validation metrics it was saved after."""
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
@@ -36,7 +38,45 @@ class TaskModule(pl.LightningModule):
         self.make_scheduler = scheduler
         self.scheduler_options = scheduler_options or {}
         self.val_metric = MeanMetric()
-        """The task's headline metric over the validation set: subclasses update it per batch."""
+        """The task's headline metric over the validation set, updated per batch."""
+        self.test_metric = MeanMetric()
+        """The task's headline metric over the test set, updated per batch."""
+        self.selected_validation: dict[str, float] = {}
+        """The validation metrics of the checkpoint last loaded (after a test: the selected one's)."""
+
+    def evaluate(self, batch: tuple[Tensor, Tensor], batch_idx: int, stage: str) -> dict[str, Tensor]:
+        """``loss`` and the task's metrics on a batch of ``stage`` (``train``, ``val`` or ``test``)."""
+        raise NotImplementedError
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self.log_evaluation(batch, batch_idx, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self.log_evaluation(batch, batch_idx, "test")
+
+    def log_evaluation(self, batch: tuple[Tensor, Tensor], batch_idx: int, stage: str) -> None:
+        """Log ``<stage>/loss`` and ``<stage>/<metric>`` for each of the task's metrics."""
+        metrics = self.evaluate(batch, batch_idx, stage)
+        size = len(batch[0])
+        headline = self.val_metric if stage == "val" else self.test_metric
+        headline.update(metrics[self.task.spec.metric], weight=size)
+        logged = {f"{stage}/{k}": v for k, v in metrics.items()}
+        self.log_dict(logged, prog_bar=stage == "val", batch_size=size)
+
+    def log_training_metrics(self, batch: tuple[Tensor, Tensor]) -> None:
+        """On the steps whose metrics Lightning writes, ``train/<metric>`` for each of the task's
+        metrics on the step's batch, measured as validation measures them (in eval mode, with the
+        weights the step starts from), so that the training and the validation metric compare.
+        Eval mode draws no random numbers: logging leaves training as it is."""
+        if not writes_logs(self.trainer):
+            return
+        training = self.training
+        self.eval()
+        with torch.no_grad():
+            metrics = self.evaluate(batch, 0, "train")
+        self.train(training)
+        logged = {f"train/{k}": v.detach().cpu() for k, v in metrics.items() if k != "loss"}
+        self.log_dict(logged, batch_size=len(batch[0]))
 
     def log_training_loss(self, loss: Tensor, batch_size: int) -> None:
         """Log ``train/loss`` on the steps whose metrics Lightning writes, and only on those (each
@@ -67,6 +107,24 @@ class TaskModule(pl.LightningModule):
         self.val_metric.reset()
         self.log(f"val/{spec.metric}_baseline", spec.baseline)
         self.log("val/solved", float(spec.solved(metric)))
+
+    def on_test_epoch_end(self) -> None:
+        """The baseline and the solved flag (0 or 1, by the task's ``spec.solved``) beside the
+        test metric."""
+        spec = self.task.spec
+        metric = self.test_metric.compute()
+        self.test_metric.reset()
+        self.log(f"test/{spec.metric}_baseline", spec.baseline)
+        self.log("test/solved", float(spec.solved(metric)))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the validation metrics that the checkpoint was saved after (with a checkpoint
+        selected on validation, these are what the run reports to a sweeper)."""
+        metrics = self.trainer.callback_metrics
+        checkpoint[VALIDATION_KEY] = {k: float(v) for k, v in metrics.items() if k.startswith("val/")}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.selected_validation = checkpoint.get(VALIDATION_KEY, {})
 
     def configure_optimizers(self) -> Any:
         optimizer = self.make_optimizer(self.parameters())
@@ -121,6 +179,7 @@ class SequenceModel(TaskModule):
         return self.head(run.summary if self.task.spec.shape == "many_to_one" else run.outputs)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        self.log_training_metrics(batch)
         x, y = batch
         if self.automatic_optimization:
             loss = self.task.loss(self(x), y)
@@ -180,13 +239,10 @@ class SequenceModel(TaskModule):
         if not self.automatic_optimization:
             self.step_schedulers("epoch")
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def evaluate(self, batch: tuple[Tensor, Tensor], batch_idx: int, stage: str) -> dict[str, Tensor]:
         x, y = batch
         prediction = self(x)
-        metrics = self.task.metrics(prediction, y)
-        self.val_metric.update(metrics[self.task.spec.metric], weight=len(x))
-        logged = {"val/loss": self.task.loss(prediction, y)} | {f"val/{k}": v for k, v in metrics.items()}
-        self.log_dict(logged, prog_bar=True, batch_size=len(x))
+        return {"loss": self.task.loss(prediction, y)} | self.task.metrics(prediction, y)
 
 
 def writes_logs(trainer: pl.Trainer) -> bool:

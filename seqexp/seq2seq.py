@@ -234,28 +234,29 @@ class Seq2SeqModel(TaskModule):
         return torch.where(better[:, None], greedy, tokens), torch.where(better, greedy_log_p, log_p)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        self.log_training_metrics(batch)
         x, y = batch
         loss = self.task.loss(self.decode(self.encode(x), forced=y)[0], y)
         self.log_training_loss(loss, len(x))
         return loss
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def evaluate(self, batch: tuple[Tensor, Tensor], batch_idx: int, stage: str) -> dict[str, Tensor]:
+        """The teacher-forced loss; the metric of beam search's outputs, and of both decodings'."""
         x, y = batch
         run = self.encode(x)
         forced = self.decode(run, forced=y)[0]
         _, greedy, alpha = self.decode(run)
         beam = self.decode_beam(run, self.beam_width)[0]
         exact = {"greedy": exact_match(greedy, y), "beam": exact_match(beam, y)}
-        self.val_metric.update(exact["beam"], weight=len(x))
-        logged = {
-            "val/loss": self.task.loss(forced, y),
-            f"val/{self.task.spec.metric}": exact["beam"],
-            **{f"val/{self.task.spec.metric}_{name}": value for name, value in exact.items()},
-        }
-        self.log_dict(logged, prog_bar=True, batch_size=len(x))
-        if batch_idx == 0 and alpha is not None and self.attention_plots:
+        if stage == "val" and batch_idx == 0 and alpha is not None and self.attention_plots:
             n = self.attention_plots
             self.plotted = (x[:n].cpu(), greedy[:n].cpu(), alpha[:n].cpu())
+        metric = self.task.spec.metric
+        return {
+            "loss": self.task.loss(forced, y),
+            metric: exact["beam"],
+            **{f"{metric}_{name}": value for name, value in exact.items()},
+        }
 
     def on_validation_epoch_end(self) -> None:
         """The baseline and the solved flag, and the attention plot."""

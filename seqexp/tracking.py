@@ -27,6 +27,8 @@ CONFIG_ARTIFACT = "config.yaml"
 PARENT_RUN_FILE = "mlflow_parent_run"
 """In a sweep's directory: the id of the sweep's parent run."""
 
+TAG_DATA_SCHEME = "seqexp.data_scheme"
+"""The version of seqexp's data scheme the run drew its data by (``seqexp.data.DATA_SCHEME``)."""
 TAG_FAILURE = "seqexp.failure"
 TAG_HEADLINE = "seqexp.headline"
 TAG_OVERRIDES = "seqexp.overrides"

@@ -6,7 +6,7 @@ import logging
 import math
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
@@ -23,12 +23,24 @@ from rich.table import Table
 from seqexp.build import build_data, build_model, build_task, trainer_options
 from seqexp.checkpoints import LAST, ExactResume, best_checkpoint, checkpoint_dir, last_checkpoint
 from seqexp.config import ConfigError, check_config, instantiate
-from seqexp.tracking import TAG_FAILURE, TAG_HEADLINE, log_config, make_logger, tracking_uri, ui_command
+from seqexp.data import DATA_SCHEME, TaskData
+from seqexp.module import TaskModule
+from seqexp.tracking import (
+    TAG_DATA_SCHEME,
+    TAG_FAILURE,
+    TAG_HEADLINE,
+    log_config,
+    make_logger,
+    tracking_uri,
+    ui_command,
+)
 
 log = logging.getLogger(__name__)
 console = Console()
 # Lightning's own deprecation notice, of no use to a seqexp user.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+# Fresh training batches (seqexp.data.FreshBatches) are drawn in the main process, their length exact.
+warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
 CONF = Path(__file__).parents[1] / "conf"
 """The Hydra config, at the top of the source tree (seqexp is installed editable)."""
 
@@ -36,11 +48,14 @@ CONF = Path(__file__).parents[1] / "conf"
 @dataclass(frozen=True)
 class RunResult:
     metrics: dict[str, float]
-    """The last logged value of every metric."""
+    """The last logged value of every metric, ``test/…`` (of the selected checkpoint) among them."""
     headline: str
     """The task's headline metric, e.g. ``val/mse``."""
     run_id: str | None
     """The MLflow run, if one was recorded."""
+    selected: dict[str, float] = field(default_factory=dict)
+    """The validation metrics of the selected checkpoint (the best on ``val/loss``); empty if none
+    was selected."""
 
 
 class RunFailed(RuntimeError):
@@ -82,12 +97,15 @@ def train(
     torch.utils.deterministic.fill_uninitialized_memory = False
     if logger and not resume_run:
         logger.experiment.set_tag(logger.run_id, TAG_HEADLINE, headline)
+        logger.experiment.set_tag(logger.run_id, TAG_DATA_SCHEME, DATA_SCHEME)
         for key, value in (tags or {}).items():
             logger.experiment.set_tag(logger.run_id, key, value)
         log_config(logger, cfg, run_dir)
     last = checkpoint_dir(run_dir) / LAST if resume_run else None
     try:
         trainer.fit(model, datamodule=data, ckpt_path=last, weights_only=True)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        tested = report_test(trainer, model, data, best.best_model_path)
     except Exception as error:
         reason = f"{type(error).__name__}: {error}"
         if logger:
@@ -95,10 +113,20 @@ def train(
         raise RunFailed(reason, logger.run_id if logger else None) from error
     if logger and cfg.logger.log_model and best.best_model_path:  # none if val/loss was never finite
         logger.experiment.log_artifact(logger.run_id, best.best_model_path, "checkpoints")
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    result = RunResult(metrics, headline, logger.run_id if logger else None)
+    selected = model.selected_validation if tested else {}
+    result = RunResult(metrics | tested, headline, logger.run_id if logger else None, selected)
     report(result, cfg, outputs)
     return result
+
+
+def report_test(trainer: pl.Trainer, model: TaskModule, data: TaskData, checkpoint: str) -> dict[str, float]:
+    """Test the selected checkpoint, once, on the test set: its ``test/…`` metrics (none if no
+    checkpoint was selected, because ``val/loss`` was never finite, or if training was
+    interrupted). Loading it gives ``model`` the validation metrics it was selected with."""
+    if not checkpoint or trainer.interrupted:
+        return {}
+    [metrics] = trainer.test(model, datamodule=data, ckpt_path=checkpoint, weights_only=True, verbose=False)
+    return {k: float(v) for k, v in metrics.items()}
 
 
 def report(result: RunResult, cfg: DictConfig, outputs: Path) -> None:
@@ -116,7 +144,8 @@ def report(result: RunResult, cfg: DictConfig, outputs: Path) -> None:
 
 
 def run_job(cfg: DictConfig) -> float:
-    """One job of the ``seqexp`` command; returns the headline metric, which sweepers minimise.
+    """One job of the ``seqexp`` command; returns the headline metric of the selected checkpoint
+    (validation, never test), which sweepers minimise.
 
     A bad config stops the command (exit 2). A failed run stops a single run (exit 1); in a sweep
     it is recorded as FAILED and the sweep goes on.
@@ -132,7 +161,7 @@ def run_job(cfg: DictConfig) -> float:
         if hydra_cfg.mode != RunMode.MULTIRUN:
             sys.exit(1)
         return math.nan
-    return result.metrics[result.headline]
+    return result.selected.get(result.headline, math.nan)
 
 
 main = hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")(run_job)
