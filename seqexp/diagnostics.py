@@ -35,19 +35,28 @@ class Diverged(RuntimeError):
 def step_gradient_norms(model: SequenceModel, x: Tensor, y: Tensor) -> dict[str, Tensor]:
     """``‖∂L/∂a[l]<t>‖`` (T,) per layer and direction, for the model's loss ``L`` on ``(x, y)``.
 
-    The derivative is the whole one: with respect to the activation the recurrence used, through
-    every later step and layer, whatever kernel the stack trains on (the measurement runs the same
+    The derivative is the one the optimizer uses: with respect to the activation the recurrence
+    used, through every later step and layer, or under truncated BPTT only within its chunk (0
+    where no loss reaches), whatever kernel the stack trains on (the measurement runs the same
     parameters step by step). Parameters' ``.grad`` are left alone."""
-    with torch.enable_grad():
-        run = model.encode(x, keep_steps=True)
-        assert run.steps is not None
-        loss = model.task.loss(model.read_out(run), y)
-        activations = [a for steps in run.steps.values() for a in steps]
-        grads = torch.autograd.grad(loss, activations, allow_unused=True, materialize_grads=True)
     T = x.shape[1]
+    with torch.enable_grad():
+        if getattr(model, "tbptt_steps", None):
+            chunks = list(model.truncated_runs(x, keep_steps=True))
+            shares = [model.chunk_loss(run, y, steps, T) for steps, run in chunks]
+            loss = sum(share for share in shares if share is not None)
+            runs = [run for _, run in chunks]
+        else:
+            run = model.encode(x, keep_steps=True)
+            loss, runs = model.task.loss(model.read_out(run), y), [run]
+        names = list(runs[0].steps or {})
+        activations = [a for name in names for run in runs for a in (run.steps or {})[name]]
+        differentiable = [a for a in activations if a.requires_grad]
+        grads = iter(torch.autograd.grad(loss, differentiable, allow_unused=True, materialize_grads=True))
+        full = [next(grads) if a.requires_grad else torch.zeros_like(a) for a in activations]
     return {
-        name: torch.linalg.vector_norm(torch.stack(grads[i * T : (i + 1) * T]).flatten(1), dim=1)
-        for i, name in enumerate(run.steps)
+        name: torch.linalg.vector_norm(torch.stack(full[i * T : (i + 1) * T]).flatten(1), dim=1)
+        for i, name in enumerate(names)
     }
 
 

@@ -197,26 +197,34 @@ class SequenceModel(TaskModule):
         return loss
 
     def truncated_losses(self, x: Tensor, y: Tensor) -> Iterator[Tensor]:
-        """Truncated BPTT: the batch in chunks of ``tbptt_steps`` steps, the state carried from
-        chunk to chunk and detached between them, so that no gradient crosses a chunk boundary.
+        """Truncated BPTT: each chunk's share of the loss (see :meth:`truncated_runs`);
+        backpropagate it before taking the next one (its graph can then be freed)."""
+        for steps, run in self.truncated_runs(x):
+            share = self.chunk_loss(run, y, steps, x.shape[1])
+            if share is not None:
+                yield share
 
-        Yields each chunk's share of the loss; backpropagate it before taking the next one (its
-        graph can then be freed). Many-to-many: the chunk's loss weighted by its share of the
-        steps, so the shares add up to the whole loss (of a loss that is a mean over steps);
-        many-to-one: one share, from the last chunk, and no earlier chunk gets any gradient."""
+    def truncated_runs(self, x: Tensor, keep_steps: bool = False) -> Iterator[tuple[slice, StackRun]]:
+        """The stack over ``x`` in chunks of ``tbptt_steps`` steps, the state carried from chunk to
+        chunk and detached between them, so that no gradient crosses a chunk boundary; each chunk's
+        steps and run. Many-to-one: only the last chunk is differentiable."""
         k, T = self.tbptt_steps, x.shape[1]
         many_to_one = self.task.spec.shape == "many_to_one"
         state: StackState | None = None
         for start in range(0, T, k):
             end = min(start + k, T)
-            last = end == T
-            with torch.set_grad_enabled(last or not many_to_one):
-                run = self.stack.run(self.encoder(x[:, start:end]), state)
+            with torch.set_grad_enabled(end == T or not many_to_one):
+                run = self.stack.run(self.encoder(x[:, start:end]), state, keep_steps)
             state = tuple(s.detach() for s in run.state)
-            if many_to_one and last:
-                yield self.task.loss(self.read_out(run), y)
-            elif not many_to_one:
-                yield self.task.loss(self.read_out(run), y[:, start:end]) * ((end - start) / T)
+            yield slice(start, end), run
+
+    def chunk_loss(self, run: StackRun, y: Tensor, steps: slice, T: int) -> Tensor | None:
+        """A chunk's share of the loss. Many-to-many: the chunk's loss weighted by its share of the
+        steps, so the shares add up to the whole loss (of a loss that is a mean over steps);
+        many-to-one: one share, from the last chunk (``None`` for the others)."""
+        if self.task.spec.shape != "many_to_one":
+            return self.task.loss(self.read_out(run), y[:, steps]) * ((steps.stop - steps.start) / T)
+        return self.task.loss(self.read_out(run), y) if steps.stop == T else None
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Under TBPTT, clip here: where the Trainer clips under automatic optimisation, after

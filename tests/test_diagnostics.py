@@ -80,6 +80,25 @@ def test_per_step_gradient_norms_equal_a_direct_autograd_computation(make_cell, 
     torch.testing.assert_close(measured["l0"], direct_norms(model, x, y), rtol=1e-10, atol=0)
 
 
+@pytest.mark.parametrize("impl", ["custom", "native"])
+def test_under_truncated_bptt_the_flow_is_the_truncated_gradient(impl: str) -> None:
+    """Many-to-one with chunks of 3 over 7 steps: only the last chunk gets a gradient, the same as
+    full BPTT gives it there (the forward pass is the same); every earlier step gets exactly 0."""
+    full = adding_model(RecurrentStack(LSTMCell, 2, 4, impl=impl))
+    truncated = SequenceModel(
+        AddingTask(T), full.stack, full.encoder, optimizer=torch.optim.SGD, tbptt_steps=3
+    )
+    truncated.head = full.head
+    x, y = adding_batch()
+
+    measured = step_gradient_norms(truncated, x, y)["l0"]
+
+    last_chunk = 6  # chunks: steps 1-3, 4-6, 7
+    assert (measured[:last_chunk] == 0).all()
+    assert (measured[last_chunk:] > 0).all()
+    torch.testing.assert_close(measured[last_chunk:], step_gradient_norms(full, x, y)["l0"][last_chunk:])
+
+
 class LinearCell(RecurrentCell):
     """``a<t> = W_a a<t-1> + W_x x<t> + b``: no nonlinearity, so ``∂a<t>/∂a<t-1> = W_a``."""
 
