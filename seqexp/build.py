@@ -8,10 +8,12 @@ from functools import partial
 from typing import Any
 
 import hydra
+import torch
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from seqexp.budget import hidden_size_for_budget, trainable_parameters
 from seqexp.config import ConfigError, instantiate, options
 from seqexp.data import TaskData
 from seqexp.init import initialized
@@ -28,7 +30,10 @@ def build_task(cfg: DictConfig) -> Task:
 
 
 def build_model(cfg: DictConfig, task: Task) -> SequenceModel | Seq2SeqModel:
-    """The model the config describes, shaped by what the task's spec asks for."""
+    """The model the config describes, shaped by what the task's spec asks for; with
+    ``model.param_budget`` set, of the hidden size that spends that budget."""
+    if cfg.model.get("param_budget") is not None:
+        cfg = sized(cfg, budget_hidden_size(cfg, task))
     cell_options = options(cfg.cell, drop=("name", "impl", "_target_"))
     spec = task.spec
     if spec.tokens:
@@ -63,6 +68,22 @@ def build_model(cfg: DictConfig, task: Task) -> SequenceModel | Seq2SeqModel:
             clip_algorithm=cfg.trainer.gradient_clip_algorithm,
             **extra,
         )
+
+
+def budget_hidden_size(cfg: DictConfig, task: Task) -> int:
+    """The hidden size whose whole model (encoder, stacks, head: all it trains) has about
+    ``model.param_budget`` parameters, counted on models built on the meta device (no memory)."""
+
+    def count(hidden_size: int) -> int:
+        with torch.device("meta"):
+            return trainable_parameters(build_model(sized(cfg, hidden_size), task))
+
+    return hidden_size_for_budget(count, cfg.model.param_budget)
+
+
+def sized(cfg: DictConfig, hidden_size: int) -> DictConfig:
+    """``cfg`` with ``model.hidden_size`` set and no ``model.param_budget``."""
+    return OmegaConf.merge(cfg, {"model": {"hidden_size": hidden_size, "param_budget": None}})
 
 
 def build_seq2seq(

@@ -11,6 +11,7 @@ from pytorch_lightning.loggers import MLFlowLogger
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from seqexp.budget import trainable_parameters
 from seqexp.recurrent import RecurrentStack, StackRun, StackState
 from seqexp.tasks import Task
 
@@ -88,7 +89,8 @@ class TaskModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         """Tag the MLflow run with the kernel each recurrent stack runs on: ``seqexp.kernel`` for
-        the stack, ``seqexp.kernel.<name>`` for another (a decoder), so that runs say which ran."""
+        the stack, ``seqexp.kernel.<name>`` for another (a decoder), so that runs say which ran;
+        log the model's :meth:`sizes`."""
         like = next(self.parameters())
         tags = {
             KERNEL_TAG + ("" if name == "stack" else f".{name}"): module.kernel(like)
@@ -99,6 +101,12 @@ class TaskModule(pl.LightningModule):
             if isinstance(logger, MLFlowLogger):
                 for tag, kernel in tags.items():
                     logger.experiment.set_tag(logger.run_id, tag, kernel)
+            logger.log_metrics(self.sizes(), step=self.global_step)
+
+    def sizes(self) -> dict[str, int]:
+        """``model/params``, the parameters the optimizer trains, and ``model/hidden_size``, the
+        encoder stack's (which ``model.param_budget`` may have chosen)."""
+        return {"model/params": trainable_parameters(self), "model/hidden_size": self.stack.hidden_size}
 
     def on_validation_epoch_end(self) -> None:
         """Log the baseline and the solved flag beside the metric, so runs compare at a glance."""

@@ -25,6 +25,7 @@ from seqexp.checkpoints import LAST, ExactResume, best_checkpoint, checkpoint_di
 from seqexp.config import ConfigError, check_config, instantiate
 from seqexp.data import DATA_SCHEME, TaskData
 from seqexp.module import TaskModule
+from seqexp.solved import SolvedStep
 from seqexp.tracking import (
     TAG_DATA_SCHEME,
     TAG_FAILURE,
@@ -85,7 +86,7 @@ def train(
     outputs = Path(cfg.paths.outputs)
     logger = make_logger(cfg, outputs, run_dir, resume_run) if cfg.logger.name == "mlflow" else None
     best = best_checkpoint(run_dir)
-    callbacks = [best, last_checkpoint(run_dir), ExactResume(cfg.seed)]
+    callbacks = [best, last_checkpoint(run_dir), ExactResume(cfg.seed), SolvedStep()]
     callbacks += [instantiate(node, drop=()) for node in cfg.callbacks.values() if node is not None]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(RichProgressBar())
