@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping
 from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.trainer.states import TrainerFn
 
 from seqexp.checks import at_least
 
@@ -32,8 +33,8 @@ class SolvedStep(pl.Callback):
                 logger.experiment.set_tag(logger.run_id, TAG_HIGHER_IS_BETTER, higher)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or self.step is not None:
-            return
+        if trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking or self.step is not None:
+            return  # a validation after training (of the selected checkpoint) is not the run's
         solved = trainer.callback_metrics.get(SOLVED)
         if solved is None or not bool(solved):
             return

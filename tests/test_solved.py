@@ -83,12 +83,14 @@ class Recorder(Logger):
         return [(step, metrics[name]) for step, metrics in self.logged if name in metrics]
 
 
-def fit(spec: TaskSpec, values: list[float], *callbacks: pl.Callback) -> tuple[pl.Trainer, Recorder]:
-    """Train ``Scripted`` for as many validations as there are ``values``, one every
-    :data:`STEPS_PER_VALIDATION` steps."""
+def fit(
+    spec: TaskSpec, values: list[float], *callbacks: pl.Callback, max_steps: int | None = None
+) -> tuple[pl.Trainer, Recorder]:
+    """Train ``Scripted`` for as many validations as there are ``values`` (unless ``max_steps``
+    says fewer), one every :data:`STEPS_PER_VALIDATION` steps."""
     recorder = Recorder()
     trainer = pl.Trainer(
-        max_steps=STEPS_PER_VALIDATION * len(values),
+        max_steps=STEPS_PER_VALIDATION * len(values) if max_steps is None else max_steps,
         logger=recorder,
         callbacks=[SolvedStep(), *callbacks],
         accelerator="cpu",
@@ -110,10 +112,11 @@ def test_solved_step_is_the_step_of_the_first_solved_validation_logged_once() ->
 
 
 def test_a_run_that_is_never_solved_has_no_solved_step() -> None:
-    _, recorder = fit(ACCURACY, [0.5, 0.9, 0.94])
+    trainer, recorder = fit(ACCURACY, [0.5, 0.9, 0.94, 1.0], max_steps=3 * STEPS_PER_VALIDATION)
+    trainer.validate(trainer.lightning_module, trainer.val_dataloaders, verbose=False)
 
+    assert [v for _, v in recorder.values("val/solved")] == [0.0, 0.0, 0.0, 1.0]
     assert recorder.values("val/solved_step") == []
-    assert [v for _, v in recorder.values("val/solved")] == [0.0, 0.0, 0.0]
 
 
 @pytest.mark.parametrize(
