@@ -50,3 +50,13 @@ class ExactResume(pl.Callback):
         else:
             torch.manual_seed(seed)
         trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step
+
+
+class EndsWithValidation(pl.Callback):
+    """Makes a run that stops at ``trainer.max_steps`` in the middle of an epoch (of
+    ``data.batches_per_epoch`` batches) end with a validation and a checkpoint all the same:
+    asking the Trainer to stop makes it validate, then end the epoch, which saves the checkpoints."""
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+            trainer.should_stop = True

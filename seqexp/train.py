@@ -21,9 +21,17 @@ from rich.console import Console
 from rich.table import Table
 
 from seqexp.build import build_data, build_model, build_task, trainer_options
-from seqexp.checkpoints import LAST, ExactResume, best_checkpoint, checkpoint_dir, last_checkpoint
-from seqexp.config import ConfigError, check_config, instantiate
+from seqexp.checkpoints import (
+    LAST,
+    EndsWithValidation,
+    ExactResume,
+    best_checkpoint,
+    checkpoint_dir,
+    last_checkpoint,
+)
+from seqexp.config import ConfigError, build_errors, check_config, instantiate
 from seqexp.data import DATA_SCHEME, TaskData
+from seqexp.memory import check_fits
 from seqexp.module import TaskModule
 from seqexp.solved import SolvedStep
 from seqexp.tracking import (
@@ -80,19 +88,24 @@ def train(
         torch.set_num_threads(cfg.threads)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     task = build_task(cfg)
+    check_fits(cfg, task.spec)
     model = build_model(cfg, task)
     data = build_data(cfg, task)
     headline = f"val/{task.spec.metric}"
     outputs = Path(cfg.paths.outputs)
-    logger = make_logger(cfg, outputs, run_dir, resume_run) if cfg.logger.name == "mlflow" else None
     best = best_checkpoint(run_dir)
-    callbacks = [best, last_checkpoint(run_dir), ExactResume(cfg.seed), SolvedStep()]
-    callbacks += [instantiate(node, drop=()) for node in cfg.callbacks.values() if node is not None]
+    callbacks = [best, last_checkpoint(run_dir), ExactResume(cfg.seed), SolvedStep(), EndsWithValidation()]
+    with build_errors("callbacks.*"):
+        callbacks += [instantiate(node, drop=()) for node in cfg.callbacks.values() if node is not None]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(RichProgressBar())
-    trainer = pl.Trainer(
-        **trainer_options(cfg), logger=logger or False, callbacks=callbacks, default_root_dir=run_dir
-    )
+    with build_errors("trainer.* (the keyword arguments of Lightning's Trainer)"):
+        trainer = pl.Trainer(
+            **trainer_options(cfg), logger=False, callbacks=callbacks, default_root_dir=run_dir
+        )
+    # Everything is built, so the config can run: only now is the run recorded.
+    logger = make_logger(cfg, outputs, run_dir, resume_run) if cfg.logger.name == "mlflow" else None
+    trainer.loggers = [logger] if logger else []
     # Deterministic mode also fills every torch.empty with NaN, a debugging aid that cost 15% of an
     # nn.LSTM step on CPU; seqexp's kernels write every buffer before they read it.
     torch.utils.deterministic.fill_uninitialized_memory = False
