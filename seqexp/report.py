@@ -211,7 +211,8 @@ def summary_shown(summaries: list[GroupSummary], detailed: list[str], solved_by:
         row: dict[str, str] = {str(k): str(v) for k, v in summary.values.items()}
         row |= {"runs": str(summary.runs), "failed": str(summary.failed)}
         for metric, estimate in summary.metrics.items():
-            row[metric] = mean_text(estimate)
+            # a baseline is the task's, the same for every run: no spread to show
+            row[metric] = mean_text(estimate, spread=not metric.endswith("_baseline"))
             if metric in detailed:
                 row[f"{metric} 95% CI"] = interval_text(estimate)
         row[f"solved ({solved_by})"] = rate_text(summary.solved)
@@ -268,11 +269,13 @@ def nan_if_none(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-def mean_text(estimate: MeanEstimate) -> str:
-    """``mean ± std``; the mean alone for one run (no ``± 0``), ``–`` for none."""
+def mean_text(estimate: MeanEstimate, spread: bool = True) -> str:
+    """``mean ± std``; the mean alone for one run (no ``± 0``) or without ``spread``, ``–`` for none."""
     if estimate.n == 0:
         return "–"
-    return f"{estimate.mean:.4g}" if estimate.std is None else f"{estimate.mean:.4g} ± {estimate.std:.2g}"
+    if estimate.std is None or not spread:
+        return f"{estimate.mean:.4g}"
+    return f"{estimate.mean:.4g} ± {estimate.std:.2g}"
 
 
 def interval_text(estimate: MeanEstimate) -> str:

@@ -98,9 +98,9 @@ def test_a_failed_run_counts_in_the_group_as_unsolved_and_not_in_the_mean() -> N
             gru | {"status": "FAILED", "val/mse": math.nan, "val/solved_step": 750},
             {"cell": "rnn", "status": "FINISHED", "val/mse": 0.17, "val/solved": 0, "model/params": 1089},
         ]
-    )
+    ).assign(**{"val/mse_baseline": 1 / 6})
 
-    gru, rnn = summarize(runs, ["cell"], ["val/mse"])
+    gru, rnn = summarize(runs, ["cell"], ["val/mse", "val/mse_baseline"])
 
     assert (gru.runs, gru.failed) == (3, 1)
     assert gru.metrics["val/mse"].n == 2 and gru.metrics["val/mse"].mean == pytest.approx(0.002)
@@ -109,6 +109,7 @@ def test_a_failed_run_counts_in_the_group_as_unsolved_and_not_in_the_mean() -> N
     shown = summary_shown([gru, rnn], ["val/mse"], "val").set_index("cell")
     assert shown.loc["gru", "solved (val)"] == "2/3 [21%, 94%]"
     assert shown.loc["rnn", "val/mse"] == "0.17"  # one run: no "± 0"
+    assert shown.loc["gru", "val/mse_baseline"] == "0.1667"  # the same for every run: no "± 0" either
     assert shown.loc["rnn", "val/mse 95% CI"] == "none at n = 1"
     assert shown.loc["rnn", "solved at step"] == "not solved"
     assert shown.loc["rnn", "params"] == "1,089"
