@@ -38,10 +38,8 @@ class TaskModule(pl.LightningModule):
         self.make_optimizer = optimizer
         self.make_scheduler = scheduler
         self.scheduler_options = scheduler_options or {}
-        self.val_metric = MeanMetric()
-        """The task's headline metric over the validation set, updated per batch."""
-        self.test_metric = MeanMetric()
-        """The task's headline metric over the test set, updated per batch."""
+        self.means: dict[str, dict[str, MeanMetric]] = {"val": {}, "test": {}}
+        """Per split, the running mean of each of :meth:`evaluate`'s metrics over its examples."""
         self.selected_validation: dict[str, float] = {}
         """The validation metrics of the checkpoint last loaded (after a test: the selected one's)."""
 
@@ -56,13 +54,24 @@ class TaskModule(pl.LightningModule):
         self.log_evaluation(batch, batch_idx, "test")
 
     def log_evaluation(self, batch: tuple[Tensor, Tensor], batch_idx: int, stage: str) -> None:
-        """Log ``<stage>/loss`` and ``<stage>/<metric>`` for each of the task's metrics."""
-        metrics = self.evaluate(batch, batch_idx, stage)
-        size = len(batch[0])
-        headline = self.val_metric if stage == "val" else self.test_metric
-        headline.update(metrics[self.task.spec.metric], weight=size)
-        logged = {f"{stage}/{k}": v for k, v in metrics.items()}
-        self.log_dict(logged, prog_bar=stage == "val", batch_size=size)
+        """Add a batch's ``loss`` and task metrics to the split's means."""
+        for name, value in self.evaluate(batch, batch_idx, stage).items():
+            if name not in self.means[stage]:
+                self.means[stage][name] = MeanMetric().to(value.device)
+            self.means[stage][name].update(value, weight=len(batch[0]))
+
+    def log_split(self, stage: str) -> None:
+        """Log ``<stage>/loss`` and the task's metrics over the whole split (see
+        :meth:`Task.from_means`), the baseline and the solved flag (0 or 1, by ``spec.solved``)
+        beside them, so runs compare at a glance."""
+        means = {name: mean.compute() for name, mean in self.means[stage].items()}
+        for mean in self.means[stage].values():
+            mean.reset()
+        metrics = self.task.from_means(means)
+        spec = self.task.spec
+        self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, prog_bar=stage == "val")
+        self.log(f"{stage}/{spec.metric}_baseline", spec.baseline)
+        self.log(f"{stage}/solved", float(spec.solved(metrics[spec.metric])))
 
     def log_training_metrics(self, batch: tuple[Tensor, Tensor]) -> None:
         """On the steps whose metrics Lightning writes, ``train/<metric>`` for each of the task's
@@ -74,7 +83,7 @@ class TaskModule(pl.LightningModule):
         training = self.training
         self.eval()
         with torch.no_grad():
-            metrics = self.evaluate(batch, 0, "train")
+            metrics = self.task.from_means(self.evaluate(batch, 0, "train"))
         self.train(training)
         logged = {f"train/{k}": v.detach().cpu() for k, v in metrics.items() if k != "loss"}
         self.log_dict(logged, batch_size=len(batch[0]))
@@ -109,21 +118,10 @@ class TaskModule(pl.LightningModule):
         return {"model/params": trainable_parameters(self), "model/hidden_size": self.stack.hidden_size}
 
     def on_validation_epoch_end(self) -> None:
-        """Log the baseline and the solved flag beside the metric, so runs compare at a glance."""
-        spec = self.task.spec
-        metric = self.val_metric.compute()
-        self.val_metric.reset()
-        self.log(f"val/{spec.metric}_baseline", spec.baseline)
-        self.log("val/solved", float(spec.solved(metric)))
+        self.log_split("val")
 
     def on_test_epoch_end(self) -> None:
-        """The baseline and the solved flag (0 or 1, by the task's ``spec.solved``) beside the
-        test metric."""
-        spec = self.task.spec
-        metric = self.test_metric.compute()
-        self.test_metric.reset()
-        self.log(f"test/{spec.metric}_baseline", spec.baseline)
-        self.log("test/solved", float(spec.solved(metric)))
+        self.log_split("test")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the validation metrics that the checkpoint was saved after (with a checkpoint

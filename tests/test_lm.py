@@ -7,11 +7,13 @@ import math
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from conftest import ONE_BATCH, client, config
+from torch.utils.data import DataLoader
 
 from seqexp import sample as sample_command
-from seqexp.build import build_task
+from seqexp.build import build_model, build_task
 from seqexp.config import ConfigError
 from seqexp.sampling import draw, sample
 from seqexp.tasks.lm import EOS, UNK, LanguageModelTask, tokenize, vocabulary
@@ -78,6 +80,26 @@ def test_the_baseline_is_the_unigram_models_cross_entropy(tmp_path: Path) -> Non
 def test_bad_knobs_are_refused_naming_the_key(bad: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         build_task(config("task=lm", "task.corpus_sentences=100", bad))
+
+
+def test_perplexity_is_e_to_the_mean_cross_entropy_over_all_validation_tokens() -> None:
+    """Over batches of unequal cross-entropy the mean of each batch's perplexity is larger (Jensen):
+    the logged perplexity is the unbiased one, e to the logged mean cross-entropy."""
+    cfg = config("task=lm", "task.level=word", "task.corpus_sentences=200", "task.seq_len=8", "logger=none")
+    task = build_task(cfg)
+    model = build_model(cfg, task)
+    x, y = task.examples("val", 48, seed=0)
+    batches = [(x[:16], y[:16]), (x[16:], y[16:])]
+    with torch.no_grad():
+        per_batch = [model.evaluate(batch, 0, "val") for batch in batches]
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    [logged] = trainer.validate(model, DataLoader(batches, batch_size=None), verbose=False)
+
+    xent = (per_batch[0]["xent"] * 16 + per_batch[1]["xent"] * 32) / 48
+    assert logged["val/xent"] == pytest.approx(xent.item(), rel=1e-5)
+    assert logged["val/perplexity"] == pytest.approx(math.exp(logged["val/xent"]), rel=1e-5)
+    mean_of_batches = (per_batch[0]["perplexity"] * 16 + per_batch[1]["perplexity"] * 32) / 48
+    assert logged["val/perplexity"] < mean_of_batches.item()
 
 
 def frequencies(tokens: torch.Tensor, size: int) -> torch.Tensor:

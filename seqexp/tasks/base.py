@@ -104,3 +104,9 @@ class Task(ABC):
     @abstractmethod
     def metrics(self, prediction: Tensor, target: Tensor) -> dict[str, Tensor]:
         """The task's metrics on a batch, ``spec.metric`` among them."""
+
+    def from_means(self, means: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The metrics of a whole split from the means of :meth:`metrics` over its examples: the
+        means themselves, except where a metric is not a mean (a perplexity is ``e`` to the mean
+        cross-entropy, not the mean of each batch's)."""
+        return means

@@ -138,6 +138,10 @@ class LanguageModelTask(Task):
         xent = self.loss(prediction, target)
         return {"xent": xent, self.spec.metric: self.from_xent(xent)}
 
+    def from_means(self, means: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The metric of the mean cross-entropy over all tokens (every example has ``seq_len``)."""
+        return means | {self.spec.metric: self.from_xent(means["xent"])}
+
     def detokenize(self, ids: list[int]) -> str:
         """Token ids as text: characters joined, or words joined by spaces; ``<EOS>`` as a new line."""
         tokens = ["\n" if i == 0 else self.vocab[i] for i in ids]
