@@ -109,14 +109,18 @@ def judged_metric(frame: pd.DataFrame, metric: str) -> str:
 
 
 def solved_source(frame: pd.DataFrame) -> str:
-    """``test/solved`` (judged at the end on the selected checkpoint) where the runs have it,
-    else ``val/solved`` (at the last validation)."""
-    return TEST_SOLVED if TEST_SOLVED in frame else SOLVED
+    """What :func:`solved` read: ``test`` (``test/solved``, judged at the end on the selected
+    checkpoint), ``val`` (``val/solved`` at the last validation, for runs recorded without a
+    test), or both."""
+    tested = column(frame, TEST_SOLVED)[frame.status == FINISHED].notna()
+    return "val" if not tested.any() else "test" if tested.all() else "test, else val"
 
 
 def solved(frame: pd.DataFrame) -> pd.Series:
-    """Per run: solved, and finished (a run that failed or diverged counts as unsolved)."""
-    return (frame.status == FINISHED) & (column(frame, solved_source(frame)).fillna(0) > 0.5)
+    """Per run: solved (on test where the run has it, else on validation), and finished (a run
+    that failed or diverged counts as unsolved)."""
+    flags = column(frame, TEST_SOLVED).fillna(column(frame, SOLVED)).fillna(0) > 0.5
+    return (frame.status == FINISHED) & flags
 
 
 def shown_metrics(frame: pd.DataFrame, metric: str) -> list[str]:
@@ -250,9 +254,7 @@ def runs_shown(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.D
     shown = frame[["run", *keys, "seed", "status"]].copy()
     for metric in metrics:
         shown[metric] = [f"{v:.4g}" if pd.notna(v) else "–" for v in column(frame, metric)]
-    shown[f"solved ({solved_source(frame).partition('/')[0]})"] = solved(frame).map(
-        {True: "yes", False: "no"}
-    )
+    shown[f"solved ({solved_source(frame)})"] = solved(frame).map({True: "yes", False: "no"})
     steps = column(frame, SOLVED_STEP)
     shown["solved at step"] = [f"{s:.0f}" if pd.notna(s) else "not solved" for s in steps]
     shown["params"] = [f"{p:,.0f}" if pd.notna(p) else "–" for p in column(frame, PARAMS)]
@@ -372,7 +374,7 @@ def write_report(client: MlflowClient, runs: list[Run], out: Path, title: str) -
     detailed = sorted({metric, judged})
     summaries = summarize(frame, keys, shown_metrics(frame, metric))
     numbers = summary_numbers(summaries, detailed)
-    shown = summary_shown(summaries, detailed, solved_source(frame).partition("/")[0])
+    shown = summary_shown(summaries, detailed, solved_source(frame))
     per_run = runs_shown(frame, keys, detailed)
     failed = frame[frame.status != FINISHED][["run", *keys, "seed", "status", "failure"]]
     judgements = verdicts(summaries, keys, judged, higher_is_better(runs))

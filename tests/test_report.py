@@ -10,7 +10,7 @@ import pytest
 from conftest import client
 
 from seqexp.intervals import Interval, MeanEstimate, estimate_mean, estimate_rate, mean_verdict, rate_verdict
-from seqexp.report import summarize, summary_shown, verdicts, write_report
+from seqexp.report import solved, solved_source, summarize, summary_shown, verdicts, write_report
 
 T_975_DF2 = 4.302652729911275  # t_{0.975} with 2 degrees of freedom (tables)
 T_975_DF1 = 12.706204736174705
@@ -186,3 +186,18 @@ def test_the_report_lists_failed_runs_as_unsolved_with_params_and_wall_time(outp
     per_run = {line.split("|")[1].strip(): line for line in runs_section.splitlines() if "-seed" in line}
     assert per_run["gru-seed2"].startswith("| gru-seed2 | gru    |      2 | FAILED   | –")
     assert "| no " in per_run["gru-seed2"] and "| not solved " in per_run["rnn-seed0"]
+
+
+def test_runs_are_judged_solved_on_test_where_they_have_it_else_on_validation() -> None:
+    runs = frame(
+        [
+            {"cell": "gru", "status": "FINISHED", "val/solved": 1, "test/solved": 0},  # val only: not solved
+            {"cell": "gru", "status": "FINISHED", "val/solved": 1},  # recorded before the test phase
+            {"cell": "gru", "status": "FAILED", "val/solved": 1},
+        ]
+    )
+
+    assert solved(runs).tolist() == [False, True, False]
+    assert solved_source(runs) == "test, else val"
+    assert solved_source(runs.iloc[[0, 2]]) == "test"  # a failed run has no test: it is not "val"
+    assert solved_source(runs.drop(columns="test/solved")) == "val"
