@@ -16,9 +16,10 @@ from rich.table import Table
 
 from seqexp.checkpoints import LAST, checkpoint_dir
 from seqexp.config import ConfigError
+from seqexp.data import DATA_SCHEME, DATA_SCHEMES
 from seqexp.module import KERNEL_TAG
 from seqexp.records import CORPUS_TAG, TRUSTED_MODULES_ENV, check_corpus, check_record, under
-from seqexp.tracking import CONFIG_ARTIFACT, TAG_RUN_DIR, tracking_uri
+from seqexp.tracking import CONFIG_ARTIFACT, TAG_DATA_SCHEME, TAG_RUN_DIR, check_reachable, tracking_uri
 from seqexp.train import RunFailed, RunResult, train
 
 console = Console()
@@ -41,6 +42,20 @@ def kernels_in(tags: dict[str, str]) -> dict[str, str]:
     return {tag: kernel for tag, kernel in sorted(tags.items()) if tag.startswith(KERNEL_TAG)}
 
 
+def data_scheme_change(tags: dict[str, str]) -> str | None:
+    """Why the data differ, if the recorded run drew them by another version of seqexp's data scheme
+    than this code does (a run recorded without the tag used version 1); ``None`` if it did not."""
+    recorded = tags.get(TAG_DATA_SCHEME, "1")
+    if recorded == DATA_SCHEME:
+        return None
+    return (
+        f"the recorded run drew its data by seqexp's data scheme {recorded} "
+        f"({DATA_SCHEMES.get(recorded, 'unknown to this version of seqexp')}); this rerun draws them "
+        f"by scheme {DATA_SCHEME} ({DATA_SCHEMES[DATA_SCHEME]}): the metrics may differ because "
+        "of the data alone"
+    )
+
+
 def rerun(client: MlflowClient, run_id: str, outputs: Path, trust: bool = False) -> tuple[RunResult, bool]:
     """Run ``run_id``'s recorded config again as a new run linked to it; do the final metrics match?"""
     cfg = recorded_config(client, run_id)
@@ -50,6 +65,8 @@ def rerun(client: MlflowClient, run_id: str, outputs: Path, trust: bool = False)
     cfg.paths.outputs = str(outputs)
     run_dir = outputs / "reruns" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     run_dir.mkdir(parents=True)
+    if scheme_change := data_scheme_change(recorded.tags):
+        console.print(f"[bold yellow]{scheme_change}[/]", soft_wrap=True)
     result = train(cfg, run_dir, tags={"seqexp.rerun_of": run_id})
     compared = {k: (recorded.metrics[k], v) for k, v in result.metrics.items() if k in recorded.metrics}
     matches = all(same(a, b) for a, b in compared.values())
@@ -58,6 +75,8 @@ def rerun(client: MlflowClient, run_id: str, outputs: Path, trust: bool = False)
         table.add_row(name, repr(a), repr(b), "yes" if same(a, b) else "[red]no[/]")
     console.print(table)
     console.print(f"the final metrics {'match exactly' if matches else '[bold red]differ[/]'}")
+    if scheme_change and not matches:
+        console.print(f"they were drawn from other data: {scheme_change}", soft_wrap=True)
     ran_on = kernels_in(recorded.tags)
     runs_on = kernels_in(client.get_run(result.run_id).data.tags) if result.run_id else {}
     if ran_on and runs_on and ran_on != runs_on:
