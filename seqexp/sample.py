@@ -16,7 +16,7 @@ from seqexp.config import ConfigError
 from seqexp.lm import LanguageModel
 from seqexp.records import CORPUS_FILE, CORPUS_TAG, check_corpus, check_record
 from seqexp.rerun import TRUST_HELP, recorded_config
-from seqexp.tracking import CONFIG_ARTIFACT, TAG_RUN_DIR, tracking_uri
+from seqexp.tracking import CONFIG_ARTIFACT, TAG_RUN_DIR, check_reachable, tracking_uri
 
 
 def from_checkpoint(path: Path) -> tuple[DictConfig, Path, str | None]:
@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.source.endswith(".ckpt"):
             cfg, checkpoint, digest = from_checkpoint(Path(args.source))
         else:
-            cfg, checkpoint, digest = from_run(MlflowClient(tracking_uri(args.outputs)), args.source)
+            uri = tracking_uri(args.outputs)
+            check_reachable(uri)
+            cfg, checkpoint, digest = from_run(MlflowClient(uri), args.source)
         model = load_model(cfg, checkpoint, digest, args.trust)
         options = dict(cfg.sampling) | {
             key: value

@@ -10,7 +10,14 @@ from mlflow import MlflowClient
 from omegaconf import DictConfig
 
 from seqexp.report import report_sweep
-from seqexp.tracking import PARENT_RUN_FILE, TAG_OVERRIDES, experiment_id, tracking_uri
+from seqexp.tracking import (
+    PARENT_RUN_FILE,
+    TAG_OVERRIDES,
+    TrackingUnreachable,
+    check_reachable,
+    experiment_id,
+    tracking_uri,
+)
 
 
 class SweepRun(Callback):
@@ -25,7 +32,12 @@ class SweepRun(Callback):
         if config.logger.name != "mlflow":
             return
         outputs = Path(config.paths.outputs)
-        client = MlflowClient(tracking_uri(outputs))
+        uri = tracking_uri(outputs)
+        try:
+            check_reachable(uri)
+        except TrackingUnreachable as error:
+            raise SystemExit(f"seqexp: {error}") from None
+        client = MlflowClient(uri)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         run = client.create_run(

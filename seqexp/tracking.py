@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -20,7 +23,7 @@ from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 import seqexp
-from seqexp.config import chosen_options
+from seqexp.config import ConfigError, chosen_options
 from seqexp.records import CORPUS_FILE, CORPUS_TAG, corpus_digest
 
 CONFIG_ARTIFACT = "config.yaml"
@@ -35,6 +38,8 @@ TAG_OVERRIDES = "seqexp.overrides"
 TAG_RUN_DIR = "seqexp.run_dir"
 TAG_SWEEP_ID = "seqexp.sweep_id"
 TAG_PARENT = "mlflow.parentRunId"
+REACH_TIMEOUT_S = 10.0
+"""How long seqexp waits for a tracking server's first answer before it says the server is down."""
 
 
 def tracking_uri(outputs: Path) -> str:
@@ -172,9 +177,35 @@ def tracking_env_kept() -> Iterator[None]:
             os.environ["MLFLOW_TRACKING_URI"] = before
 
 
+class TrackingUnreachable(ConfigError):
+    """The tracking server named by ``MLFLOW_TRACKING_URI`` does not answer: nothing was recorded."""
+
+
+def check_reachable(uri: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """One short request of seqexp's own to an HTTP tracking server, before any run is created (MLflow's
+    own client retries for minutes, and its retry settings are the whole process's). Any HTTP answer,
+    even an error status, means the server is there."""
+    if urlsplit(uri).scheme not in ("http", "https"):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
+            return
+    except urllib.error.HTTPError:
+        return
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise TrackingUnreachable(
+            f"the MLflow tracking server at {uri} (MLFLOW_TRACKING_URI) cannot be reached ({reason}); "
+            "nothing was recorded. Start it (e.g. mlflow server --host 127.0.0.1 --port <port>), point "
+            "MLFLOW_TRACKING_URI at a running one, unset it to record to <outputs>/mlflow.db, or run "
+            "with logger=none"
+        ) from None
+
+
 def make_logger(cfg: DictConfig, outputs: Path, run_dir: Path, resume_run: str | None = None) -> RunLogger:
     """An MLflow logger for this run: a new run with its params and tags, or ``resume_run`` again."""
     uri = tracking_uri(outputs)
+    check_reachable(uri)
     with tracking_env_kept():
         if resume_run:
             MlflowClient(uri).update_run(resume_run, status="RUNNING")
