@@ -120,9 +120,10 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 def command(prog: str, description: str, action: Any) -> None:
     args = parser(prog, description).parse_args()
-    client = MlflowClient(tracking_uri(args.outputs))
+    uri = tracking_uri(args.outputs)
     try:
-        action(client, args)
+        check_reachable(uri)
+        action(MlflowClient(uri), args)
     except ConfigError as error:
         raise SystemExit(f"{prog}: {error}") from None
     except RunFailed as failure:
