@@ -117,6 +117,8 @@ def test_a_failed_run_counts_in_the_group_as_unsolved_and_not_in_the_mean() -> N
         "cell=gru vs cell=rnn: val/mse: no difference at n = 2 and 1; "
         "solve rate: no difference at n = 3 and 1"
     ]
+    [unrecorded] = verdicts([gru, rnn], ["cell"], "val/mse", higher=None)  # runs from before the tag
+    assert "val/mse: no verdict (the runs do not record which way it improves)" in unrecorded
 
 
 def test_verdicts_compare_groups_that_differ_in_one_swept_value() -> None:
