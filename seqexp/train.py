@@ -29,7 +29,7 @@ from seqexp.checkpoints import (
     checkpoint_dir,
     last_checkpoint,
 )
-from seqexp.config import ConfigError, build_errors, check_config, instantiate
+from seqexp.config import CONF, ConfigError, build_errors, check_config, instantiate
 from seqexp.data import DATA_SCHEME, TaskData
 from seqexp.memory import check_fits
 from seqexp.module import TaskModule
@@ -50,8 +50,6 @@ console = Console()
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 # Fresh training batches (seqexp.data.FreshBatches) are drawn in the main process, their length exact.
 warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
-CONF = Path(__file__).parents[1] / "conf"
-"""The Hydra config, at the top of the source tree (seqexp is installed editable)."""
 
 
 @dataclass(frozen=True)

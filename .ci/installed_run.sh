@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# seqexp as a user installs it: build the wheel, install it in a fresh virtual environment (reusing
+# this Python's torch and other dependencies, but seqexp itself from the wheel), and run a short
+# seqexp from a directory outside the checkout; the run must record the onednn kernel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+checkout=$(pwd)
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+
+python -m pip wheel --quiet --no-deps --no-build-isolation . -w "$scratch/wheel"
+rm -rf build
+python -m venv --system-site-packages "$scratch/venv"
+"$scratch/venv/bin/python" -m pip install --quiet --no-deps --force-reinstall "$scratch"/wheel/seqexp-*.whl
+
+mkdir "$scratch/elsewhere"
+cd "$scratch/elsewhere"
+"$scratch/venv/bin/seqexp" cell=peephole trainer.max_steps=5 data.batches_per_epoch=3 task.seq_len=6 \
+    task.train_size=64 task.val_size=32 data.batch_size=16 model.hidden_size=8 threads=1 \
+    trainer.enable_progress_bar=false callbacks.gradient_flow=null
+"$scratch/venv/bin/python" - "$scratch" "$checkout" <<'PY'
+import sys
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+import seqexp
+from seqexp.config import CONF
+
+scratch, checkout = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
+assert Path(seqexp.__file__).resolve().is_relative_to(scratch / "venv"), f"seqexp from {seqexp.__file__}"
+assert CONF.resolve().is_relative_to(scratch / "venv") and (CONF / "config.yaml").is_file(), CONF
+store = Path("outputs/mlflow.db").resolve()
+assert store.is_relative_to(scratch / "elsewhere"), "outputs under the current directory"
+client = MlflowClient(f"sqlite:///{store}")
+[run] = client.search_runs([e.experiment_id for e in client.search_experiments()])
+assert run.info.status == "FINISHED", run.info.status
+assert run.data.tags["seqexp.kernel"] == "onednn", run.data.tags.get("seqexp.kernel")
+assert not Path(run.data.tags["seqexp.run_dir"]).resolve().is_relative_to(checkout)
+print(f"installed wheel: run {run.info.run_id} FINISHED on the onednn kernel, from {Path.cwd()}")
+PY

@@ -1,0 +1,27 @@
+"""What a wheel of seqexp holds: every package, the Hydra config and the C++ kernels' sources."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from seqexp.config import CONF, shipped_config_dir
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_the_wheel_lists_every_package_and_maps_conf_into_seqexp() -> None:
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = {
+        ".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "seqexp").rglob("__init__.py")
+    }
+    assert set(setuptools["packages"]) == on_disk | {"seqexp.conf"}
+    assert setuptools["package-dir"] == {"seqexp.conf": "conf"}
+    assert setuptools["package-data"]["seqexp.conf"] == ["**/*.yaml"]
+    sources = {p.name for p in (ROOT / "seqexp" / "kernels").glob("*.cpp")}
+    assert sources == {"onednn_lstm.cpp"} and setuptools["package-data"]["seqexp.kernels"] == ["*.cpp"]
+
+
+def test_from_a_source_tree_the_config_is_conf_at_its_top() -> None:
+    assert CONF == shipped_config_dir() == ROOT / "conf"
+    assert (CONF / "config.yaml").is_file()
