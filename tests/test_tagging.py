@@ -25,7 +25,7 @@ from seqexp.train import train
 
 
 def test_every_word_gets_the_label_its_role_says() -> None:
-    task = TaggingTask(seq_len=7, lookahead=3)
+    task = TaggingTask(seq_len=4, lookahead=3)
     inputs, targets = task.generate(200, seed=0)
     for sentence, target in zip(inputs, targets, strict=True):
         words, labels, flags = task.decode(sentence), target[:, 0].tolist(), target[:, 1].tolist()
@@ -67,11 +67,24 @@ def test_f1() -> None:
     assert float(f1(torch.zeros(3, dtype=torch.bool), torch.zeros(3, dtype=torch.bool))) == 1.0
 
 
+@pytest.mark.parametrize("lookahead", [1, 5, 15])
+def test_the_ambiguous_words_places_do_not_narrow_as_the_lookahead_grows(lookahead: int) -> None:
+    """The sentence grows with the look-ahead: the ambiguous word takes any of the first
+    ``seq_len`` places, its cue ``lookahead`` words later, whatever the look-ahead."""
+    task = TaggingTask(seq_len=16, lookahead=lookahead)
+    inputs, targets = task.generate(2000, seed=1)
+    assert inputs.shape == (2000, 16 + lookahead) and targets.shape == (2000, 16 + lookahead, 2)
+    places = targets[..., 1].argmax(1)
+    assert sorted(set(places.tolist())) == list(range(16))
+    cues = inputs[torch.arange(2000), places + lookahead]
+    assert all(VOCAB[c] in NAME_CUES + THING_CUES for c in cues.tolist())
+
+
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
         ("task.lookahead=0", "task.lookahead must be >= 1"),
-        ("task.seq_len=3", r"task.seq_len must be >= 4, task.lookahead \+ 1"),
+        ("task.seq_len=0", r"task.seq_len must be >= 1, the places the ambiguous word can take"),
     ],
 )
 def test_bad_knobs_are_refused_naming_the_key(bad: str, message: str) -> None:
@@ -83,10 +96,10 @@ def tagging_run(topology: str, run_dir: Path) -> dict[str, float]:
     cfg = config(
         "task=tagging",
         f"topology={topology}",
-        "task.seq_len=8",
+        "task.seq_len=5",
         "task.lookahead=3",
-        "task.train_size=512",
         "task.val_size=256",
+        "task.test_size=256",
         "data.batch_size=64",
         "model.hidden_size=16",
         "model.embedding_size=8",
@@ -108,3 +121,5 @@ def test_only_a_bidirectional_model_tags_the_ambiguous_words(tmp_path: Path) -> 
     assert bi["val/ambiguous_accuracy"] > 0.9
     assert bi["val/solved"] == 1.0 and uni["val/solved"] == 0.0
     assert uni["val/ambiguous_accuracy_baseline"] == 0.5
+    assert bi["test/ambiguous_accuracy"] > 0.9 and abs(uni["test/ambiguous_accuracy"] - 0.5) < 0.1
+    assert bi["test/solved"] == 1.0 and uni["test/solved"] == 0.0

@@ -11,6 +11,8 @@ from conftest import TINY, client, config, seqexp
 from mlflow.entities import Run
 
 from seqexp.config import ConfigError
+from seqexp.data import DATA_SCHEME
+from seqexp.rerun import rerun
 from seqexp.train import train
 
 
@@ -44,6 +46,9 @@ def test_a_run_leaves_a_finished_mlflow_record_with_params_metrics_and_config(ou
     assert {"train/loss", "val/loss", "val/mse", "val/mse_baseline", "val/solved"} <= metrics.keys()
     assert metrics["val/mse_baseline"] == pytest.approx(1 / 6)
     assert metrics["val/solved"] == float(metrics["val/mse"] < 0.01)
+    assert {"train/mse", "test/loss", "test/mse", "test/mse_baseline", "test/solved"} <= metrics.keys()
+    assert metrics["test/solved"] == float(metrics["test/mse"] < 0.01)
+    assert run.data.tags["seqexp.data_scheme"] == DATA_SCHEME
     assert run.data.tags["seqexp.overrides"].endswith("cell=gru topology=bi")
     assert "seqexp.git_commit" in run.data.tags
 
@@ -57,6 +62,20 @@ def test_a_run_leaves_a_finished_mlflow_record_with_params_metrics_and_config(ou
     assert [a.path for a in checkpoints] == ["checkpoints/epoch=1-step=6.ckpt"], (
         "the best checkpoint is an artifact"
     )
+
+
+def test_a_rerun_of_a_record_from_before_the_data_scheme_says_its_data_differ(
+    outputs, monkeypatch, capsys
+) -> None:
+    """A record without ``seqexp.data_scheme`` drew its data by scheme 1."""
+    seqexp(*TINY, monkeypatch=monkeypatch)
+    [run] = runs(outputs)
+    client(outputs).delete_tag(run.info.run_id, "seqexp.data_scheme")
+    capsys.readouterr()
+    rerun(client(outputs), run.info.run_id, outputs)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "drew its data by seqexp's data scheme 1 (one fixed training set" in out
+    assert f"this rerun draws them by scheme {DATA_SCHEME} (a fresh training batch" in out
 
 
 def test_a_two_job_multirun_leaves_two_runs_whose_params_differ(outputs, monkeypatch) -> None:
