@@ -122,8 +122,10 @@ def test_an_lstm_learns_the_embedded_reber_grammar_and_its_long_range_symbol(tmp
 
 
 def sweep(name: str) -> tuple[DictConfig, list[list[str]]]:
-    """An experiment's config, and the overrides of every job its sweep declares."""
+    """An experiment's config, and the overrides of every job its sweep declares, but for the seed
+    (the seeds of a job build the same model)."""
     cfg, axes = experiment(name)
+    axes = [axis for axis in axes if not axis[0].startswith("seed=")]
     return cfg, [list(job) for job in itertools.product(*axes)]
 
 
