@@ -24,13 +24,13 @@ from seqexp.train import RunResult, run_job, train
 FRESH = {
     "adding": ["task.seq_len=8"],
     "copy": ["task.seq_len=5"],
-    "temporal_order": ["task.seq_len=12"],
+    "temporal_order": ["task.seq_len=20"],
     "agreement": ["task.seq_len=8"],
     "reber": ["task.seq_len=12"],
     "tagging": ["task.seq_len=5"],
 }
 """The tasks that draw a fresh training batch at every step, at small sizes."""
-LARGE_SPACE = ("adding", "copy", "agreement", "tagging")
+LARGE_SPACE = ("adding", "copy", "temporal_order", "agreement", "tagging")
 """Those whose inputs, at these sizes, are too many for a few hundred examples to repeat."""
 QUIET = ["threads=1", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
 RUN = [
