@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from mlflow import MlflowClient
 from omegaconf import DictConfig
 
 from seqexp.report import report_sweep
@@ -16,8 +18,43 @@ from seqexp.tracking import (
     TrackingUnreachable,
     check_reachable,
     experiment_id,
+    patient_client,
     tracking_uri,
 )
+
+
+def job_experiments(config: DictConfig) -> set[str]:
+    """The MLflow experiments the sweep's jobs record to (one per task, unless a job names its own),
+    from the jobs' configs as Hydra's basic sweeper composes them: one per combination of the swept
+    group options and ``logger.*``/``task.name`` values (the other swept values take their first,
+    since they do not name experiments). Where that cannot be done (another sweeper), the sweep's own
+    experiment, and the jobs create any other."""
+    params = [f"{key}={value}" for key, value in (config.hydra.sweeper.get("params") or {}).items()]
+    try:
+        loader = GlobalHydra.instance().config_loader()
+        groups = set(loader.list_groups(""))
+        parser = OverridesParser.create()
+        lines = []
+        for override in parser.parse_overrides([*params, *config.hydra.overrides.task]):
+            key = override.key_or_group
+            if (
+                not override.is_sweep_override()
+                or key in groups
+                or key.startswith("logger.")
+                or key == "task.name"
+            ):
+                lines.append(override.input_line)
+            else:
+                lines.append(f"{override.get_key_element()}={next(override.sweep_string_iterator())}")
+        jobs = [
+            job
+            for batch in BasicSweeper.split_arguments(parser.parse_overrides(lines), None)
+            for job in batch
+        ]
+        configs = [loader.load_sweep_config(config, list(job)) for job in jobs]
+    except Exception:  # no jobs to compose here: the jobs create what they need, as before
+        return {config.logger.experiment}
+    return {job.logger.experiment for job in configs if job.logger.name == "mlflow"}
 
 
 class SweepRun(Callback):
@@ -37,7 +74,9 @@ class SweepRun(Callback):
             check_reachable(uri)
         except TrackingUnreachable as error:
             raise SystemExit(f"seqexp: {error}") from None
-        client = MlflowClient(uri)
+        client = patient_client(uri)
+        for name in sorted(job_experiments(config)):  # before the jobs race to create them
+            experiment_id(client, name, outputs)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         run = client.create_run(
@@ -54,7 +93,7 @@ class SweepRun(Callback):
         parent_file = Path(config.hydra.sweep.dir) / PARENT_RUN_FILE
         if config.logger.name != "mlflow" or not parent_file.exists():
             return
-        client = MlflowClient(tracking_uri(Path(config.paths.outputs)))
+        client = patient_client(tracking_uri(Path(config.paths.outputs)))
         parent = parent_file.read_text().strip()
         report_sweep(client, parent, Path(config.hydra.sweep.dir) / "report")
         client.set_terminated(parent, "FINISHED")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import random
 import subprocess
 import time
 import urllib.error
@@ -17,6 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from mlflow import MlflowClient
 from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.loggers import MLFlowLogger
@@ -40,6 +43,9 @@ TAG_SWEEP_ID = "seqexp.sweep_id"
 TAG_PARENT = "mlflow.parentRunId"
 REACH_TIMEOUT_S = 10.0
 """How long seqexp waits for a tracking server's first answer before it says the server is down."""
+LOCKED = "database is locked"
+LOCK_PATIENCE_S = 300.0
+"""How long a job keeps retrying a write that another job's lock on the sqlite store holds up."""
 
 
 def tracking_uri(outputs: Path) -> str:
@@ -52,11 +58,18 @@ def artifact_location(outputs: Path) -> str | None:
     return None if os.environ.get("MLFLOW_TRACKING_URI") else (outputs.resolve() / "artifacts").as_uri()
 
 
-def experiment_id(client: MlflowClient, name: str, outputs: Path) -> str:
+def experiment_id(client: MlflowClient | PatientClient, name: str, outputs: Path) -> str:
+    """Experiment ``name``'s id, created if need be (by this process or, racing it, by another)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_location(outputs))
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location(outputs))
+    except MlflowException:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def ui_command(uri: str) -> str:
@@ -117,6 +130,49 @@ def git_tags(source: Path) -> dict[str, str]:
         return {}
 
 
+def locked(error: BaseException) -> bool:
+    """Did the store refuse because another process held its lock (sqlite's "database is locked")?"""
+    seen: BaseException | None = error
+    while seen is not None:
+        if LOCKED in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class PatientClient:
+    """An ``MlflowClient`` whose calls, while the store is locked by other jobs, are retried with
+    exponential backoff (and jitter) for up to :data:`LOCK_PATIENCE_S`, instead of failing the job."""
+
+    def __init__(self, client: MlflowClient) -> None:
+        self.client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.client, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def patiently(*args: Any, **kwargs: Any) -> Any:
+            waited, delay = 0.0, 0.25
+            while True:
+                try:
+                    return attribute(*args, **kwargs)
+                except Exception as error:
+                    if not locked(error) or waited >= LOCK_PATIENCE_S:
+                        raise
+                pause = delay * random.uniform(0.5, 1.5)
+                time.sleep(pause)
+                waited, delay = waited + pause, min(2 * delay, 8.0)
+
+        return patiently
+
+
+def patient_client(uri: str) -> PatientClient:
+    """A client of the store at ``uri`` that waits out other jobs' locks."""
+    return PatientClient(MlflowClient(uri))
+
+
 class RunLogger(MLFlowLogger):
     """Lightning's MLflow logger, holding metrics back until a checkpoint is saved or the run ends.
 
@@ -127,6 +183,7 @@ class RunLogger(MLFlowLogger):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._mlflow_client = PatientClient(self._mlflow_client)
         self.pending: list[Metric] = []
         self.written_up_to: dict[str, int] = {}
         """For a resumed run: the last step of each metric already in the store."""
@@ -208,7 +265,7 @@ def make_logger(cfg: DictConfig, outputs: Path, run_dir: Path, resume_run: str |
     check_reachable(uri)
     with tracking_env_kept():
         if resume_run:
-            MlflowClient(uri).update_run(resume_run, status="RUNNING")
+            patient_client(uri).update_run(resume_run, status="RUNNING")
             logger = RunLogger(tracking_uri=uri, run_id=resume_run)
             logger.resume()
             return logger
