@@ -36,9 +36,10 @@ def seeded() -> None:
 
 
 def stacks(cell: str, topology: str, n_x: int, n_a: int, dtype: torch.dtype) -> tuple[RecurrentStack, ...]:
-    """The same stack twice, with random non-zero weights: through the kernels, and step by step."""
+    """The same stack twice, with random non-zero weights: through seqexp's kernels (``custom``,
+    never torch.nn's), and step by step."""
     num_layers, bidirectional = TOPOLOGIES[topology]
-    fast = RecurrentStack(CELLS[cell], n_x, n_a, num_layers, bidirectional).to(dtype)
+    fast = RecurrentStack(CELLS[cell], n_x, n_a, num_layers, bidirectional, impl="custom").to(dtype)
     with torch.no_grad():
         for p in fast.parameters():
             p.uniform_(-0.8, 0.8)
@@ -193,12 +194,22 @@ def test_triton_kernels_equal_the_cells(cell: str, topology: str, T: int, launch
     monkeypatch.setattr(kernels, "backend", lambda cell, like: fused)
     monkeypatch.setattr(fused, "choose_launch", lambda *args: LAUNCHES[launch])
     fast, step_by_step = stacks(cell, topology, 3, 10, torch.float32)
-    assert kernels.kernel_for(fast.layers[0][0], torch.zeros(1)) == "triton"
+    assert fast.kernel(torch.zeros(1)) == "triton"
     x = torch.randn(5, T, 3)
     state = initial_state(fast, 5, torch.float32)
 
     for got, expected in zip(everything(fast, x, state), everything(step_by_step, x, state), strict=True):
-        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+        assert_close_in_float32(got, expected)
+
+
+def assert_close_in_float32(got: Tensor, expected: Tensor) -> None:
+    """Equal but for float32 rounding. Both sides sum the same terms in another order, so an entry
+    differs by the rounding of the largest terms, which cancellation can leave far larger than the
+    entry: the absolute tolerance scales with the tensor's largest entry (tens in a ReLU RNN, whose
+    gradients of W_a then differ by 1e-5 where they are 0.01). tl.dot is not the cause: the
+    interpreter's is float32 np.matmul, and the kernels are nearer float64 than the cells are."""
+    scale = max(1.0, expected.abs().max().item())
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * scale)
 
 
 def test_a_cell_without_a_kernel_runs_its_own_loop() -> None:

@@ -6,8 +6,11 @@ one tensor (``wx``), and each step's recurrent product and gate math run inside 
 program owns a block of batch rows and a slice of the hidden units; the programs of a batch block
 exchange ``a<t>`` through a buffer in the GPU's L2 cache and wait for each other at a barrier
 after every phase of a step (once per step; twice for the course's GRU, whose Γr comes first).
-A barrier needs every program of the launch running at once, so :func:`choose_launch` launches
-no more than one program per multiprocessor when it splits the hidden units.
+A barrier needs every program of the launch running at once, so a launch that splits the hidden
+units (:func:`choose_launch`: at most one program per multiprocessor) has no more programs than
+the GPU holds at once (:func:`resident_programs`, from the compiled kernel's occupancy), and is a
+cooperative launch; a barrier wait that still cannot end gives up after a bound and the launch
+raises :class:`~seqexp.kernels.barriers.BarrierTimeout` (see TRITON.md).
 
 The backward kernel walks the steps in reverse the same way, writing ``∂L/∂z<t>`` for every
 step; the weight gradients are then one matrix product each, as in :mod:`seqexp.kernels.manual`,
@@ -18,6 +21,7 @@ not TF32).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,20 +30,25 @@ import triton
 import triton.language as tl
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+from triton.language.extra.cuda import globaltimer
+from triton.runtime.interpreter import InterpretedFunction
 
+from seqexp.kernels import barriers
 from seqexp.kernels.manual import peephole_gradient, weight_gradient
 from seqexp.kernels.manual import project as project  # the input projection: the same on GPU
 
 NAME = "triton"
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 """Input dtypes the kernels take; others run on :mod:`seqexp.kernels.manual`."""
+_BROKEN = tl.constexpr(barriers.BROKEN)
 
 
 @dataclass(frozen=True)
 class Launch:
     """How a launch shares out the work: ``batch`` rows per program and ``splits`` programs across
-    the hidden units (they meet at a barrier after every phase of a step); tiles of ``hidden``
-    units, products reduced in chunks of ``reduction``."""
+    the hidden units (they meet at a barrier after every phase of a step; :func:`_launch` may
+    lower it to what runs at once); tiles of ``hidden`` units, products reduced in chunks of
+    ``reduction``."""
 
     batch: int
     hidden: int
@@ -54,7 +63,8 @@ class Launch:
 
 
 def processors(device: torch.device) -> int:
-    """How many programs surely run at once (and so can meet at a barrier): one per multiprocessor."""
+    """The device's multiprocessors (queried): how many programs :func:`choose_launch` spreads a
+    launch over. One off CUDA: Triton's interpreter runs programs one after another."""
     if device.type != "cuda":
         return 1  # Triton's interpreter runs programs one after another
     return torch.cuda.get_device_properties(device).multi_processor_count
@@ -166,16 +176,33 @@ def _tile(h0, h_end, rows, row_mask, N, BLOCK_H: tl.constexpr):
 
 
 @triton.jit
-def _sync(counter, phase, SPLITS: tl.constexpr):
+def _waited(start, spins, TIMER: tl.constexpr):
+    """How long a barrier wait has lasted: ns since ``start`` on a GPU, else ``spins``."""
+    if TIMER:
+        return globaltimer() - start
+    else:
+        return spins
+
+
+@triton.jit
+def _sync(counter, phase, SPLIT: tl.constexpr, TIMER: tl.constexpr, WAIT: tl.constexpr):
     """Wait until every program of this batch block has finished ``phase``; returns the next
-    phase. The programs share ``counter``, to which each adds 1 per phase."""
+    phase. The programs share ``counter``, to which each adds 1 per phase. A wait longer than
+    ``WAIT`` (see :func:`_waited`) gives up and marks the counter broken, which opens every later
+    wait of the block at once: the launch ends, and :mod:`seqexp.kernels.barriers` reports it."""
     tl.debug_barrier()
-    if SPLITS > 1:
+    if SPLIT:
         tl.atomic_add(counter, 1, sem="release")
-        target = (phase + 1) * SPLITS
+        target = (phase + 1) * tl.num_programs(1)
         seen = tl.atomic_add(counter, 0, sem="acquire")
-        while seen < target:
-            seen = tl.atomic_add(counter, 0, sem="acquire")
+        if seen < target:
+            start = globaltimer() if TIMER else 0
+            spins = 0
+            while (seen < target) & (_waited(start, spins, TIMER) < WAIT):
+                seen = tl.atomic_add(counter, 0, sem="acquire")
+                spins += 1
+            if seen < target:
+                tl.atomic_or(counter, _BROKEN, sem="relaxed")
     tl.debug_barrier()
     return phase + 1
 
@@ -183,8 +210,9 @@ def _sync(counter, phase, SPLITS: tl.constexpr):
 @triton.jit
 def _lstm_forward(
     wx, W, p, hs, cells, gates, T, B, N, H_SLICE, sync,
-    PEEPHOLE: tl.constexpr, SPLITS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr, DOT: tl.constexpr, IEEE: tl.constexpr,
+    PEEPHOLE: tl.constexpr, SPLIT: tl.constexpr, TIMER: tl.constexpr, WAIT: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT: tl.constexpr, IEEE: tl.constexpr,
 ):  # fmt: skip
     """``hs[t+1]``, ``cells[t+1]`` and ``gates[t]`` (Γu, Γf, c̃, Γo) from ``hs[t]``, ``cells[t]``."""
     rows, row_mask, h_begin, h_end = _share(B, N, H_SLICE, BLOCK_B)
@@ -217,7 +245,8 @@ def _lstm_forward(
             tl.store(gate_at + 3 * N, o, mask=mask)
             tl.store(cells + (t + 1) * B * N + state, c, mask=mask)
             tl.store(hs + (t + 1) * B * N + state, a.to(hs.dtype.element_ty), mask=mask)
-        phase = _sync(sync + tl.program_id(0), phase, SPLITS)  # a<t> is whole before step t+1 reads it
+        # a<t> is whole before step t+1 reads it
+        phase = _sync(sync + tl.program_id(0), phase, SPLIT, TIMER, WAIT)
 
 
 @triton.jit
@@ -252,8 +281,9 @@ def _backpropagated(
 @triton.jit
 def _lstm_backward(
     d_out, W, p, cells, gates, dz, dc, T, B, N, H_SLICE, sync,
-    PEEPHOLE: tl.constexpr, SPLITS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr, DOT: tl.constexpr, IEEE: tl.constexpr,
+    PEEPHOLE: tl.constexpr, SPLIT: tl.constexpr, TIMER: tl.constexpr, WAIT: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT: tl.constexpr, IEEE: tl.constexpr,
 ):  # fmt: skip
     """``dz[t] = ∂L/∂z<t>`` for t = T-1 ... 0, one phase per step: ``∂L/∂a<t>`` is ``d_out[t]``
     plus ``dz[t+1] @ W_a`` (``dz[T]`` is zeros); ``dc`` carries ∂L/∂c<t> back (from ∂L/∂c<T> to
@@ -294,14 +324,16 @@ def _lstm_backward(
             tl.store(dz_at + 2 * N, dz_c, mask=mask)
             tl.store(dz_at + 3 * N, dz_o, mask=mask)
             tl.store(dc + state, d_c_prev, mask=mask)
-        phase = _sync(sync + tl.program_id(0), phase, SPLITS)  # dz[t] is whole before step t-1 reads it
+        # dz[t] is whole before step t-1 reads it
+        phase = _sync(sync + tl.program_id(0), phase, SPLIT, TIMER, WAIT)
 
 
 @triton.jit
 def _gru_forward(
     wx, W, hs, gates, reset, T, B, N, H_SLICE, sync,
-    NB: tl.constexpr, SPLITS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr, DOT: tl.constexpr, IEEE: tl.constexpr,
+    NB: tl.constexpr, SPLIT: tl.constexpr, TIMER: tl.constexpr, WAIT: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT: tl.constexpr, IEEE: tl.constexpr,
 ):  # fmt: skip
     """The course's GRU (``NB = 3`` blocks r, u, c) or the simplified one (``NB = 2``: u, c).
     ``reset[t]`` keeps ``Γr * c<t-1>``, the input of ``W_c``'s product."""
@@ -325,7 +357,7 @@ def _gru_forward(
                 c_prev = tl.load(c_prev_at + state, mask=mask, other=0.0).to(tl.float32)
                 tl.store(gates + t * B * G + rows[:, None] * G + cols[None, :], r, mask=mask)
                 tl.store(recurrent_input + state, (r * c_prev).to(reset.dtype.element_ty), mask=mask)
-            phase = _sync(sync + tl.program_id(0), phase, SPLITS)
+            phase = _sync(sync + tl.program_id(0), phase, SPLIT, TIMER, WAIT)
         for h0 in range(h_begin, h_end, BLOCK_H):
             cols, col_mask, mask, state = _tile(h0, h_end, rows, row_mask, N, BLOCK_H)
             z_at = wx + t * B * G + rows[:, None] * G + cols[None, :]
@@ -345,14 +377,15 @@ def _gru_forward(
             tl.store(gate_at + U * N, u, mask=mask)
             tl.store(gate_at + (U + 1) * N, c_tilde, mask=mask)
             tl.store(hs + (t + 1) * B * N + state, c.to(hs.dtype.element_ty), mask=mask)
-        phase = _sync(sync + tl.program_id(0), phase, SPLITS)
+        phase = _sync(sync + tl.program_id(0), phase, SPLIT, TIMER, WAIT)
 
 
 @triton.jit
 def _gru_backward(
     d_out, W, hs, gates, dz, dc, T, B, N, H_SLICE, sync,
-    NB: tl.constexpr, SPLITS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr, DOT: tl.constexpr, IEEE: tl.constexpr,
+    NB: tl.constexpr, SPLIT: tl.constexpr, TIMER: tl.constexpr, WAIT: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT: tl.constexpr, IEEE: tl.constexpr,
 ):  # fmt: skip
     """``dz[t] = ∂L/∂z<t>`` for t = T-1 ... 0 (``dz[T]`` is zeros). ``dc`` carries the part of
     ∂L/∂c<t-1> that does not go through the first two blocks' products (``dc * (1 − Γu)``, and
@@ -380,7 +413,7 @@ def _gru_backward(
             tl.store(dz_at + U * N, d_c * (c_tilde - c_prev) * u * (1 - u), mask=mask)
             tl.store(dz_at + (U + 1) * N, d_c * u * (1 - c_tilde * c_tilde), mask=mask)
             tl.store(dc + state, d_c * (1 - u), mask=mask)
-        phase = _sync(sync + tl.program_id(0), phase, SPLITS)
+        phase = _sync(sync + tl.program_id(0), phase, SPLIT, TIMER, WAIT)
         if NB == 3:  # through Γr * c<t-1>: ∂L/∂(Γr * c<t-1>) = dz_c @ W_c
             for h0 in range(h_begin, h_end, BLOCK_H):
                 cols, col_mask, mask, state = _tile(h0, h_end, rows, row_mask, N, BLOCK_H)
@@ -393,14 +426,15 @@ def _gru_backward(
                 c_prev = tl.load(hs + t * B * N + state, mask=mask, other=0.0).to(tl.float32)
                 tl.store(dz + r_offsets, d_reset * c_prev * r * (1 - r), mask=mask)
                 tl.store(dc + state, tl.load(dc + state, mask=mask, other=0.0) + d_reset * r, mask=mask)
-            phase = _sync(sync + tl.program_id(0), phase, SPLITS)
+            phase = _sync(sync + tl.program_id(0), phase, SPLIT, TIMER, WAIT)
 
 
 @triton.jit
 def _rnn_forward(
     wx, W, hs, T, B, N, H_SLICE, sync,
-    RELU: tl.constexpr, SPLITS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr, DOT: tl.constexpr, IEEE: tl.constexpr,
+    RELU: tl.constexpr, SPLIT: tl.constexpr, TIMER: tl.constexpr, WAIT: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT: tl.constexpr, IEEE: tl.constexpr,
 ):  # fmt: skip
     rows, row_mask, h_begin, h_end = _share(B, N, H_SLICE, BLOCK_B)
     phase = 0
@@ -413,14 +447,15 @@ def _rnn_forward(
             )  # fmt: skip
             a = tl.maximum(z, 0.0) if RELU else _tanh(z)
             tl.store(hs + (t + 1) * B * N + state, a.to(hs.dtype.element_ty), mask=mask)
-        phase = _sync(sync + tl.program_id(0), phase, SPLITS)
+        phase = _sync(sync + tl.program_id(0), phase, SPLIT, TIMER, WAIT)
 
 
 @triton.jit
 def _rnn_backward(
     d_out, W, hs, dz, T, B, N, H_SLICE, sync,
-    RELU: tl.constexpr, SPLITS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr, DOT: tl.constexpr, IEEE: tl.constexpr,
+    RELU: tl.constexpr, SPLIT: tl.constexpr, TIMER: tl.constexpr, WAIT: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT: tl.constexpr, IEEE: tl.constexpr,
 ):  # fmt: skip
     """``dz[t] = ∂L/∂z<t>`` for t = T-1 ... 0 (``dz[T]`` is zeros); ∂L/∂a<0> is ``dz[0] @ W_a``."""
     rows, row_mask, h_begin, h_end = _share(B, N, H_SLICE, BLOCK_B)
@@ -437,27 +472,65 @@ def _rnn_backward(
             a = tl.load(hs + (t + 1) * B * N + state, mask=mask, other=0.0).to(tl.float32)
             d_z = tl.where(a > 0, d_a, 0.0) if RELU else d_a * (1 - a * a)
             tl.store(dz + t * B * N + state, d_z, mask=mask)
-        phase = _sync(sync + tl.program_id(0), phase, SPLITS)
+        phase = _sync(sync + tl.program_id(0), phase, SPLIT, TIMER, WAIT)
+
+
+def resident_programs(kernel: Any, device: torch.device, key: Hashable, compile: Callable[[], Any]) -> int:
+    """How many programs of ``kernel`` surely run at once, and so can meet at a barrier: the
+    multiprocessors times the programs each holds, which the CUDA driver computes for the kernel
+    that ``compile()`` returns (kept per ``key``). One in Triton's interpreter, which runs programs
+    one after another."""
+    if isinstance(kernel, InterpretedFunction) or device.type != "cuda":
+        return 1
+    if key not in _RESIDENT:
+        _RESIDENT[key] = processors(device) * barriers.programs_per_processor(compile())
+    return _RESIDENT[key]
+
+
+_RESIDENT: dict[Hashable, int] = {}
 
 
 def _launch(kernel: Any, like: Tensor, *args: Any, **constants: Any) -> None:
-    """Run ``kernel`` for a sequence like ``like`` (T, B, n_a), shared out by :func:`choose_launch`."""
-    _, batch, hidden = like.shape
+    """Run ``kernel`` for a sequence like ``like`` (T, B, n_a), shared out by :func:`choose_launch`
+    over no more programs than run at once (:func:`resident_programs`). A split launch (programs
+    that meet at barriers) is cooperative on a GPU: the driver starts it only with every program
+    resident, or refuses it. Its barrier waits are bounded, and reported by :mod:`barriers`."""
+    barriers.REPORTS.check()  # earlier launches that the GPU has finished: no waiting
+    steps, batch, hidden = like.shape
     launch = choose_launch(batch, hidden, like.dtype, like.device)
     blocks = triton.cdiv(batch, launch.batch)
-    kernel[(blocks, launch.splits)](
-        *args,
-        triton.cdiv(hidden, launch.splits),
-        torch.zeros(blocks, dtype=torch.int32, device=like.device),  # one barrier counter per block
-        **constants,
-        SPLITS=launch.splits,
-        BLOCK_B=launch.batch,
-        BLOCK_H=launch.hidden,
-        BLOCK_K=launch.reduction,
-        DOT=launch.dot,
-        IEEE=like.dtype == torch.float32,
-        num_warps=launch.warps,
-    )
+    interpreted = isinstance(kernel, InterpretedFunction)
+    counters = torch.zeros(blocks, dtype=torch.int32, device=like.device)  # one barrier counter per block
+
+    def start(splits: int, warmup: bool = False) -> Any:
+        grid = (blocks, splits)
+        arguments = (*args, triton.cdiv(hidden, splits), counters)
+        options = dict(
+            constants,
+            SPLIT=splits > 1,
+            TIMER=not interpreted,
+            WAIT=barriers.WAIT_SPINS if interpreted else barriers.WAIT_NS,
+            BLOCK_B=launch.batch,
+            BLOCK_H=launch.hidden,
+            BLOCK_K=launch.reduction,
+            DOT=launch.dot,
+            IEEE=like.dtype == torch.float32,
+            num_warps=launch.warps,
+            launch_cooperative_grid=splits > 1,
+        )
+        if warmup:
+            return kernel.warmup(*arguments, grid=grid, **options)
+        return kernel[grid](*arguments, **options)
+
+    if launch.splits > 1:  # the compiled kernel is the same for any number of splits above 1
+        key = (kernel.__name__, like.device, like.dtype, replace(launch, splits=2), *constants.items())
+        resident = resident_programs(kernel, like.device, key, lambda: start(launch.splits, warmup=True))
+        counted = (barriers.BROKEN - 1) // max(1, 2 * steps)  # a counter's count (≤ 2 per step) < BROKEN
+        splits = min(launch.splits, resident // blocks, counted)
+        launch = replace(launch, splits=splits if splits > 1 else 1)
+    start(launch.splits)
+    if launch.splits > 1:
+        barriers.REPORTS.add(kernel.__name__, launch.splits, counters, interpreted)
 
 
 def _states(initial: Tensor, T: int, dtype: torch.dtype) -> Tensor:
