@@ -5,8 +5,13 @@ program waits for programs that have not started, so every barrier of a forced s
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -142,3 +147,44 @@ def test_a_gpu_launch_is_reported_once_the_gpu_has_finished_it() -> None:
     with pytest.raises(barriers.BarrierTimeout, match="kernel _lstm_backward: .* 2 programs per batch block"):
         reports.check(wait=True)
     reports.check(wait=True)  # reported once
+
+
+COMPILE_FOR_A_GPU = """
+import inspect, json, sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from seqexp.kernels import barriers, fused
+
+results = {}
+for name in ("_gru_forward", "_gru_backward"):
+    kernel = getattr(fused, name)
+    params = list(inspect.signature(kernel.fn).parameters)
+    constants = dict(NB=3, SPLIT=True, TIMER=True, WAIT=barriers.WAIT_NS, BLOCK_B=16, BLOCK_H=16, BLOCK_K=32,
+                     DOT=True, IEEE=True)
+    types = {p: "constexpr" if p in constants else "i32" if p in ("T", "B", "N", "H_SLICE") else "*fp32"
+             for p in params}
+    source = ASTSource(kernel, types, {(params.index(k),): v for k, v in constants.items()})
+    options = {"num_warps": 4, "launch_cooperative_grid": True}
+    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
+    ptx = compiled.asm["ptx"]
+    results[name] = {"globaltimer": "%globaltimer" in ptx, "atomic_or": ".or.b32" in ptx,
+                     "cooperative": compiled.metadata.launch_cooperative_grid,
+                     "cubin": len(compiled.asm["cubin"])}
+json.dump(results, sys.stdout)
+"""
+
+
+def test_the_bounded_barrier_compiles_for_a_gpu(tmp_path: Path) -> None:
+    """The interpreter never compiles the kernels; Triton's own ptxas does, without a GPU: the
+    course's GRU (two barriers a step) each way, split, for an H100 (sm_90), its waits timed by
+    %globaltimer, a wait that gives up marking the counter (an atomic or), the launch cooperative."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path)  # compiled anew from this source
+    child = subprocess.run(
+        [sys.executable, "-c", COMPILE_FOR_A_GPU], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    for name, compiled in json.loads(child.stdout).items():
+        assert compiled["globaltimer"] and compiled["atomic_or"] and compiled["cooperative"], name
+        assert compiled["cubin"] > 0, name

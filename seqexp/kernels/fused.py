@@ -188,8 +188,11 @@ def _waited(start, spins, TIMER: tl.constexpr):
 def _sync(counter, phase, SPLIT: tl.constexpr, TIMER: tl.constexpr, WAIT: tl.constexpr):
     """Wait until every program of this batch block has finished ``phase``; returns the next
     phase. The programs share ``counter``, to which each adds 1 per phase. A wait longer than
-    ``WAIT`` (see :func:`_waited`) gives up and marks the counter broken, which opens every later
-    wait of the block at once: the launch ends, and :mod:`seqexp.kernels.barriers` reports it."""
+    ``WAIT`` (see :func:`_waited`) gives up: it marks the counter broken, which ends this wait and
+    opens every later one of the block at once, so the launch ends, and
+    :mod:`seqexp.kernels.barriers` reports it. The loop turns on the counter alone, which every
+    thread of the program reads alike; a thread's own clock only decides whether it marks the
+    counter (a masked atomic, so no thread leaves the loop, with its ``bar.sync``, before another)."""
     tl.debug_barrier()
     if SPLIT:
         tl.atomic_add(counter, 1, sem="release")
@@ -198,11 +201,10 @@ def _sync(counter, phase, SPLIT: tl.constexpr, TIMER: tl.constexpr, WAIT: tl.con
         if seen < target:
             start = globaltimer() if TIMER else 0
             spins = 0
-            while (seen < target) & (_waited(start, spins, TIMER) < WAIT):
-                seen = tl.atomic_add(counter, 0, sem="acquire")
+            while seen < target:
                 spins += 1
-            if seen < target:
-                tl.atomic_or(counter, _BROKEN, sem="relaxed")
+                tl.atomic_or(counter, _BROKEN, sem="relaxed", mask=_waited(start, spins, TIMER) > WAIT)
+                seen = tl.atomic_add(counter, 0, sem="acquire")
     tl.debug_barrier()
     return phase + 1
 
