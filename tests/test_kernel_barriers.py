@@ -118,6 +118,38 @@ def test_the_interpreter_runs_one_program_at_a_time(monkeypatch) -> None:
         assert_close_in_float32(got, expected)
 
 
+class RefusesSplitLaunches:
+    """A kernel whose split (cooperative) launches the driver refuses, as it does for an MPS client
+    that holds fewer multiprocessors than the GPU reports."""
+
+    def __init__(self, kernel: Any) -> None:
+        self.kernel = kernel
+        self.__name__ = kernel.__name__
+        self.grids: list[tuple[int, int]] = []
+
+    def __getitem__(self, grid: tuple[int, int]) -> Any:
+        self.grids.append(grid)
+        if grid[1] > 1:
+            raise RuntimeError("Triton Error [CUDA]: too many blocks in cooperative launch")
+        return self.kernel[grid]
+
+
+def test_a_refused_cooperative_launch_runs_unsplit(monkeypatch) -> None:
+    launches(monkeypatch, SPLIT)
+    kernel = RefusesSplitLaunches(fused._rnn_forward)
+    monkeypatch.setattr(fused, "_rnn_forward", kernel)
+    stack, step_by_step = stacks("rnn", "uni", 3, 10, torch.float32)
+    x = torch.randn(5, 4, 3)
+
+    with (
+        torch.no_grad(),
+        pytest.warns(UserWarning, match="_rnn_forward: .*cooperative launch; running it unsplit"),
+    ):
+        outputs = stack.run(x).outputs
+    assert kernel.grids == [(1, 2), (1, 1)]
+    assert_close_in_float32(outputs, step_by_step.run(x).outputs)
+
+
 class Event:
     """Stands for a torch.cuda.Event: whether the GPU has passed it."""
 

@@ -34,8 +34,12 @@ class BarrierTimeout(RuntimeError):
 
 
 @cache
-def _libcuda() -> ctypes.CDLL:
-    return ctypes.CDLL("libcuda.so.1")  # loaded already by the CUDA runtime
+def _occupancy() -> Any:
+    """The driver's ``cuOccupancyMaxActiveBlocksPerMultiprocessor`` (libcuda is loaded already)."""
+    function = ctypes.CDLL("libcuda.so.1").cuOccupancyMaxActiveBlocksPerMultiprocessor
+    function.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+    function.restype = ctypes.c_int
+    return function
 
 
 def programs_per_processor(compiled: Any) -> int:
@@ -45,9 +49,7 @@ def programs_per_processor(compiled: Any) -> int:
     _ = compiled.run  # loads the binary onto the device: its function handle and register count
     threads = compiled.metadata.num_warps * compiled.metadata.warp_size
     programs = ctypes.c_int()
-    status = _libcuda().cuOccupancyMaxActiveBlocksPerMultiprocessor(
-        ctypes.byref(programs), ctypes.c_void_p(compiled.function), threads, compiled.metadata.shared
-    )
+    status = _occupancy()(ctypes.byref(programs), compiled.function, threads, compiled.metadata.shared)
     if status != 0:
         raise RuntimeError(f"cuOccupancyMaxActiveBlocksPerMultiprocessor failed (CUresult {status})")
     return programs.value

@@ -21,6 +21,7 @@ not TF32).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -496,7 +497,8 @@ def _launch(kernel: Any, like: Tensor, *args: Any, **constants: Any) -> None:
     """Run ``kernel`` for a sequence like ``like`` (T, B, n_a), shared out by :func:`choose_launch`
     over no more programs than run at once (:func:`resident_programs`). A split launch (programs
     that meet at barriers) is cooperative on a GPU: the driver starts it only with every program
-    resident, or refuses it. Its barrier waits are bounded, and reported by :mod:`barriers`."""
+    resident, or refuses it, and then it runs unsplit. Its barrier waits are bounded, and reported
+    by :mod:`barriers`."""
     barriers.REPORTS.check()  # earlier launches that the GPU has finished: no waiting
     steps, batch, hidden = like.shape
     launch = choose_launch(batch, hidden, like.dtype, like.device)
@@ -530,7 +532,14 @@ def _launch(kernel: Any, like: Tensor, *args: Any, **constants: Any) -> None:
         counted = (barriers.BROKEN - 1) // max(1, 2 * steps)  # a counter's count (≤ 2 per step) < BROKEN
         splits = min(launch.splits, resident // blocks, counted)
         launch = replace(launch, splits=splits if splits > 1 else 1)
-    start(launch.splits)
+    try:
+        start(launch.splits)
+    except RuntimeError as error:  # e.g. an MPS client holds fewer multiprocessors than the GPU has
+        if launch.splits == 1 or "cooperative launch" not in str(error):
+            raise
+        warnings.warn(f"{kernel.__name__}: {error}; running it unsplit", stacklevel=4)
+        launch = replace(launch, splits=1)
+        start(1)
     if launch.splits > 1:
         barriers.REPORTS.add(kernel.__name__, launch.splits, counters, interpreted)
 
