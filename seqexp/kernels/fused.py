@@ -67,7 +67,7 @@ def processors(device: torch.device) -> int:
     """The device's multiprocessors (queried): how many programs :func:`choose_launch` spreads a
     launch over. One off CUDA: Triton's interpreter runs programs one after another."""
     if device.type != "cuda":
-        return 1  # Triton's interpreter runs programs one after another
+        return 1
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
@@ -478,15 +478,15 @@ def _rnn_backward(
         phase = _sync(sync + tl.program_id(0), phase, SPLIT, TIMER, WAIT)
 
 
-def resident_programs(kernel: Any, device: torch.device, key: Hashable, compile: Callable[[], Any]) -> int:
+def resident_programs(kernel: Any, device: torch.device, key: Hashable, compiled: Callable[[], Any]) -> int:
     """How many programs of ``kernel`` surely run at once, and so can meet at a barrier: the
     multiprocessors times the programs each holds, which the CUDA driver computes for the kernel
-    that ``compile()`` returns (kept per ``key``). One in Triton's interpreter, which runs programs
-    one after another."""
+    that ``compiled()`` returns (kept per ``key``). One in Triton's interpreter, which runs
+    programs one after another."""
     if isinstance(kernel, InterpretedFunction) or device.type != "cuda":
         return 1
     if key not in _RESIDENT:
-        _RESIDENT[key] = processors(device) * barriers.programs_per_processor(compile())
+        _RESIDENT[key] = processors(device) * barriers.programs_per_processor(compiled())
     return _RESIDENT[key]
 
 
