@@ -20,7 +20,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from seqexp import train
+from seqexp.commands import train
 
 CONF = Path(__file__).parents[1] / "conf"
 ONE_BATCH = [

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from seqexp.bench import main
-from seqexp.kernel_bench import peak_mb
+from seqexp.bench.kernels import peak_mb
+from seqexp.bench.loop import main
 
 
 def test_peak_memory_is_the_most_in_use_at_once() -> None:

@@ -6,9 +6,9 @@ import pytest
 import torch
 from conftest import config
 
-from seqexp.budget import hidden_size_for_budget, trainable_parameters
-from seqexp.build import build_model, build_task
-from seqexp.config import ConfigError
+from seqexp.checks import ConfigError
+from seqexp.config.build import build_model, build_task
+from seqexp.models.budget import hidden_size_for_budget, trainable_parameters
 
 CELLS = ("rnn", "gru", "gru_simple", "lstm", "peephole")
 TOPOLOGIES = ("uni", "bi", "deep", "deep_bi")

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RecurrentCell, RNNCell, SimpleGRUCell
-from seqexp.recurrent import RecurrentStack
+from seqexp.layers.recurrent import RecurrentStack
 
 N_X, N_A, B, T = 3, 4, 2, 6
 TOPOLOGIES = {"uni": (1, False), "deep": (3, False), "bi": (1, True), "deep_bi": (2, True)}

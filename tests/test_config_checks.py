@@ -11,10 +11,10 @@ import pytest
 import torch
 from conftest import TINY, client, config, seqexp
 
-from seqexp.config import ConfigError
-from seqexp.memory import check_fits, estimate
+from seqexp.checks import ConfigError
+from seqexp.commands.train import train
+from seqexp.config.memory import check_fits, estimate
 from seqexp.tasks.adding import AddingTask
-from seqexp.train import train
 
 BAD = {
     "seed=abc": r"seed must be an integer in \[0, 4294967295\] \(got 'abc'\)",

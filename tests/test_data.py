@@ -11,15 +11,15 @@ import torch
 from conftest import client, config, seqexp
 from omegaconf import DictConfig
 
-from seqexp import train as train_module
-from seqexp.build import build_model, build_task
-from seqexp.data import DATA_SCHEME, TaskData, derived_seed, example_keys, kept_apart
-from seqexp.module import VALIDATION_KEY
-from seqexp.rerun import data_scheme_change
+from seqexp.commands import train as train_module
+from seqexp.commands.rerun import data_scheme_change
+from seqexp.commands.train import RunResult, run_job, train
+from seqexp.config.build import build_model, build_task
+from seqexp.models.data import DATA_SCHEME, TaskData, derived_seed, example_keys, kept_apart
+from seqexp.models.sequence import VALIDATION_KEY
 from seqexp.tasks.copy import CopyTask
 from seqexp.tasks.lm import LanguageModelTask
 from seqexp.tasks.reber import ReberTask
-from seqexp.train import RunResult, run_job, train
 
 FRESH = {
     "adding": ["task.seq_len=8"],

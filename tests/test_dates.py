@@ -10,13 +10,13 @@ import pytest
 import torch
 from conftest import ONE_BATCH, client, config
 
-from seqexp.build import build_model, build_task
 from seqexp.cells import LSTMCell
-from seqexp.config import ConfigError
-from seqexp.recurrent import RecurrentStack
-from seqexp.seq2seq import Seq2SeqModel, sequence_log_prob
+from seqexp.checks import ConfigError
+from seqexp.commands.train import train
+from seqexp.config.build import build_model, build_task
+from seqexp.layers.recurrent import RecurrentStack
+from seqexp.models.encoder_decoder import Seq2SeqModel, sequence_log_prob
 from seqexp.tasks.dates import EOS, FORMATS, LONGEST, PAD, SOS, DatesTask, ordinal
-from seqexp.train import train
 
 
 def test_the_formats_of_one_hand_checked_date() -> None:

@@ -13,7 +13,9 @@ from conftest import TINY, client, config
 from torch import Tensor, nn
 
 from seqexp.cells import LSTMCell, RecurrentCell, RNNCell, State
-from seqexp.diagnostics import (
+from seqexp.commands.train import train
+from seqexp.diagnostics.flow_plots import FlowHistory
+from seqexp.diagnostics.gradients import (
     Diverged,
     NonFiniteGuard,
     clipping,
@@ -22,11 +24,9 @@ from seqexp.diagnostics import (
     parameter_group,
     step_gradient_norms,
 )
-from seqexp.flow_plots import FlowHistory
-from seqexp.module import SequenceModel
-from seqexp.recurrent import RecurrentStack
+from seqexp.layers.recurrent import RecurrentStack
+from seqexp.models.sequence import SequenceModel
 from seqexp.tasks.adding import AddingTask
-from seqexp.train import train
 
 T, B = 7, 5
 

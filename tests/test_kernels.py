@@ -13,7 +13,7 @@ from torch import Tensor
 from seqexp import kernels
 from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RNNCell, SimpleGRUCell
 from seqexp.kernels import fused, manual, onednn
-from seqexp.recurrent import CellFactory, RecurrentStack
+from seqexp.layers.recurrent import CellFactory, RecurrentStack
 
 CELLS: dict[str, CellFactory] = {
     "rnn": RNNCell,

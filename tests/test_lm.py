@@ -12,12 +12,12 @@ import torch
 from conftest import ONE_BATCH, client, config
 from torch.utils.data import DataLoader
 
-from seqexp import sample as sample_command
-from seqexp.build import build_model, build_task
-from seqexp.config import ConfigError
-from seqexp.sampling import draw, sample
+from seqexp.checks import ConfigError
+from seqexp.commands import sample as sample_command
+from seqexp.commands.train import train
+from seqexp.config.build import build_model, build_task
+from seqexp.models.sampling import draw, sample
 from seqexp.tasks.lm import EOS, UNK, LanguageModelTask, tokenize, vocabulary
-from seqexp.train import train
 
 
 def test_tokens_at_character_and_word_level() -> None:

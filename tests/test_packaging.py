@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from seqexp.config import CONF, shipped_config_dir
+from seqexp.config.checking import CONF, shipped_config_dir
 
 ROOT = Path(__file__).parents[1]
 

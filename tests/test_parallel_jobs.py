@@ -13,9 +13,9 @@ from hydra.core.global_hydra import GlobalHydra
 from mlflow.exceptions import MlflowException
 from omegaconf import open_dict
 
-from seqexp import tracking
-from seqexp.sweep import job_experiments
-from seqexp.tracking import PatientClient
+from seqexp.tracking import runs as tracking
+from seqexp.tracking.runs import PatientClient
+from seqexp.tracking.sweep import job_experiments
 
 
 class FlakyStore:

@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import config, experiment
 
-from seqexp.build import build_model, build_task
-from seqexp.config import ConfigError
+from seqexp.checks import ConfigError
+from seqexp.config.build import build_model, build_task
 
 CONF = Path(__file__).parents[1] / "conf"
 CELLS = ("rnn", "gru_simple", "gru", "lstm", "peephole")

@@ -7,16 +7,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import hydra
 import pytest
 from conftest import TINY, client, config
 from omegaconf import OmegaConf
 
-from seqexp import sample
-from seqexp.config import ConfigError
-from seqexp.records import CORPUS_TAG, TRUSTED_MODULES_ENV, corpus_digest, untrusted_targets
-from seqexp.rerun import recorded_config, rerun, rerun_main, resume
-from seqexp.tracking import TAG_RUN_DIR
-from seqexp.train import train
+from seqexp.checks import ConfigError
+from seqexp.commands import sample
+from seqexp.commands.rerun import recorded_config, rerun, rerun_main, resume
+from seqexp.commands.train import train
+from seqexp.tracking.records import (
+    CORPUS_TAG,
+    MOVED_TARGETS,
+    TRUSTED_MODULES_ENV,
+    check_record,
+    corpus_digest,
+    migrated,
+    untrusted_targets,
+)
+from seqexp.tracking.runs import TAG_RUN_DIR
 
 
 def record(
@@ -55,7 +64,7 @@ def exec_node(marker: Path) -> dict[str, Any]:
 ADVERSARIAL = {
     "a nested torch function that runs a shell command": lambda m: {"optimizer.hook": shell(m)},
     "a seqexp. prefix that locates subprocess.run": lambda m: {
-        "callbacks.evil": {"_target_": "seqexp.tracking.subprocess.run", "_args_": [["touch", str(m)]]}
+        "callbacks.evil": {"_target_": "seqexp.tracking.runs.subprocess.run", "_args_": [["touch", str(m)]]}
     },
     "builtins.exec at depth 3": lambda m: {"callbacks.nan_guard.hook": exec_node(m)},
     "an oc.create value": lambda m: {
@@ -104,8 +113,8 @@ def test_every_target_at_any_depth_is_checked_in_omegaconf_nodes_and_plain_conta
     expected = ["callbacks.nan_guard.inner.deeper[0]._target_ = 'os.system'"]
     assert untrusted_targets(cfg) == expected
     assert untrusted_targets(OmegaConf.to_container(cfg)) == expected
-    assert untrusted_targets({"a": ({"_target_": "seqexp.train.torch.load"},)}) == [
-        "a[0]._target_ = 'seqexp.train.torch.load'"
+    assert untrusted_targets({"a": ({"_target_": "seqexp.commands.train.torch.load"},)}) == [
+        "a[0]._target_ = 'seqexp.commands.train.torch.load'"
     ]
 
 
@@ -202,3 +211,23 @@ def test_the_command_refuses_without_a_traceback(outputs, tmp_path, monkeypatch,
     with pytest.raises(SystemExit, match=r"seqexp-rerun: the recorded config is refused.*builtins.exec"):
         rerun_main()
     assert not (tmp_path / "marker").exists()
+
+
+def test_a_record_written_before_the_layers_became_folders_still_builds() -> None:
+    """A record of the flat layout (callbacks at ``seqexp.diagnostics.*``, ``seqexp.solved``) names
+    targets that moved: migrated, every one is allowed and locates the class it always meant."""
+    record = config(*TINY)
+    record.callbacks = {
+        "nan_guard": {"_target_": "seqexp.diagnostics.NonFiniteGuard"},
+        "gradient_norms": {"_target_": "seqexp.diagnostics.GradientNorms"},
+        "gradient_flow": {"_target_": "seqexp.diagnostics.GradientFlow", "every_n_steps": 100},
+        "early_stopping": {"_target_": "seqexp.solved.StopOnceSolved"},
+    }
+    record = OmegaConf.create(OmegaConf.to_container(record, resolve=True))
+    moved = migrated(record)
+
+    check_record(moved, trust=False)
+    for name, node in moved.callbacks.items():
+        old = record.callbacks[name]._target_
+        assert node._target_ == MOVED_TARGETS[old]
+        assert hydra.utils.get_class(node._target_).__name__ == old.rsplit(".", 1)[1]

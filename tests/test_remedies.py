@@ -12,12 +12,12 @@ from conftest import TINY, config, experiment
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from seqexp.build import build_data, build_model, build_task, trainer_options
 from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RecurrentCell, RNNCell, SimpleGRUCell
-from seqexp.config import ConfigError
-from seqexp.init import IRNN_INPUT_STD, initialize
-from seqexp.module import SequenceModel
-from seqexp.recurrent import RecurrentStack
+from seqexp.checks import ConfigError
+from seqexp.config.build import build_data, build_model, build_task, trainer_options
+from seqexp.layers.initialization import IRNN_INPUT_STD, initialize
+from seqexp.layers.recurrent import RecurrentStack
+from seqexp.models.sequence import SequenceModel
 from seqexp.tasks import Task, TaskSpec
 from seqexp.tasks.adding import AddingTask
 

@@ -9,8 +9,15 @@ import pandas as pd
 import pytest
 from conftest import client
 
-from seqexp.intervals import Interval, MeanEstimate, estimate_mean, estimate_rate, mean_verdict, rate_verdict
-from seqexp.report import solved, solved_source, summarize, summary_shown, verdicts, write_report
+from seqexp.tracking.intervals import (
+    Interval,
+    MeanEstimate,
+    estimate_mean,
+    estimate_rate,
+    mean_verdict,
+    rate_verdict,
+)
+from seqexp.tracking.report import solved, solved_source, summarize, summary_shown, verdicts, write_report
 
 T_975_DF2 = 4.302652729911275  # t_{0.975} with 2 degrees of freedom (tables)
 T_975_DF1 = 12.706204736174705

@@ -14,11 +14,11 @@ from pytorch_lightning.loggers import Logger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from seqexp.budget import trainable_parameters
-from seqexp.build import build_model, build_task
-from seqexp.solved import SolvedStep, StopOnceSolved
+from seqexp.commands.train import train
+from seqexp.config.build import build_model, build_task
+from seqexp.diagnostics.solved import SolvedStep, StopOnceSolved
+from seqexp.models.budget import trainable_parameters
 from seqexp.tasks import TaskSpec
-from seqexp.train import train
 
 STEPS_PER_VALIDATION = 3
 MSE = TaskSpec(input_size=1, output_size=1, shape="many_to_one", metric="mse", baseline=0.17, solved_at=0.01)
@@ -169,7 +169,8 @@ def test_a_run_logs_its_size_and_stops_on_the_configured_plateau(outputs) -> Non
     """``callbacks.early_stopping`` from the config: a plateau (no validation improves the adding
     task's MSE by 10) after the first validation; ``model/params`` is what the optimizer trains."""
     overrides = [*TINY, "trainer.max_steps=12"]
-    early = "callbacks.early_stopping={_target_:seqexp.solved.StopOnceSolved,patience:1,min_delta:10}"
+    stop = "_target_:seqexp.diagnostics.solved.StopOnceSolved,patience:1,min_delta:10"
+    early = f"callbacks.early_stopping={{{stop}}}"
     cfg = config(*overrides, early)
     train(cfg, outputs / "run")
 

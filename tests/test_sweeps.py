@@ -14,12 +14,12 @@ import torch
 from conftest import TINY, client, config, seqexp
 from mlflow.entities import Run
 
-from seqexp.config import ConfigError
-from seqexp.records import untrusted_targets
-from seqexp.report import main as report_main
-from seqexp.rerun import recorded_config, rerun, resume
-from seqexp.tracking import PARENT_RUN_FILE
-from seqexp.train import train
+from seqexp.checks import ConfigError
+from seqexp.commands.rerun import recorded_config, rerun, resume
+from seqexp.commands.train import train
+from seqexp.tracking.records import untrusted_targets
+from seqexp.commands.report import main as report_main
+from seqexp.tracking.runs import PARENT_RUN_FILE
 
 
 def all_runs(outputs: Path) -> list[Run]:

@@ -9,8 +9,9 @@ import pytest
 import torch
 from conftest import config
 
-from seqexp.build import build_task
-from seqexp.config import ConfigError
+from seqexp.checks import ConfigError
+from seqexp.commands.train import train
+from seqexp.config.build import build_task
 from seqexp.tasks.tagging import (
     AMBIGUOUS,
     FIRST_NAMES,
@@ -21,7 +22,6 @@ from seqexp.tasks.tagging import (
     TaggingTask,
     f1,
 )
-from seqexp.train import train
 
 
 def test_every_word_gets_the_label_its_role_says() -> None:

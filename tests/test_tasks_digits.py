@@ -6,7 +6,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from seqexp.data import TaskData
+from seqexp.models.data import TaskData
 from seqexp.tasks.base import SPLITS
 from seqexp.tasks.digits import DigitsTask
 

@@ -12,14 +12,14 @@ import torch
 from conftest import TINY, client, config, experiment, seqexp
 from omegaconf import DictConfig
 
-from seqexp.build import build_model, build_task
-from seqexp.config import ConfigError
+from seqexp.checks import ConfigError
+from seqexp.commands.train import train
+from seqexp.config.build import build_model, build_task
 from seqexp.tasks.agreement import AgreementTask
 from seqexp.tasks.copy import CopyTask
 from seqexp.tasks.digits import DigitsTask
 from seqexp.tasks.reber import ReberTask
 from seqexp.tasks.temporal_order import TemporalOrderTask
-from seqexp.train import train
 
 CONF = Path(__file__).parents[1] / "conf"
 TASKS = {
@@ -160,6 +160,7 @@ def test_an_experiment_job_leaves_an_mlflow_run_with_the_tasks_metrics(outputs, 
         *TINY,
         "cell=lstm",
         "task.seq_len=4",
+        "seed=0",
         "model.hidden_size=8",
         monkeypatch=monkeypatch,
     )

@@ -10,10 +10,10 @@ import yaml
 from conftest import TINY, client, config, seqexp
 from mlflow.entities import Run
 
-from seqexp.config import ConfigError
-from seqexp.data import DATA_SCHEME
-from seqexp.rerun import rerun
-from seqexp.train import train
+from seqexp.checks import ConfigError
+from seqexp.commands.rerun import rerun
+from seqexp.commands.train import train
+from seqexp.models.data import DATA_SCHEME
 
 
 def runs(outputs: Path, experiment: str = "adding") -> list[Run]:

@@ -1,4 +1,5 @@
-"""Recurrent cells in the course notation: pure torch, no Lightning, Hydra or MLflow."""
+"""Recurrent cells in the course notation: pure torch, no Lightning, Hydra or MLflow. May import
+seqexp.checks only."""
 
 from seqexp.cells.base import RecurrentCell, State
 from seqexp.cells.gru import GRUCell, SimpleGRUCell

@@ -1,4 +1,5 @@
 """Fast paths for seqexp's own cells: a whole sequence per call, with a hand-written backward.
+Pure torch (and Triton, C++); may import seqexp.checks and cells.
 
 :func:`run` computes exactly what :meth:`RecurrentCell.steps` computes (the cells stay the
 readable reference), through the fastest kernel there is for the cell and device:

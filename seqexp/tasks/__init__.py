@@ -1,4 +1,5 @@
-"""Tasks: seeded data generators with their loss, metrics and baseline. They know no models."""
+"""Tasks: seeded data generators with their loss, metrics and baseline. They know no models: may
+import seqexp.checks only."""
 
 from seqexp.tasks.base import Task, TaskSpec
 

@@ -87,7 +87,7 @@ class Task(ABC):
 
     def examples(self, split: Split, n: int, seed: int) -> tuple[Tensor, Tensor]:
         """``n`` examples of ``split``, a function of ``seed``. A generated task draws every split
-        alike (seqexp keeps the splits apart by their seeds, :mod:`seqexp.data`); a task with a
+        alike (seqexp keeps the splits apart by their seeds, :mod:`seqexp.models.data`); a task with a
         fixed pool of data draws each split from its own part of it."""
         return self.generate(n, seed)
 

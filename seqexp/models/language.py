@@ -9,9 +9,9 @@ import torch
 from pytorch_lightning.loggers import MLFlowLogger
 from torch import Tensor
 
-from seqexp.module import SequenceModel
-from seqexp.recurrent import StackState
-from seqexp.sampling import sample
+from seqexp.layers.recurrent import StackState
+from seqexp.models.sampling import sample
+from seqexp.models.sequence import SequenceModel
 
 SAMPLES_DIR = "samples"
 

@@ -20,8 +20,14 @@ from pytorch_lightning.callbacks import RichProgressBar
 from rich.console import Console
 from rich.table import Table
 
-from seqexp.build import build_data, build_model, build_task, trainer_options
-from seqexp.checkpoints import (
+from seqexp.checks import ConfigError
+from seqexp.config.build import build_data, build_model, build_task, trainer_options
+from seqexp.config.checking import CONF, build_errors, check_config, instantiate
+from seqexp.config.memory import check_fits
+from seqexp.diagnostics.solved import SolvedStep
+from seqexp.models.data import DATA_SCHEME, TaskData
+from seqexp.models.sequence import TaskModule
+from seqexp.tracking.checkpoints import (
     LAST,
     EndsWithValidation,
     ExactResume,
@@ -29,12 +35,7 @@ from seqexp.checkpoints import (
     checkpoint_dir,
     last_checkpoint,
 )
-from seqexp.config import CONF, ConfigError, build_errors, check_config, instantiate
-from seqexp.data import DATA_SCHEME, TaskData
-from seqexp.memory import check_fits
-from seqexp.module import TaskModule
-from seqexp.solved import SolvedStep
-from seqexp.tracking import (
+from seqexp.tracking.runs import (
     TAG_DATA_SCHEME,
     TAG_FAILURE,
     TAG_HEADLINE,
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 console = Console()
 # Lightning's own deprecation notice, of no use to a seqexp user.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-# Fresh training batches (seqexp.data.FreshBatches) are drawn in the main process, their length exact.
+# Fresh training batches (seqexp.models.data.FreshBatches) are drawn in the main process, their length exact.
 warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
 
 

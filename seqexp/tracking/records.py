@@ -22,7 +22,8 @@ import yaml
 from hydra._internal.utils import _locate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from seqexp.config import CONF, ConfigError
+from seqexp.checks import ConfigError
+from seqexp.config.checking import CONF
 
 OWN_MODULE = "seqexp"
 TRUSTED_MODULES_ENV = "SEQEXP_TRUSTED_MODULES"
@@ -102,6 +103,30 @@ def interpolations(node: Any) -> list[str]:
         for key, value in leaves(node)
         if isinstance(value, str) and INTERPOLATION.search(value)
     ]
+
+
+MOVED_TARGETS = {
+    "seqexp.diagnostics.NonFiniteGuard": "seqexp.diagnostics.gradients.NonFiniteGuard",
+    "seqexp.diagnostics.GradientNorms": "seqexp.diagnostics.gradients.GradientNorms",
+    "seqexp.diagnostics.GradientFlow": "seqexp.diagnostics.gradients.GradientFlow",
+    "seqexp.solved.StopOnceSolved": "seqexp.diagnostics.solved.StopOnceSolved",
+    "seqexp.sweep.SweepRun": "seqexp.tracking.sweep.SweepRun",
+}
+"""Targets that records written before seqexp's layers became folders name, and where they are now."""
+
+
+def migrated(node: Any) -> Any:
+    """``node`` (a loaded record) with every moved ``_target_`` at any depth renamed where it now is."""
+    if isinstance(node, DictConfig | ListConfig):
+        return OmegaConf.create(migrated(OmegaConf.to_container(node, resolve=False)))
+    if isinstance(node, dict):
+        return {
+            key: MOVED_TARGETS.get(value, value) if key == "_target_" else migrated(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list | tuple):
+        return [migrated(value) for value in node]
+    return node
 
 
 def check_record(cfg: DictConfig, trust: bool) -> None:

@@ -13,8 +13,8 @@ from pytorch_lightning.loggers import MLFlowLogger
 from torch import Tensor, nn
 
 from seqexp.checks import at_least
-from seqexp.flow_plots import FlowHistory, plot_history
-from seqexp.module import SequenceModel, writes_logs
+from seqexp.diagnostics.flow_plots import FlowHistory, plot_history
+from seqexp.models.sequence import SequenceModel, writes_logs
 
 FLOW_FILES = ("gradient_flow.png", "gradient_flow.json")
 
@@ -155,7 +155,7 @@ class NonFiniteGuard(pl.Callback):
 
 class GradientNorms(pl.Callback):
     """Logs ``grad/norm_<group>`` (see :func:`group_norms`) of the unclipped gradients on the
-    steps whose metrics Lightning writes (:func:`~seqexp.module.writes_logs`), and
+    steps whose metrics Lightning writes (:func:`~seqexp.models.sequence.writes_logs`), and
     ``grad/clipped_fraction``: the share of all steps so far where clipping changed them."""
 
     def __init__(self) -> None:

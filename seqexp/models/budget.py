@@ -7,7 +7,7 @@ from functools import cache
 
 from torch import nn
 
-from seqexp.config import ConfigError
+from seqexp.checks import ConfigError
 
 TOLERANCE = 0.05
 """How far from ``model.param_budget`` a model's parameter count may land, relatively."""

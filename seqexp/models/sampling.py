@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from seqexp.checks import at_least
-from seqexp.recurrent import StackState
+from seqexp.layers.recurrent import StackState
 
 Step = Callable[[Tensor, StackState | None], tuple[Tensor, StackState]]
 """One step of a model: tokens ``x<t>`` (B,) and the state -> logits of ``ŷ<t>`` (B, V) and the new state."""

@@ -3,7 +3,6 @@ with 95% intervals over seeds, and verdicts only where the intervals separate.""
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import math
 from collections import Counter
@@ -18,7 +17,8 @@ from mlflow.entities import Run
 from rich.console import Console
 from rich.table import Table
 
-from seqexp.intervals import (
+from seqexp.diagnostics.solved import SOLVED, SOLVED_STEP, TAG_HIGHER_IS_BETTER
+from seqexp.tracking.intervals import (
     MeanEstimate,
     RateEstimate,
     estimate_mean,
@@ -26,14 +26,11 @@ from seqexp.intervals import (
     mean_verdict,
     rate_verdict,
 )
-from seqexp.solved import SOLVED, SOLVED_STEP, TAG_HIGHER_IS_BETTER
-from seqexp.tracking import (
-    PARENT_RUN_FILE,
+from seqexp.tracking.runs import (
     TAG_FAILURE,
     TAG_HEADLINE,
     TAG_OVERRIDES,
     TAG_SWEEP_ID,
-    tracking_uri,
 )
 
 matplotlib.use("Agg")
@@ -427,34 +424,3 @@ def report_sweep(client: MlflowClient, parent: str, out: Path) -> pd.DataFrame:
     table = write_report(client, runs, out, f"sweep {client.get_run(parent).info.run_name}")
     client.log_artifacts(parent, str(out), "report")
     return table
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="seqexp-report",
-        description="Compare runs: tables (means and 95% intervals over seeds), verdicts and plots.",
-    )
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--experiment", help="every run of this MLflow experiment (e.g. a task name)")
-    which.add_argument("--sweep", help="a sweep: its parent run id, or its directory")
-    parser.add_argument("--filter", default="", help="an MLflow search filter, e.g. \"params.cell = 'lstm'\"")
-    parser.add_argument("--outputs", type=Path, default=Path("outputs"), help="seqexp's outputs dir")
-    parser.add_argument("--out", type=Path, help="where to write the report (default: outputs/reports/...)")
-    args = parser.parse_args(argv)
-
-    client = MlflowClient(tracking_uri(args.outputs))
-    if args.sweep:
-        sweep_dir = Path(args.sweep)
-        parent = (sweep_dir / PARENT_RUN_FILE).read_text().strip() if sweep_dir.is_dir() else args.sweep
-        report_sweep(client, parent, args.out or args.outputs / "reports" / f"sweep-{parent}")
-        return
-    experiment = client.get_experiment_by_name(args.experiment)
-    if experiment is None:
-        names = sorted(e.name for e in client.search_experiments())
-        raise SystemExit(f"seqexp-report: no experiment {args.experiment!r}; there are: {', '.join(names)}")
-    training_runs = "params.task != ''"  # not the parent runs of sweeps, which have no params
-    query = " and ".join(filter(None, [training_runs, args.filter]))
-    runs = client.search_runs([experiment.experiment_id], query, max_results=50_000)
-    if not runs:
-        raise SystemExit(f"seqexp-report: no runs in {args.experiment!r} match {args.filter!r}")
-    write_report(client, runs, args.out or args.outputs / "reports" / args.experiment, args.experiment)

@@ -19,21 +19,20 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from seqexp.checks import ConfigError
+
 CLIP_ALGORITHMS = ("norm", "value")
 
 
 def shipped_config_dir() -> Path:
     """seqexp's Hydra config: ``seqexp/conf`` in an installed wheel, else ``conf/`` at the top of the
     source tree (an editable install)."""
-    packaged = Path(__file__).parent / "conf"
-    return packaged if packaged.is_dir() else Path(__file__).parents[1] / "conf"
+    package = Path(__file__).parents[1]
+    packaged = package / "conf"
+    return packaged if packaged.is_dir() else package.parent / "conf"
 
 
 CONF = shipped_config_dir()
-
-
-class ConfigError(ValueError):
-    """A config that cannot run: the message names the key and what is allowed."""
 
 
 LOGGERS = ("mlflow", "none")

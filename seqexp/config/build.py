@@ -13,14 +13,15 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from seqexp.budget import hidden_size_for_budget, trainable_parameters
-from seqexp.config import ConfigError, instantiate, options
-from seqexp.data import TaskData
-from seqexp.init import initialized
-from seqexp.lm import LanguageModel
-from seqexp.module import SequenceModel
-from seqexp.recurrent import CellFactory, RecurrentStack
-from seqexp.seq2seq import Seq2SeqModel
+from seqexp.checks import ConfigError
+from seqexp.config.checking import instantiate, options
+from seqexp.layers.initialization import initialized
+from seqexp.layers.recurrent import CellFactory, RecurrentStack
+from seqexp.models.budget import hidden_size_for_budget, trainable_parameters
+from seqexp.models.data import TaskData
+from seqexp.models.encoder_decoder import Seq2SeqModel
+from seqexp.models.language import LanguageModel
+from seqexp.models.sequence import SequenceModel
 from seqexp.tasks import Task
 
 

@@ -11,9 +11,7 @@ matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 
 
-def plot_attention(
-    sources: list[str], outputs: list[str], alpha: Tensor, path: Path, title: str
-) -> None:
+def plot_attention(sources: list[str], outputs: list[str], alpha: Tensor, path: Path, title: str) -> None:
     """``α<t,t'>`` (n, T_y, T_x) of ``n`` examples whose sources are left-padded to ``T_x``: only
     the source's own characters are shown (attention gives the padding no weight)."""
     fig, axes = plt.subplots(1, len(sources), figsize=(4.5 * len(sources), 3.5), squeeze=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from seqexp.config import ConfigError
+from seqexp.checks import ConfigError
 from seqexp.tasks import TaskSpec
 
 FLOAT = 4

@@ -3,7 +3,7 @@
 Every time is the median of repeats of one batch's forward+backward, next to torch.nn's kernel
 of the same topology (``nn.RNN`` / ``GRU`` / ``LSTM``: oneDNN on CPU, cuDNN on GPU) and to
 ``nn.LSTM``, both timed in the same run on the same inputs. Pure torch (no Hydra or MLflow), so
-that ``python -m seqexp.kernel_bench --device cuda`` runs on a bare GPU machine; ``seqexp-bench``
+that ``python -m seqexp.bench.kernels --device cuda`` runs on a bare GPU machine; ``seqexp-bench``
 runs the same measurements beside its loop and start-up ones.
 """
 
@@ -30,7 +30,7 @@ from torch import nn
 
 from seqexp import kernels
 from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RNNCell, SimpleGRUCell
-from seqexp.recurrent import CellFactory, RecurrentStack
+from seqexp.layers.recurrent import CellFactory, RecurrentStack
 
 console = Console(width=None if sys.stdout.isatty() else 200)  # piped: whole rows, not wrapped cells
 CPU_SIZES = [(64, 100, 32, 128), (64, 500, 2, 128), (128, 200, 64, 256)]
@@ -381,7 +381,7 @@ def run_kernels(args: argparse.Namespace, sizes: list[tuple[int, int, int, int]]
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m seqexp.kernel_bench", description=__doc__.split("\n\n")[0]
+        prog="python -m seqexp.bench.kernels", description=__doc__.split("\n\n")[0]
     )
     add_arguments(parser)
     parser.add_argument("--sizes", choices=["cpu", "gpu", "tiny"], default=None, help="default: the device's")

@@ -11,8 +11,8 @@ from pytorch_lightning.loggers import MLFlowLogger
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from seqexp.budget import trainable_parameters
-from seqexp.recurrent import RecurrentStack, StackRun, StackState
+from seqexp.layers.recurrent import RecurrentStack, StackRun, StackState
+from seqexp.models.budget import trainable_parameters
 from seqexp.tasks import Task
 
 KERNEL_TAG = "seqexp.kernel"

@@ -1,6 +1,6 @@
 """Plots of gradient flow: ``‖∂L/∂a<t>‖`` per time step over training, one run or several.
 
-``python -m seqexp.flow_plots rnn=RUN_DIR/gradient_flow.json lstm=... -o flow.png`` compares runs.
+``python -m seqexp.diagnostics.flow_plots rnn=RUN_DIR/gradient_flow.json lstm=... -o flow.png`` compares runs.
 Matplotlib's object API (no pyplot): nothing global changes, no display is needed.
 """
 
@@ -100,7 +100,9 @@ def plot_comparison(histories: dict[str, FlowHistory], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m seqexp.flow_plots", description=plot_comparison.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m seqexp.diagnostics.flow_plots", description=plot_comparison.__doc__
+    )
     parser.add_argument("runs", nargs="+", metavar="LABEL=PATH", help="a label and a gradient_flow.json")
     parser.add_argument("-o", "--output", type=Path, default=Path("gradient_flow_comparison.png"))
     args = parser.parse_args(argv)

@@ -10,13 +10,13 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
-from seqexp.build import build_model, build_task
-from seqexp.checkpoints import LAST, checkpoint_dir
-from seqexp.config import ConfigError
-from seqexp.lm import LanguageModel
-from seqexp.records import CORPUS_FILE, CORPUS_TAG, check_corpus, check_record
-from seqexp.rerun import TRUST_HELP, recorded_config
-from seqexp.tracking import CONFIG_ARTIFACT, TAG_RUN_DIR, check_reachable, tracking_uri
+from seqexp.checks import ConfigError
+from seqexp.commands.rerun import TRUST_HELP, recorded_config
+from seqexp.config.build import build_model, build_task
+from seqexp.models.language import LanguageModel
+from seqexp.tracking.checkpoints import LAST, checkpoint_dir
+from seqexp.tracking.records import CORPUS_FILE, CORPUS_TAG, check_corpus, check_record, migrated
+from seqexp.tracking.runs import CONFIG_ARTIFACT, TAG_RUN_DIR, check_reachable, tracking_uri
 
 
 def from_checkpoint(path: Path) -> tuple[DictConfig, Path, str | None]:
@@ -27,7 +27,7 @@ def from_checkpoint(path: Path) -> tuple[DictConfig, Path, str | None]:
     if not config.is_file():
         raise ConfigError(f"no {CONFIG_ARTIFACT} beside checkpoint {path} (looked for {config})")
     digest = run_dir / CORPUS_FILE
-    return OmegaConf.load(config), path, digest.read_text().strip() if digest.is_file() else None
+    return migrated(OmegaConf.load(config)), path, digest.read_text().strip() if digest.is_file() else None
 
 
 def from_run(client: MlflowClient, run_id: str) -> tuple[DictConfig, Path, str | None]:

@@ -2,7 +2,7 @@
 
 Every number is a ratio to a baseline measured in the same run on the same inputs (these
 machines are noisy): a cell's forward+backward against the torch.nn kernel of the same
-topology (:mod:`seqexp.kernel_bench`), seqexp's training loop against a plain PyTorch loop
+topology (:mod:`seqexp.bench.kernels`), seqexp's training loop against a plain PyTorch loop
 over the same model and data, its start-up against importing Lightning. Medians over repeats.
 Results also as JSON.
 """
@@ -27,10 +27,18 @@ from omegaconf import DictConfig, open_dict
 from rich.table import Table
 from torch import nn
 
-from seqexp.build import build_data, build_model, build_task
-from seqexp.config import options
-from seqexp.kernel_bench import CPU_SIZES, GPU_SIZES, TINY_SIZES, add_arguments, console, machine, run_kernels
-from seqexp.train import CONF, train
+from seqexp.bench.kernels import (
+    CPU_SIZES,
+    GPU_SIZES,
+    TINY_SIZES,
+    add_arguments,
+    console,
+    machine,
+    run_kernels,
+)
+from seqexp.commands.train import CONF, train
+from seqexp.config.build import build_data, build_model, build_task
+from seqexp.config.checking import options
 
 
 @dataclass
@@ -135,7 +143,8 @@ def seqexp_steps_per_s(cfg: DictConfig, skip: int, run_dir: Path) -> tuple[float
     Steps per second between validations, and overall."""
     timing = run_dir / "timing.json"
     with open_dict(cfg):
-        cfg.callbacks.bench_timer = {"_target_": "seqexp.bench.StepTimer", "skip": skip, "path": str(timing)}
+        timer = {"_target_": "seqexp.bench.loop.StepTimer", "skip": skip, "path": str(timing)}
+        cfg.callbacks.bench_timer = timer
     train(cfg, run_dir)
     measured = json.loads(timing.read_text())
     rates = {key: value["steps"] / value["seconds"] for key, value in measured.items()}
@@ -206,7 +215,7 @@ class FirstStep(pl.Callback):
         Path(self.path).touch()
 
 
-LIBRARIES = ("torch", "pytorch_lightning", "hydra", "mlflow", "matplotlib.pyplot", "seqexp.train")
+LIBRARIES = ("torch", "pytorch_lightning", "hydra", "mlflow", "matplotlib.pyplot", "seqexp.commands.train")
 
 
 def time_startup(libraries: tuple[str, ...] = LIBRARIES) -> dict[str, float]:
@@ -221,7 +230,7 @@ def time_startup(libraries: tuple[str, ...] = LIBRARIES) -> dict[str, float]:
             "seqexp",
             f"paths.outputs={tmp}",
             "trainer.enable_progress_bar=false",
-            f"+callbacks.first_step={{_target_: seqexp.bench.FirstStep, path: '{marker}'}}",
+            f"+callbacks.first_step={{_target_: seqexp.bench.loop.FirstStep, path: '{marker}'}}",
         ]
         times["seqexp to its first training step"] = seconds_until(command, marker)
     return times

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from seqexp.cells import LSTMCell, RecurrentCell
-from seqexp.recurrent import CellFactory
+from seqexp.layers.recurrent import CellFactory
 
 IRNN_INPUT_STD = 0.001
 """Le et al. (2015) draw the input weights of an IRNN from N(0, 0.001²)."""

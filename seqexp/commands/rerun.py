@@ -14,13 +14,20 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from seqexp.checkpoints import LAST, checkpoint_dir
-from seqexp.config import ConfigError
-from seqexp.data import DATA_SCHEME, DATA_SCHEMES
-from seqexp.module import KERNEL_TAG
-from seqexp.records import CORPUS_TAG, TRUSTED_MODULES_ENV, check_corpus, check_record, under
-from seqexp.tracking import CONFIG_ARTIFACT, TAG_DATA_SCHEME, TAG_RUN_DIR, check_reachable, tracking_uri
-from seqexp.train import RunFailed, RunResult, train
+from seqexp.checks import ConfigError
+from seqexp.commands.train import RunFailed, RunResult, train
+from seqexp.models.data import DATA_SCHEME, DATA_SCHEMES
+from seqexp.models.sequence import KERNEL_TAG
+from seqexp.tracking.checkpoints import LAST, checkpoint_dir
+from seqexp.tracking.records import (
+    CORPUS_TAG,
+    TRUSTED_MODULES_ENV,
+    check_corpus,
+    check_record,
+    migrated,
+    under,
+)
+from seqexp.tracking.runs import CONFIG_ARTIFACT, TAG_DATA_SCHEME, TAG_RUN_DIR, check_reachable, tracking_uri
 
 console = Console()
 
@@ -29,7 +36,7 @@ def recorded_config(client: MlflowClient, run_id: str) -> DictConfig:
     """The resolved config that run ``run_id`` logged as its artifact (loaded, not resolved)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = client.download_artifacts(run_id, CONFIG_ARTIFACT, tmp)
-        return OmegaConf.load(path)
+        return migrated(OmegaConf.load(path))
 
 
 def same(a: float, b: float) -> bool:
@@ -86,7 +93,7 @@ def rerun(client: MlflowClient, run_id: str, outputs: Path, trust: bool = False)
         )
     if result.run_id:
         client.set_tag(result.run_id, "seqexp.rerun_matches", str(matches))
-        client.set_tag(run_id, f"seqexp.rerun.{result.run_id}", str(matches))
+        client.set_tag(run_id, f"seqexp.commands.rerun.{result.run_id}", str(matches))
     return result, matches
 
 

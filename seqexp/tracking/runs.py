@@ -26,15 +26,16 @@ from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 import seqexp
-from seqexp.config import ConfigError, chosen_options
-from seqexp.records import CORPUS_FILE, CORPUS_TAG, corpus_digest
+from seqexp.checks import ConfigError
+from seqexp.config.checking import chosen_options
+from seqexp.tracking.records import CORPUS_FILE, CORPUS_TAG, corpus_digest
 
 CONFIG_ARTIFACT = "config.yaml"
 PARENT_RUN_FILE = "mlflow_parent_run"
 """In a sweep's directory: the id of the sweep's parent run."""
 
 TAG_DATA_SCHEME = "seqexp.data_scheme"
-"""The version of seqexp's data scheme the run drew its data by (``seqexp.data.DATA_SCHEME``)."""
+"""The version of seqexp's data scheme the run drew its data by (``seqexp.models.data.DATA_SCHEME``)."""
 TAG_FAILURE = "seqexp.failure"
 TAG_HEADLINE = "seqexp.headline"
 TAG_OVERRIDES = "seqexp.overrides"

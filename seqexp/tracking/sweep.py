@@ -11,8 +11,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from seqexp.report import report_sweep
-from seqexp.tracking import (
+from seqexp.tracking.report import report_sweep
+from seqexp.tracking.runs import (
     PARENT_RUN_FILE,
     TAG_OVERRIDES,
     TrackingUnreachable,

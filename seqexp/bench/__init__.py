@@ -1,0 +1,2 @@
+"""Bench: ``seqexp-bench``, the speed of seqexp's kernels and training loop against torch's
+own. May import any layer of seqexp."""
