@@ -7,7 +7,6 @@ from functools import partial
 from types import SimpleNamespace
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from conftest import TINY, client, config
 from torch import Tensor, nn
@@ -18,14 +17,12 @@ from seqexp.diagnostics.flow_plots import FlowHistory
 from seqexp.diagnostics.gradients import (
     Diverged,
     NonFiniteGuard,
-    clipping,
-    clipping_acts,
     group_norms,
     parameter_group,
     step_gradient_norms,
 )
 from seqexp.layers.recurrent import RecurrentStack
-from seqexp.models.sequence import SequenceModel
+from seqexp.models.sequence import GradientClipping, SequenceModel
 from seqexp.tasks.adding import AddingTask
 
 T, B = 7, 5
@@ -245,17 +242,18 @@ def test_the_clipped_fraction_shows_when_clipping_acts(clipping, fraction, outpu
 
 
 @pytest.mark.parametrize("algorithm", ["norm", "value"])
-def test_clipping_acts_by_the_trainers_algorithm(algorithm: str) -> None:
-    model = adding_model(RecurrentStack(LSTMCell, 2, 4))
+def test_clipping_acts_by_the_modules_algorithm(algorithm: str) -> None:
+    stack = RecurrentStack(LSTMCell, 2, 4)
+    model = SequenceModel(
+        AddingTask(T), stack, nn.Identity(), torch.optim.SGD, clip_val=0.5, clip_algorithm=algorithm
+    )
     for p in model.parameters():
         p.grad = torch.full_like(p, 0.1)
-    trainer = pl.Trainer(gradient_clip_val=0.5, gradient_clip_algorithm=algorithm, logger=False)
-    clip_val, in_force = clipping(trainer, model)
     total = group_norms(model)["total"]
 
     assert total > 0.5 > 0.1, "the norm is over the clip value, no element is"
-    assert clipping_acts(model, clip_val, in_force, total) == (algorithm == "norm")
-    assert not clipping_acts(model, None, in_force, total), "no clip value: no clipping"
+    assert model.clipping.acts(model.parameters(), total) == (algorithm == "norm")
+    assert not GradientClipping(None, algorithm).acts(model.parameters(), total), "no clip value: no clipping"
 
 
 def test_a_run_records_gradient_norms_and_the_flow_of_every_layer(outputs) -> None:

@@ -100,7 +100,7 @@ def test_default_leaves_the_cell_as_torch_initialises_it() -> None:
 
 @pytest.mark.parametrize("impl", ["custom", "native"])
 def test_the_config_initialises_both_stacks(impl: str) -> None:
-    cfg = config(*TINY, "cell=rnn", "cell.nonlinearity=relu", "init.scheme=identity", f"cell.impl={impl}")
+    cfg = config(*TINY, "cell=rnn", "cell.nonlinearity=relu", "init.scheme=identity", f"model.impl={impl}")
     stack = build_model(cfg, build_task(cfg)).stack
     assert stack.impl == impl
     assert torch.equal(stack.layers[0][0].W_a, torch.eye(8))
@@ -222,9 +222,41 @@ def test_tbptt_clips_with_the_trainer_config_and_steps_the_schedulers() -> None:
     assert model.trainer.global_step == 4
 
 
+@pytest.mark.parametrize("algorithm", ["norm", "value"])
+def test_the_module_clips_the_same_way_under_both_training_modes(algorithm: str) -> None:
+    """One owner: full BPTT (Lightning asks the module's ``configure_gradient_clipping``) and TBPTT
+    in one chunk of the whole sequence (the module asks it itself) train to the same weights, and
+    clipping acted (without it they land elsewhere); the Trainer clips nothing of its own."""
+    sgd = ["optimizer=sgd", "optimizer.lr=1.0", "optimizer.momentum=0.0", "trainer.max_steps=3"]
+    clip = ["trainer.gradient_clip_val=1e-3", f"trainer.gradient_clip_algorithm={algorithm}"]
+    automatic, before = fit(*sgd, *clip)
+    manual, _ = fit(*sgd, *clip, "training.tbptt_steps=6")  # TINY's task.seq_len
+    unclipped, _ = fit(*sgd, "trainer.gradient_clip_val=null")
+
+    assert automatic.automatic_optimization and not manual.automatic_optimization
+    assert automatic.trainer.gradient_clip_val is None, "the Trainer has no clipping of its own"
+    weights = automatic.state_dict()
+    assert all(torch.equal(manual.state_dict()[k], v) for k, v in weights.items())
+    moved = [v - before[k] for k, v in weights.items()]
+    bound = 3 * 1.0 * 1e-3 + 1e-6  # steps * lr * gradient_clip_val, and float32 rounding of the weights
+    if algorithm == "value":
+        assert max(m.abs().max() for m in moved) <= bound, "no element moved further than clipped"
+    else:
+        assert sum(m.square().sum() for m in moved) ** 0.5 <= bound, "no step longer than clipped"
+    assert any(not torch.equal(unclipped.state_dict()[k], v) for k, v in weights.items())
+
+
+def test_a_trainer_given_clipping_of_its_own_is_refused() -> None:
+    cfg = config(*TINY, "trainer.max_steps=1")
+    task = build_task(cfg)
+    trainer = pl.Trainer(gradient_clip_val=0.5, logger=False, enable_checkpointing=False, limit_val_batches=0)
+    with pytest.raises(ValueError, match="the module clips"):
+        trainer.fit(build_model(cfg, task), datamodule=build_data(cfg, task))
+
+
 @pytest.mark.parametrize("impl", ["custom", "native"])
 def test_input_dropout_drops_the_input_of_the_first_layer_in_training_only(impl: str) -> None:
-    cfg = config(*TINY, "topology.input_dropout=0.5", f"cell.impl={impl}")
+    cfg = config(*TINY, "topology.input_dropout=0.5", f"model.impl={impl}")
     stack = build_model(cfg, build_task(cfg)).stack
     x = torch.rand(4, 6, 2)
 

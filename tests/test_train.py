@@ -124,7 +124,7 @@ def test_an_lstm_learns_the_adding_problem(outputs) -> None:
             "trainer.gradient_clip_algorithm=norm2",
             r"gradient_clip_algorithm must be one of \['norm', 'value'\]",
         ),
-        ("cell.impl=fast", r"cell.impl must be one of \['auto', 'native', 'custom', 'loop'\]"),
+        ("model.impl=fast", r"model.impl must be one of \['auto', 'native', 'custom', 'loop'\]"),
         ("cell.nonlinearity=sigmoid", r"cell.nonlinearity must be one of \['relu', 'tanh'\]"),
     ],
 )

@@ -1,4 +1,7 @@
-"""The ``seqexp`` command: one training run (or, with ``-m``, a sweep) from the Hydra config."""
+"""The ``seqexp`` command: one training run (or, with ``-m``, a sweep) from the Hydra config.
+
+The heavy libraries (torch, Lightning, MLflow) are imported when a run starts, not with this
+module: ``seqexp --help`` and ``seqexp --cfg job`` answer at once."""
 
 from __future__ import annotations
 
@@ -8,42 +11,24 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-import pytorch_lightning as pl
-import torch
-import torch.utils.deterministic
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import RichProgressBar
 from rich.console import Console
 from rich.table import Table
 
 from seqexp.checks import ConfigError
-from seqexp.config.build import build_data, build_model, build_task, trainer_options
-from seqexp.config.checking import CONF, build_errors, check_config, instantiate
-from seqexp.config.memory import check_fits
-from seqexp.diagnostics.solved import SolvedStep
-from seqexp.models.data import DATA_SCHEME, TaskData
-from seqexp.models.sequence import TaskModule
-from seqexp.tracking.checkpoints import (
-    LAST,
-    EndsWithValidation,
-    ExactResume,
-    best_checkpoint,
-    checkpoint_dir,
-    last_checkpoint,
-)
-from seqexp.tracking.runs import (
-    TAG_DATA_SCHEME,
-    TAG_FAILURE,
-    TAG_HEADLINE,
-    log_config,
-    make_logger,
-    tracking_uri,
-    ui_command,
-)
+from seqexp.config.location import CONF
+from seqexp.config.renamed import renamed_overrides, with_keys_moved
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+    from seqexp.models.data import TaskData
+    from seqexp.models.sequence import TaskModule
 
 log = logging.getLogger(__name__)
 console = Console()
@@ -79,8 +64,38 @@ def train(
 ) -> RunResult:
     """Check and build everything the config describes, train, and return the final metrics.
 
-    ``resume_run`` continues that MLflow run from the last checkpoint in ``run_dir``.
+    ``resume_run`` continues that MLflow run from the last checkpoint in ``run_dir``. A key that
+    moved (:mod:`seqexp.config.renamed`, e.g. a record's ``cell.impl``) is read where it is now.
     """
+    import pytorch_lightning as pl
+    import torch
+    import torch.utils.deterministic
+
+    from seqexp.commands.terminal import StepProgressBar, no_advertisements
+    from seqexp.config.build import build_data, build_model, build_task, trainer_options
+    from seqexp.config.checking import build_errors, check_config, instantiate
+    from seqexp.config.memory import check_fits
+    from seqexp.diagnostics.solved import SolvedStep
+    from seqexp.models.data import DATA_SCHEME
+    from seqexp.tracking.checkpoints import (
+        LAST,
+        EndsWithValidation,
+        ExactResume,
+        best_checkpoint,
+        checkpoint_dir,
+        last_checkpoint,
+    )
+    from seqexp.tracking.runs import (
+        TAG_DATA_SCHEME,
+        TAG_FAILURE,
+        TAG_HEADLINE,
+        RunRecorder,
+        log_config,
+        make_logger,
+        system_metrics,
+    )
+
+    cfg = with_keys_moved(cfg)
     check_config(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -97,14 +112,16 @@ def train(
     with build_errors("callbacks.*"):
         callbacks += [instantiate(node, drop=()) for node in cfg.callbacks.values() if node is not None]
     if cfg.trainer.enable_progress_bar:
-        callbacks.append(RichProgressBar())
-    with build_errors("trainer.* (the keyword arguments of Lightning's Trainer)"):
+        callbacks.append(StepProgressBar())
+    with build_errors("trainer.* (the keyword arguments of Lightning's Trainer)"), no_advertisements():
         trainer = pl.Trainer(
             **trainer_options(cfg), logger=False, callbacks=callbacks, default_root_dir=run_dir
         )
     # Everything is built, so the config can run: only now is the run recorded.
     logger = make_logger(cfg, outputs, run_dir, resume_run) if cfg.logger.name == "mlflow" else None
     trainer.loggers = [logger] if logger else []
+    if logger:
+        model.recorder = RunRecorder(logger)
     # Deterministic mode also fills every torch.empty with NaN, a debugging aid that cost 15% of an
     # nn.LSTM step on CPU; seqexp's kernels write every buffer before they read it.
     torch.utils.deterministic.fill_uninitialized_memory = False
@@ -116,9 +133,10 @@ def train(
         log_config(logger, cfg, run_dir)
     last = checkpoint_dir(run_dir) / LAST if resume_run else None
     try:
-        trainer.fit(model, datamodule=data, ckpt_path=last, weights_only=True)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        tested = report_test(trainer, model, data, best.best_model_path)
+        with no_advertisements(), system_metrics(cfg, logger, outputs):
+            trainer.fit(model, datamodule=data, ckpt_path=last, weights_only=True)
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+            tested = report_test(trainer, model, data, best.best_model_path)
     except Exception as error:
         reason = f"{type(error).__name__}: {error}"
         if logger:
@@ -144,6 +162,8 @@ def report_test(trainer: pl.Trainer, model: TaskModule, data: TaskData, checkpoi
 
 def report(result: RunResult, cfg: DictConfig, outputs: Path) -> None:
     """Print the final metrics, where the run is recorded and how to look at it."""
+    from seqexp.tracking.runs import tracking_uri, ui_command
+
     table = Table("metric", "final value", title="seqexp run")
     for name, value in sorted(result.metrics.items()):
         table.add_row(name, f"{value:.6g}")
@@ -177,6 +197,13 @@ def run_job(cfg: DictConfig) -> float:
     return result.selected.get(result.headline, math.nan)
 
 
-main = hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")(run_job)
-"""The ``seqexp`` command. (``run_job`` stays a plain module-level function, so that parallel
-launchers can send it to their worker processes by name.)"""
+app = hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")(run_job)
+"""The Hydra app. (``run_job`` stays a plain module-level function, so that parallel launchers can
+send it to their worker processes by name.)"""
+
+
+def main() -> None:
+    """The ``seqexp`` command: the Hydra app, the keys that moved (:mod:`seqexp.config.renamed`) read
+    where they are now on its command line."""
+    sys.argv[1:] = renamed_overrides(sys.argv[1:])
+    app()

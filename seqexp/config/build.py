@@ -15,6 +15,7 @@ from torch import nn
 
 from seqexp.checks import ConfigError
 from seqexp.config.checking import instantiate, options
+from seqexp.config.renamed import with_keys_moved
 from seqexp.layers.initialization import initialized
 from seqexp.layers.recurrent import CellFactory, RecurrentStack
 from seqexp.models.budget import hidden_size_for_budget, trainable_parameters
@@ -32,10 +33,13 @@ def build_task(cfg: DictConfig) -> Task:
 
 def build_model(cfg: DictConfig, task: Task) -> SequenceModel | Seq2SeqModel:
     """The model the config describes, shaped by what the task's spec asks for; with
-    ``model.param_budget`` set, of the hidden size that spends that budget."""
+    ``model.param_budget`` set, of the hidden size that spends that budget. Its stacks run on the
+    kernel ``model.impl`` chooses (``cell.impl`` in records written before it moved); it clips
+    by ``trainer.gradient_clip_val`` and ``trainer.gradient_clip_algorithm``."""
+    cfg = with_keys_moved(cfg)
     if cfg.model.get("param_budget") is not None:
         cfg = sized(cfg, budget_hidden_size(cfg, task))
-    cell_options = options(cfg.cell, drop=("name", "impl", "_target_"))
+    cell_options = options(cfg.cell, drop=("name", "_target_"))
     spec = task.spec
     if spec.tokens:
         encoder: nn.Module = nn.Embedding(spec.input_size, cfg.model.embedding_size)
@@ -51,7 +55,7 @@ def build_model(cfg: DictConfig, task: Task) -> SequenceModel | Seq2SeqModel:
             num_layers=cfg.topology.num_layers,
             bidirectional=cfg.topology.bidirectional,
             dropout=cfg.topology.dropout,
-            impl=cfg.cell.impl,
+            impl=cfg.model.impl,
             input_dropout=cfg.topology.input_dropout,
         )
         if spec.shape == "encoder_decoder":
@@ -64,9 +68,8 @@ def build_model(cfg: DictConfig, task: Task) -> SequenceModel | Seq2SeqModel:
             stack,
             encoder,
             **optimization(cfg),
+            **clipping(cfg),
             tbptt_steps=cfg.training.tbptt_steps,
-            clip_val=cfg.trainer.gradient_clip_val,
-            clip_algorithm=cfg.trainer.gradient_clip_algorithm,
             **extra,
         )
 
@@ -105,9 +108,10 @@ def build_seq2seq(
         hidden_size=cfg.model.hidden_size,
         num_layers=cfg.topology.num_layers,
         dropout=cfg.topology.dropout,
-        impl=cfg.cell.impl,
+        impl=cfg.model.impl,
     )
-    return Seq2SeqModel(task, stack, encoder, decoder, **optimization(cfg), **options(cfg.decoder, drop=()))
+    decoding = options(cfg.decoder, drop=())
+    return Seq2SeqModel(task, stack, encoder, decoder, **optimization(cfg), **clipping(cfg), **decoding)
 
 
 def optimization(cfg: DictConfig) -> dict[str, Any]:
@@ -120,13 +124,20 @@ def optimization(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+CLIPPING_KEYS = {"gradient_clip_val": "clip_val", "gradient_clip_algorithm": "clip_algorithm"}
+"""The ``trainer.*`` keys of gradient clipping, and the model's arguments they go to."""
+
+
+def clipping(cfg: DictConfig) -> dict[str, Any]:
+    """The model's clipping arguments, from the user-facing ``trainer.gradient_clip_val`` and
+    ``trainer.gradient_clip_algorithm`` (the module clips in both training modes)."""
+    return {argument: cfg.trainer.get(key) for key, argument in CLIPPING_KEYS.items() if key in cfg.trainer}
+
+
 def trainer_options(cfg: DictConfig) -> dict[str, Any]:
-    """The Trainer's keyword arguments. Under truncated BPTT the module clips by itself (manual
-    optimisation, where Lightning refuses to clip), so the Trainer gets no clipping value."""
-    trainer = options(cfg.trainer)
-    if cfg.training.tbptt_steps is not None:
-        trainer["gradient_clip_val"] = None
-    return trainer
+    """The Trainer's keyword arguments: the ``trainer`` group but its clipping keys, which go to
+    the model (:func:`clipping`; Lightning would refuse them under manual optimisation)."""
+    return {k: v for k, v in options(cfg.trainer).items() if k not in CLIPPING_KEYS}
 
 
 def build_data(cfg: DictConfig, task: Task) -> TaskData:

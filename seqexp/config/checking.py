@@ -8,7 +8,6 @@ import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -20,19 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from seqexp.checks import ConfigError
+from seqexp.config.location import CONF, shipped_config_dir  # noqa: F401 (seqexp.config.checking.CONF)
 
 CLIP_ALGORITHMS = ("norm", "value")
-
-
-def shipped_config_dir() -> Path:
-    """seqexp's Hydra config: ``seqexp/conf`` in an installed wheel, else ``conf/`` at the top of the
-    source tree (an editable install)."""
-    package = Path(__file__).parents[1]
-    packaged = package / "conf"
-    return packaged if packaged.is_dir() else package.parent / "conf"
-
-
-CONF = shipped_config_dir()
 
 
 LOGGERS = ("mlflow", "none")
@@ -114,6 +103,9 @@ def check_run(checks: Checks) -> None:
         experiment = checks.value("logger.experiment")
         checks.expect("logger.experiment", isinstance(experiment, str) and experiment.strip(), "a name")
         checks.boolean("logger.log_model")
+        if checks.value("logger.system_metrics") is not None:  # records written before it hold none
+            checks.boolean("logger.system_metrics")
+            checks.number("logger.system_metrics_interval_s", strict=True)
     checks.integer("sampling.count")
     checks.integer("sampling.max_length")
     checks.number("sampling.temperature", strict=True)

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import MLFlowLogger
-from torch import Tensor, nn
+from torch import Tensor
 
 from seqexp.checks import at_least
 from seqexp.diagnostics.flow_plots import FlowHistory, plot_history
@@ -96,26 +95,6 @@ def group_norms(model: SequenceModel) -> dict[str, Tensor]:
     return {k: v.sqrt() for k, v in (squares | {"total": total}).items()}
 
 
-def clipping(trainer: pl.Trainer, model: pl.LightningModule) -> tuple[float | None, str]:
-    """The clipping in force: the Trainer's, or under manual optimisation (TBPTT) the module's."""
-    if model.automatic_optimization:
-        return trainer.gradient_clip_val, trainer.gradient_clip_algorithm or "norm"  # a str enum
-    return getattr(model, "clip_val", None), getattr(model, "clip_algorithm", "norm")
-
-
-def clipping_acts(model: nn.Module, clip_val: float | None, algorithm: str, total_norm: Tensor) -> Tensor:
-    """Whether clipping changes the gradients: their norm (``total_norm``) or largest element is
-    over ``clip_val``. A boolean tensor, so that counting it forces no device sync."""
-    if not clip_val:
-        return torch.zeros((), dtype=torch.bool, device=total_norm.device)
-    if algorithm == "value":
-        return (
-            torch.stack([p.grad.abs().max() for p in model.parameters() if p.grad is not None]).max()
-            > clip_val
-        )
-    return total_norm > clip_val
-
-
 class NonFiniteGuard(pl.Callback):
     """Ends the run with :class:`Diverged` at the first non-finite training loss or gradient,
     before the optimizer step could spread it into the weights.
@@ -156,7 +135,8 @@ class NonFiniteGuard(pl.Callback):
 class GradientNorms(pl.Callback):
     """Logs ``grad/norm_<group>`` (see :func:`group_norms`) of the unclipped gradients on the
     steps whose metrics Lightning writes (:func:`~seqexp.models.sequence.writes_logs`), and
-    ``grad/clipped_fraction``: the share of all steps so far where clipping changed them."""
+    ``grad/clipped_fraction``: the share of all steps so far where the module's clipping
+    (:class:`~seqexp.models.sequence.GradientClipping`, in force in both training modes) changed them."""
 
     def __init__(self) -> None:
         self.steps = 0
@@ -164,7 +144,7 @@ class GradientNorms(pl.Callback):
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: SequenceModel, optimizer: Any) -> None:
         total = torch.nn.utils.get_total_norm(p.grad for p in pl_module.parameters() if p.grad is not None)
-        self.clipped = self.clipped + clipping_acts(pl_module, *clipping(trainer, pl_module), total)
+        self.clipped = self.clipped + pl_module.clipping.acts(pl_module.parameters(), total)
         self.steps += 1
         if not writes_logs(trainer):
             return
@@ -185,7 +165,8 @@ class GradientFlow(pl.Callback):
     Logs ``grad/flow_ratio``, ``‖∂L/∂a<1>‖ / ‖∂L/∂a<T>‖`` of the top layer's left-to-right
     direction (and ``grad/flow_ratio/<layer>`` per layer and direction when there are more);
     writes ``gradient_flow.png`` (heatmap of step × training progress, and the latest curve) and
-    ``gradient_flow.json`` to the run dir and, with an MLflow logger, as artifacts of the run."""
+    ``gradient_flow.json`` to the run dir, and gives them to the module's recorder (with MLflow:
+    the run's artifacts)."""
 
     def __init__(self, every_n_steps: int = 100) -> None:
         at_least("callbacks.gradient_flow.every_n_steps", every_n_steps, 1)
@@ -207,11 +188,11 @@ class GradientFlow(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: SequenceModel) -> None:
         self.measure(trainer, pl_module)
-        self.save(trainer)
+        self.save(trainer, pl_module)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: SequenceModel, exception: BaseException) -> None:
         if self.history.steps:
-            self.save(trainer)
+            self.save(trainer, pl_module)
 
     def measure(self, trainer: pl.Trainer, pl_module: SequenceModel) -> None:
         step = trainer.global_step
@@ -228,17 +209,15 @@ class GradientFlow(pl.Callback):
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
 
-    def save(self, trainer: pl.Trainer) -> None:
+    def save(self, trainer: pl.Trainer, pl_module: SequenceModel) -> None:
         if not trainer.is_global_zero:
             return
         run_dir = Path(trainer.default_root_dir)
         png, data = (run_dir / name for name in FLOW_FILES)
         plot_history(self.history, png)
         self.history.save(data)
-        for logger in trainer.loggers:
-            if isinstance(logger, MLFlowLogger):
-                for path in (png, data):
-                    logger.experiment.log_artifact(logger.run_id, str(path))
+        for path in (png, data):
+            pl_module.recorder.log_artifact(path)
 
     def state_dict(self) -> dict[str, Any]:
         return {"steps": self.history.steps, "norms": self.history.norms}

@@ -7,7 +7,6 @@ import math
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping
-from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.trainer.states import TrainerFn
 
 from seqexp.checks import at_least
@@ -21,16 +20,14 @@ TAG_HIGHER_IS_BETTER = "seqexp.higher_is_better"
 class SolvedStep(pl.Callback):
     """Logs ``val/solved_step``, the global step of the first validation at which the run was
     solved (``val/solved``: the task's ``spec.solved`` on its headline metric), once; a run that
-    never is has no ``val/solved_step``. Tags the MLflow run with which way its headline improves."""
+    never is has no ``val/solved_step``. Tags the run (through the module's recorder) with which way
+    its headline improves."""
 
     def __init__(self) -> None:
         self.step: int | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        higher = str(pl_module.task.spec.higher_is_better)
-        for logger in trainer.loggers:
-            if isinstance(logger, MLFlowLogger):
-                logger.experiment.set_tag(logger.run_id, TAG_HIGHER_IS_BETTER, higher)
+        pl_module.recorder.set_tags({TAG_HIGHER_IS_BETTER: str(pl_module.task.spec.higher_is_better)})
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking or self.step is not None:

@@ -79,7 +79,7 @@ class RecurrentStack(nn.Module):
         super().__init__()
         check_topology(num_layers, dropout, input_dropout)
         if impl not in IMPLS:
-            raise ValueError(f"cell.impl must be one of {list(IMPLS)} (got {impl!r})")
+            raise ValueError(f"model.impl must be one of {list(IMPLS)} (got {impl!r})")
         self.hidden_size = hidden_size
         self.num_directions = 2 if bidirectional else 1
         self.output_size = hidden_size * self.num_directions
@@ -96,7 +96,7 @@ class RecurrentStack(nn.Module):
         self.blocks = cell.blocks
         if impl == "native" and cell.native is None:
             raise ValueError(
-                f"cell.impl=native: {type(cell).__name__} has no torch.nn equivalent; "
+                f"model.impl=native: {type(cell).__name__} has no torch.nn equivalent; "
                 "use impl=custom or impl=auto"
             )
         self.impl: Impl = ("native" if cell.native is not None else "custom") if impl == "auto" else impl

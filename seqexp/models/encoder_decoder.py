@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pytorch_lightning.loggers import MLFlowLogger
 from torch import Tensor, nn
 
 from seqexp.checks import at_least
@@ -70,8 +69,10 @@ class Seq2SeqModel(TaskModule):
         beam_width: int = 3,
         length_penalty: float = 0.7,
         attention_plots: int = 3,
+        clip_val: float | None = None,
+        clip_algorithm: str = "norm",
     ) -> None:
-        super().__init__(task, optimizer, scheduler, scheduler_options)
+        super().__init__(task, optimizer, scheduler, scheduler_options, clip_val, clip_algorithm)
         check_decoder(decoder)
         at_least("decoder.beam_width", beam_width, 1)
         at_least("decoder.length_penalty", length_penalty, 0)
@@ -226,9 +227,7 @@ class Seq2SeqModel(TaskModule):
         sources = [self.task.decode_source(row) for row in x]
         outputs = [self.task.decode_target(row) for row in tokens]
         plot_attention(sources, outputs, alpha, path, f"step {self.trainer.global_step}")
-        for logger in self.trainer.loggers:
-            if isinstance(logger, MLFlowLogger):
-                logger.experiment.log_artifact(logger.run_id, str(path))
+        self.recorder.log_artifact(path)
 
 
 def exact_match(outputs: Tensor, target: Tensor) -> Tensor:

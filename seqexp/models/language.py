@@ -1,12 +1,11 @@
 """The language model: a SequenceModel that predicts the next token at every step, steps one token
-at a time for sampling, and logs samples to its MLflow run at every validation."""
+at a time for sampling, and records samples (through its recorder) at every validation."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
-from pytorch_lightning.loggers import MLFlowLogger
 from torch import Tensor
 
 from seqexp.layers.recurrent import StackState
@@ -30,7 +29,7 @@ class LanguageModel(SequenceModel):
 
     ``sampling`` (the config's ``sampling`` node: ``count``, ``max_length``, ``temperature``,
     ``reject_unk``) says what to sample at the end of every validation; the samples go to the
-    MLflow run as ``samples/step_<global step>.txt``."""
+    module's recorder (with MLflow: the run) as ``samples/step_<global step>.txt``."""
 
     def __init__(self, *args: Any, sampling: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -76,7 +75,4 @@ class LanguageModel(SequenceModel):
         generator = torch.Generator().manual_seed(self.trainer.global_step)
         texts = self.sample(generator=generator, **self.sampling)
         text = "\n".join(f"{i + 1}. {t}" for i, t in enumerate(texts)) + "\n"
-        for logger in self.trainer.loggers:
-            if isinstance(logger, MLFlowLogger):
-                path = f"{SAMPLES_DIR}/step_{self.trainer.global_step:07d}.txt"
-                logger.experiment.log_text(logger.run_id, text, path)
+        self.recorder.log_text(text, f"{SAMPLES_DIR}/step_{self.trainer.global_step:07d}.txt")

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import MLFlowLogger
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from seqexp.layers.recurrent import RecurrentStack, StackRun, StackState
 from seqexp.models.budget import trainable_parameters
+from seqexp.models.recording import NoRecorder, Recorder
 from seqexp.tasks import Task
 
 KERNEL_TAG = "seqexp.kernel"
@@ -20,11 +21,55 @@ VALIDATION_KEY = "seqexp_validation"
 """Where a checkpoint keeps the validation metrics it was saved after."""
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+CLIP_ALGORITHMS = ("norm", "value")
+
+
+@dataclass(frozen=True)
+class GradientClipping:
+    """Clip the gradients to ``value`` (``None`` or 0: no clipping) by their total ``norm`` or
+    each element's absolute ``value`` (the config's ``trainer.gradient_clip_val`` and
+    ``trainer.gradient_clip_algorithm``)."""
+
+    value: float | None = None
+    algorithm: str = "norm"
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in CLIP_ALGORITHMS:
+            raise ValueError(
+                f"trainer.gradient_clip_algorithm must be one of {list(CLIP_ALGORITHMS)} "
+                f"(got {self.algorithm!r})"
+            )
+
+    def acts(self, parameters: Iterable[nn.Parameter], total_norm: Tensor) -> Tensor:
+        """Whether clipping changes the gradients of ``parameters``: their norm (``total_norm``)
+        or largest element is over the value. A boolean tensor, so that counting it forces no
+        device sync."""
+        if not self.value:
+            return torch.zeros((), dtype=torch.bool, device=total_norm.device)
+        if self.algorithm == "value":
+            largest = torch.stack([p.grad.abs().max() for p in parameters if p.grad is not None]).max()
+            return largest > self.value
+        return total_norm > self.value
+
+    def apply(self, parameters: Iterable[nn.Parameter]) -> None:
+        """Clip the gradients of ``parameters`` in place, as Lightning does (for a loop without it)."""
+        if not self.value:
+            return
+        if self.algorithm == "value":
+            nn.utils.clip_grad_value_(parameters, self.value)
+        else:
+            nn.utils.clip_grad_norm_(parameters, self.value)
 
 
 class TaskModule(pl.LightningModule):
-    """What every seqexp model shares: its task, its optimizer and scheduler, and the summary of
-    each validation (the task's baseline and solved flag beside its metric)."""
+    """What every seqexp model shares: its task, its optimizer and scheduler, its gradient
+    clipping, the summary of each validation (the task's baseline and solved flag beside its
+    metric), and a :class:`~seqexp.models.recording.Recorder` for what it records beside its
+    metrics (``recorder``, set by the command that runs it; by default, none).
+
+    The module clips (``clip_val``, ``clip_algorithm``) in both training modes: Lightning asks it
+    through :meth:`configure_gradient_clipping` under automatic optimisation, truncated BPTT
+    (manual optimisation) asks it itself. The Trainer is given no clipping of its own."""
 
     def __init__(
         self,
@@ -32,12 +77,16 @@ class TaskModule(pl.LightningModule):
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         scheduler_options: dict[str, Any] | None = None,
+        clip_val: float | None = None,
+        clip_algorithm: str = "norm",
     ) -> None:
         super().__init__()
         self.task = task
         self.make_optimizer = optimizer
         self.make_scheduler = scheduler
         self.scheduler_options = scheduler_options or {}
+        self.clipping = GradientClipping(clip_val, clip_algorithm)
+        self.recorder: Recorder = NoRecorder()
         self.means: dict[str, dict[str, MeanMetric]] = {"val": {}, "test": {}}
         """Per split, the running mean of each of :meth:`evaluate`'s metrics over its examples."""
         self.selected_validation: dict[str, float] = {}
@@ -106,10 +155,8 @@ class TaskModule(pl.LightningModule):
             for name, module in self.named_children()
             if isinstance(module, RecurrentStack)
         }
+        self.recorder.set_tags(tags)
         for logger in self.loggers:
-            if isinstance(logger, MLFlowLogger):
-                for tag, kernel in tags.items():
-                    logger.experiment.set_tag(logger.run_id, tag, kernel)
             logger.log_metrics(self.sizes(), step=self.global_step)
 
     def sizes(self) -> dict[str, int]:
@@ -132,6 +179,22 @@ class TaskModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.selected_validation = checkpoint.get(VALIDATION_KEY, {})
 
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip by the module's :attr:`clipping`, in both training modes (see the class). A Trainer
+        given a clipping of its own would make two owners: refused."""
+        if gradient_clip_val:
+            raise ValueError(
+                "the module clips (trainer.gradient_clip_val goes to the model); "
+                "build the Trainer without gradient_clip_val"
+            )
+        if self.clipping.value:
+            self.clip_gradients(optimizer, self.clipping.value, self.clipping.algorithm)
+
     def configure_optimizers(self) -> Any:
         optimizer = self.make_optimizer(self.parameters())
         if self.make_scheduler is None:
@@ -147,9 +210,9 @@ class SequenceModel(TaskModule):
     ``ŷ<t> = W_y a<t> + b_y`` at every step; many-to-one: ``ŷ = W_y summary + b_y``, where the
     summary is the last state of each direction of the top layer.
 
-    ``tbptt_steps = k`` trains by truncated backpropagation through time (manual optimisation,
-    clipping by ``clip_val`` and ``clip_algorithm``); ``None`` is full BPTT (automatic
-    optimisation, the Trainer clips)."""
+    ``tbptt_steps = k`` trains by truncated backpropagation through time (manual optimisation);
+    ``None`` is full BPTT (automatic optimisation). The module clips in both (see
+    :class:`TaskModule`)."""
 
     def __init__(
         self,
@@ -163,14 +226,12 @@ class SequenceModel(TaskModule):
         clip_val: float | None = None,
         clip_algorithm: str = "norm",
     ) -> None:
-        super().__init__(task, optimizer, scheduler, scheduler_options)
+        super().__init__(task, optimizer, scheduler, scheduler_options, clip_val, clip_algorithm)
         check_tbptt(tbptt_steps, stack.num_directions)
         self.encoder = encoder
         self.stack = stack
         self.head = nn.Linear(stack.output_size, task.spec.output_size)
         self.tbptt_steps = tbptt_steps
-        self.clip_val = clip_val
-        self.clip_algorithm = clip_algorithm
         self.automatic_optimization = tbptt_steps is None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -233,10 +294,11 @@ class SequenceModel(TaskModule):
         return self.task.loss(self.read_out(run), y) if steps.stop == T else None
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Under TBPTT, clip here: where the Trainer clips under automatic optimisation, after
-        the callbacks' ``on_before_optimizer_step`` (which so see the unclipped gradients)."""
-        if not self.automatic_optimization and self.clip_val:
-            self.clip_gradients(optimizer, self.clip_val, self.clip_algorithm)
+        """Under TBPTT, ask :meth:`configure_gradient_clipping` here: where Lightning asks it under
+        automatic optimisation, after the callbacks' ``on_before_optimizer_step`` (which so see the
+        unclipped gradients)."""
+        if not self.automatic_optimization:
+            self.configure_gradient_clipping(optimizer)
 
     def step_schedulers(self, interval: str) -> None:
         """Under TBPTT, step the schedulers as Lightning does under automatic optimisation."""

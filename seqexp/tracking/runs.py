@@ -290,3 +290,63 @@ def log_config(logger: MLFlowLogger, cfg: DictConfig, run_dir: Path) -> None:
     if digest := corpus_digest(cfg):
         (run_dir / CORPUS_FILE).write_text(digest)
         logger.experiment.set_tag(logger.run_id, CORPUS_TAG, digest)
+
+
+class RunRecorder:
+    """The models' and diagnostics' :class:`~seqexp.models.recording.Recorder` for an MLflow run:
+    what they record beside their metrics goes to the logger's run (from the main process only)."""
+
+    def __init__(self, logger: MLFlowLogger) -> None:
+        self.logger = logger
+
+    @rank_zero_only
+    def set_tags(self, tags: dict[str, str]) -> None:
+        for name, value in tags.items():
+            self.logger.experiment.set_tag(self.logger.run_id, name, value)
+
+    @rank_zero_only
+    def log_text(self, text: str, path: str) -> None:
+        self.logger.experiment.log_text(self.logger.run_id, text, path)
+
+    @rank_zero_only
+    def log_artifact(self, path: Path, directory: str | None = None) -> None:
+        self.logger.experiment.log_artifact(self.logger.run_id, str(path), directory)
+
+
+@contextmanager
+def system_metrics(cfg: DictConfig, logger: MLFlowLogger | None, outputs: Path) -> Iterator[None]:
+    """With ``logger.system_metrics: true``, MLflow's own sampler records ``system/…`` (CPU, memory,
+    disk, network, GPU) into the run every ``logger.system_metrics_interval_s`` seconds while the
+    block runs (from the main process; it needs ``psutil``)."""
+    if logger is None or not cfg.logger.get("system_metrics", False) or rank_zero_only.rank != 0:
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(
+        logger.run_id,
+        sampling_interval=cfg.logger.get("system_metrics_interval_s", 10),
+        resume_logging=True,
+        tracking_uri=tracking_uri(outputs),
+    )
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
+
+
+@contextmanager
+def quiet_artifact_downloads() -> Iterator[None]:
+    """MLflow's artifact-download progress bars off while the block runs (they would print in
+    front of a command's own output), and back as they were after it."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
