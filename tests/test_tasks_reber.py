@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import random
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import pytest
 import torch
 
-from seqexp.tasks.reber import IGNORE, PAD, SYMBOLS, ReberTask
+from seqexp.tasks.reber import (
+    IGNORE,
+    PAD,
+    REBER,
+    SYMBOLS,
+    ReberTask,
+    classic_path,
+    reber_strings,
+    uniform_path,
+)
 
 NODE3 = "(?:XT*VP)*(?:S|XT*VV)"
 EMBEDDED = re.compile(rf"B([TP])B(?:TS*X{NODE3}|PT*V(?:V|P{NODE3}))E\1E")
@@ -127,3 +137,64 @@ def test_loss_is_the_cross_entropy_over_real_steps_only() -> None:
 def test_too_short_a_length_is_refused(seq_len: int) -> None:
     with pytest.raises(ValueError, match=rf"task.seq_len must be >= 8.*\(got {seq_len}\)"):
         ReberTask(seq_len=seq_len)
+
+
+def paths(node: int | None, length: int) -> list[str]:
+    """Every Reber string of exactly ``length`` symbols from ``node``, by walking the grammar."""
+    if node is None or length == 0:
+        return [""] if node is None and length == 0 else []
+    return [symbol + rest for symbol, nxt in REBER[node] for rest in paths(nxt, length - 1)]
+
+
+def test_counting_paths_agrees_with_walking_the_grammar() -> None:
+    for length in range(15):
+        assert reber_strings(0, length) == len(paths(0, length)), length
+    assert reber_strings(0, 3) == 0 and reber_strings(0, 4) == 2, "TXSE and PVVE are the shortest"
+
+
+def test_exact_sampling_is_uniform_over_the_strings_of_its_length() -> None:
+    """16 Reber strings have 9 symbols; 16,000 draws put 1,000 on each, within 5 standard deviations."""
+    every = paths(0, 9)
+    rng = random.Random(0)
+    drawn = Counter("".join(s for s, _ in uniform_path(rng, 9)) for _ in range(16_000))
+    assert set(drawn) == set(every) and len(every) == 16
+    sd = (16_000 * (1 / 16) * (15 / 16)) ** 0.5
+    assert all(abs(count - 1_000) < 5 * sd for count in drawn.values()), drawn
+
+
+def test_exact_sampling_is_the_classic_distribution_given_the_length() -> None:
+    """Classic strings of one length, drawn by rejection, are spread over the same strings alike."""
+    rng = random.Random(1)
+    classic = Counter()
+    while sum(classic.values()) < 4_000:
+        path = "".join(s for s, _ in classic_path(rng))
+        if len(path) == 7:
+            classic[path] += 1
+    assert set(classic) == set(paths(0, 7)) and len(classic) == 7
+    assert max(classic.values()) / min(classic.values()) < 1.3
+
+
+@pytest.mark.parametrize("seq_len", [8, 20, 50])
+def test_exact_lengths_set_the_distance_between_the_symbols_that_agree(seq_len: int) -> None:
+    task = ReberTask(seq_len=seq_len, lengths="exact")
+    inputs, targets = task.generate(300, seed=seq_len)
+    assert not (inputs == PAD).any() and not (targets[..., 0] == IGNORE).any(), "no padding"
+    for string in strings(inputs, targets):
+        assert EMBEDDED.fullmatch(string) and len(string) == seq_len + 1
+        assert string[1] == string[seq_len - 1], "the outer symbol comes back seq_len - 2 steps later"
+    assert task.length_key == "task.seq_len"
+    assert task.distinct_inputs() == 2 * reber_strings(0, seq_len - 4)
+
+
+def test_exact_lengths_draw_long_strings_without_rejection() -> None:
+    """A string of 2,001 symbols: one in about 10^190 classic strings, drawn directly."""
+    inputs, targets = ReberTask(seq_len=2_000, lengths="exact").generate(3, seed=0)
+    [string, *_] = strings(inputs, targets)
+    assert len(string) == 2_001 and EMBEDDED.fullmatch(string)
+
+
+def test_classic_lengths_are_the_default_and_set_no_dependency_length() -> None:
+    task = ReberTask(seq_len=30)
+    assert task.lengths == "classic" and task.length_key is None
+    with pytest.raises(ValueError, match="task.lengths must be one of"):
+        ReberTask(lengths="longest")

@@ -62,6 +62,9 @@ class Task(ABC):
     fresh: ClassVar[bool] = False
     """Whether the task generates examples without end, so that training can draw a fresh batch at
     every step (``train_size: null``); a task with a fixed pool of data cannot."""
+    length_key: str | None = "task.seq_len"
+    """The config key that sets the task's dependency length, the distance its model must bridge
+    (longer means a longer dependency; ``seqexp-horizon`` varies it); ``None`` where no key does."""
 
     def __init__(
         self, seq_len: int, train_size: int | None, val_size: int, test_size: int | None = None

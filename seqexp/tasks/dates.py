@@ -90,6 +90,9 @@ class DatesTask(Task):
     input can do no better than one fixed date: chance is one over the days in the calendar, the
     baseline. Solved above 0.95."""
 
+    length_key = None
+    """``seq_len`` only pads the source on the left: no key lengthens a date."""
+
     def __init__(
         self,
         seq_len: int = LONGEST,

@@ -47,6 +47,8 @@ class DigitsTask(Task):
         solved_at=0.95,
         higher_is_better=True,
     )
+    length_key = None
+    """``seq_len`` takes two values (64 pixels or 8 rows): nothing to search over."""
 
     def __init__(
         self,

@@ -60,6 +60,9 @@ class LanguageModelTask(Task):
     validation batch, averaged. Baseline: the unigram model's, which ignores the context. Solved
     once the cross-entropy is below 60% of the unigram model's."""
 
+    length_key = None
+    """``seq_len`` is the context a prediction may use, not a distance the text makes it bridge."""
+
     def __init__(
         self,
         seq_len: int = 64,

@@ -29,32 +29,88 @@ REBER = {
 """The Reber grammar after its leading B: node -> (symbol, next node), each edge equally likely."""
 MIN_LENGTH = 9
 """The shortest embedded string: B T BTXSE T E."""
+LENGTHS = ("classic", "exact")
+"""How long strings are: the grammar's own lengths, up to ``seq_len + 1`` symbols; or exactly
+``seq_len + 1`` symbols each (:class:`ReberTask`)."""
+Path = list[tuple[str, int | None]]
+"""A Reber string after its leading B, as the (symbol, next node) of each edge taken."""
 
 
 @cache
+def path_counts(length: int) -> tuple[dict[int | None, int], ...]:
+    """For each ``remaining`` in ``0..length``, how many paths of exactly ``remaining`` symbols lead
+    from each node out of the grammar (``None``: out already), by dynamic programming over
+    (node, remaining length)."""
+    rows: list[dict[int | None, int]] = [{None: 1} | {node: 0 for node in REBER}]
+    for _ in range(length):
+        rows.append({None: 0} | {node: sum(rows[-1][nxt] for _, nxt in REBER[node]) for node in REBER})
+    return tuple(rows)
+
+
 def reber_strings(node: int | None, length: int) -> int:
     """How many paths of exactly ``length`` symbols lead from ``node`` out of the grammar (the
     Reber strings after their leading B, from node 0)."""
-    if node is None:
-        return int(length == 0)
-    if length == 0:
-        return 0
-    return sum(reber_strings(nxt, length - 1) for _, nxt in REBER[node])
+    return path_counts(length)[length][node]
 
 
-def embedded_reber(rng: random.Random) -> tuple[str, list[str]]:
-    """One embedded Reber string and, for each of its symbols but the last, the set of legal
-    next symbols: ``B {T|P} <Reber string> {same T|P} E``."""
-    outer = rng.choice("TP")
-    string, legal = ["B", outer, "B"], ["TP", "B", "TP"]
+def classic_path(rng: random.Random) -> Path:
+    """A Reber string by the grammar's own process: each edge out of a node equally likely."""
+    path: Path = []
     node: int | None = 0
     while node is not None:
-        symbol, node = rng.choice(REBER[node])
+        path.append(rng.choice(REBER[node]))
+        node = path[-1][1]
+    return path
+
+
+def uniform_path(rng: random.Random, length: int) -> Path:
+    """A Reber string of exactly ``length`` symbols, each of them equally likely: every edge is
+    drawn in proportion to the strings that can still end in the remaining length
+    (:func:`reber_strings`), exactly, in integers. The grammar's own process gives every string of
+    ``length`` symbols the same probability, ``2^-(length - 1)``, so this is that distribution
+    conditioned on the length."""
+    counts = path_counts(length)
+    if counts[length][0] == 0:
+        raise ValueError(f"no Reber string has {length} symbols")
+    path: Path = []
+    node: int | None = 0
+    for remaining in range(length, 0, -1):
+        assert node is not None
+        pick = rng.randrange(counts[remaining][node])
+        for symbol, nxt in REBER[node]:
+            pick -= counts[remaining - 1][nxt]
+            if pick < 0:
+                path.append((symbol, nxt))
+                node = nxt
+                break
+    return path
+
+
+def embedded(outer: str, path: Path) -> tuple[str, list[str]]:
+    """The embedded string ``B outer B <path> outer E`` and, for each of its symbols but the last,
+    the set of legal next symbols."""
+    string, legal = ["B", outer, "B"], ["TP", "B", "TP"]
+    for symbol, node in path:
         string.append(symbol)
         legal.append("".join(s for s, _ in REBER[node]) if node is not None else outer)
     string += [outer, "E"]
     legal.append("E")
     return "".join(string), legal
+
+
+def embedded_reber(rng: random.Random) -> tuple[str, list[str]]:
+    """One embedded Reber string by the grammar's own process, with its legal next symbols:
+    ``B {T|P} <Reber string> {same T|P} E``."""
+    outer = rng.choice("TP")
+    return embedded(outer, classic_path(rng))
+
+
+def exact_embedded_reber(rng: random.Random, symbols: int) -> tuple[str, list[str]]:
+    """One embedded Reber string of exactly ``symbols`` symbols, uniform over them (T or P
+    outside, equally likely; the inner string uniform over those of ``symbols - 5``), with its legal
+    next symbols."""
+    outer = rng.choice("TP")
+    return embedded(outer, uniform_path(rng, symbols - 5))
 
 
 @cache
@@ -69,8 +125,15 @@ class ReberTask(Task):
     came). The second symbol (T or P) must come back as the second-to-last, across the whole
     inner string: the long-range dependency.
 
-    Strings vary in length; those longer than ``seq_len + 1`` symbols are redrawn, and an input
-    (every symbol but the last: at most ``seq_len`` steps) is padded on the right with ``PAD``.
+    ``lengths: classic`` (the default): strings come from the grammar's own process (each edge
+    out of a node equally likely), so they vary in length and are mostly short; those longer than
+    ``seq_len + 1`` symbols are redrawn, and an input (every symbol but the last: at most
+    ``seq_len`` steps) is padded on the right with ``PAD``. ``seq_len`` is then only an upper
+    bound, and sets no distance. ``lengths: exact``: every string has exactly ``seq_len + 1``
+    symbols, uniform over the embedded strings of that length (the classic distribution conditioned
+    on the length: it gives every string of one length the same probability), drawn by counting
+    paths through the grammar, never by rejection; the two symbols that must agree are then
+    ``seq_len - 2`` steps apart, and ``seq_len`` is the task's dependency length.
     Targets are ``(n, seq_len, 8)``: column 0 the next symbol (``-1`` on padding), columns 1..7
     the 0/1 mask of the legal next symbols. Padded steps count in neither loss nor metrics; a
     unidirectional stack's outputs at real steps never see the padding after them (a
@@ -101,18 +164,30 @@ class ReberTask(Task):
         train_size: int | None = None,
         val_size: int = 1_000,
         test_size: int | None = None,
+        lengths: str = "classic",
     ) -> None:
+        if lengths not in LENGTHS:
+            raise ValueError(f"task.lengths must be one of {list(LENGTHS)} (got {lengths!r})")
         at_least("task.seq_len", seq_len, MIN_LENGTH - 1, f"the shortest string has {MIN_LENGTH} symbols")
         super().__init__(seq_len, train_size, val_size, test_size)
+        self.lengths = lengths
+        self.length_key = "task.seq_len" if lengths == "exact" else None
+        """Only exact lengths make ``seq_len`` the distance to bridge."""
 
     def distinct_inputs(self) -> float:
-        """Embedded strings of at most ``seq_len + 1`` symbols: two outer symbols, each around
-        every inner Reber string four symbols shorter."""
-        return float(2 * sum(reber_strings(0, length) for length in range(self.seq_len + 1 - 4)))
+        """Embedded strings of at most (``classic``) or exactly (``exact``) ``seq_len + 1`` symbols:
+        two outer symbols, each around every inner Reber string four symbols shorter."""
+        counts = path_counts(self.seq_len - 4)  # paths after the inner B: 5 symbols fewer
+        if self.lengths == "exact":
+            return float(2 * counts[-1][0])
+        return float(2 * sum(row[0] for row in counts))
 
     def strings(self, n: int, seed: int) -> list[tuple[str, list[str]]]:
-        """``n`` strings of at most ``seq_len + 1`` symbols, with their legal next symbols."""
+        """``n`` strings of at most (``classic``) or exactly (``exact``) ``seq_len + 1`` symbols, with
+        their legal next symbols."""
         rng = random.Random(seed)
+        if self.lengths == "exact":
+            return [exact_embedded_reber(rng, self.seq_len + 1) for _ in range(n)]
         drawn: list[tuple[str, list[str]]] = []
         while len(drawn) < n:
             string, legal = embedded_reber(rng)

@@ -66,6 +66,7 @@ class TaggingTask(Task):
         higher_is_better=True,
     )
     fresh = True
+    length_key = "task.lookahead"
 
     def __init__(
         self,
