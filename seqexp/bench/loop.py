@@ -25,7 +25,6 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 from rich.table import Table
-from torch import nn
 
 from seqexp.bench.kernels import (
     CPU_SIZES,
@@ -36,9 +35,10 @@ from seqexp.bench.kernels import (
     machine,
     run_kernels,
 )
-from seqexp.commands.train import CONF, train
+from seqexp.commands.train import train
 from seqexp.config.build import build_data, build_model, build_task
 from seqexp.config.checking import options
+from seqexp.config.location import CONF
 
 
 @dataclass
@@ -152,7 +152,8 @@ def seqexp_steps_per_s(cfg: DictConfig, skip: int, run_dir: Path) -> tuple[float
 
 
 def plain_steps_per_s(cfg: DictConfig, skip: int) -> float:
-    """A hand-written PyTorch loop over the same model, data, optimizer and clipping."""
+    """A hand-written PyTorch loop over the same model, data, optimizer and clipping (the model's own:
+    :class:`~seqexp.models.sequence.GradientClipping`, applied as Lightning applies it)."""
     torch.manual_seed(cfg.seed)
     task = build_task(cfg)
     model = build_model(cfg, task)
@@ -167,7 +168,7 @@ def plain_steps_per_s(cfg: DictConfig, skip: int) -> float:
         index = torch.randint(len(x), (cfg.data.batch_size,))
         optimizer.zero_grad()
         task.loss(model(x[index]), y[index]).backward()
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.gradient_clip_val)
+        model.clipping.apply(model.parameters())
         optimizer.step()
     return (cfg.trainer.max_steps - skip) / (time.perf_counter() - start)
 

@@ -27,14 +27,22 @@ from seqexp.tracking.records import (
     migrated,
     under,
 )
-from seqexp.tracking.runs import CONFIG_ARTIFACT, TAG_DATA_SCHEME, TAG_RUN_DIR, check_reachable, tracking_uri
+from seqexp.tracking.runs import (
+    CONFIG_ARTIFACT,
+    TAG_DATA_SCHEME,
+    TAG_RUN_DIR,
+    check_reachable,
+    quiet_artifact_downloads,
+    tracking_uri,
+)
 
 console = Console()
 
 
 def recorded_config(client: MlflowClient, run_id: str) -> DictConfig:
-    """The resolved config that run ``run_id`` logged as its artifact (loaded, not resolved)."""
-    with tempfile.TemporaryDirectory() as tmp:
+    """The resolved config that run ``run_id`` logged as its artifact (loaded, not resolved); no
+    download progress bar in front of the command's own output."""
+    with tempfile.TemporaryDirectory() as tmp, quiet_artifact_downloads():
         path = client.download_artifacts(run_id, CONFIG_ARTIFACT, tmp)
         return migrated(OmegaConf.load(path))
 

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from seqexp.checks import at_least
 from seqexp.diagnostics.flow_plots import FlowHistory, plot_history
+from seqexp.models.recording import recorder_of
 from seqexp.models.sequence import SequenceModel, writes_logs
 
 FLOW_FILES = ("gradient_flow.png", "gradient_flow.json")
@@ -217,7 +218,7 @@ class GradientFlow(pl.Callback):
         plot_history(self.history, png)
         self.history.save(data)
         for path in (png, data):
-            pl_module.recorder.log_artifact(path)
+            recorder_of(pl_module).log_artifact(path)
 
     def state_dict(self) -> dict[str, Any]:
         return {"steps": self.history.steps, "norms": self.history.norms}

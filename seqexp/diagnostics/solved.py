@@ -10,6 +10,7 @@ from pytorch_lightning.callbacks import EarlyStopping
 from pytorch_lightning.trainer.states import TrainerFn
 
 from seqexp.checks import at_least
+from seqexp.models.recording import recorder_of
 
 SOLVED = "val/solved"
 SOLVED_STEP = "val/solved_step"
@@ -27,7 +28,7 @@ class SolvedStep(pl.Callback):
         self.step: int | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        pl_module.recorder.set_tags({TAG_HIGHER_IS_BETTER: str(pl_module.task.spec.higher_is_better)})
+        recorder_of(pl_module).set_tags({TAG_HIGHER_IS_BETTER: str(pl_module.task.spec.higher_is_better)})
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking or self.step is not None:

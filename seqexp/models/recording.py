@@ -33,3 +33,8 @@ class NoRecorder:
 
     def log_artifact(self, path: Path, directory: str | None = None) -> None:
         pass
+
+
+def recorder_of(module: object) -> Recorder:
+    """The recorder of ``module`` (a seqexp model's ``recorder``); none for a module without one."""
+    return getattr(module, "recorder", None) or NoRecorder()
