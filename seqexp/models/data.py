@@ -10,7 +10,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, IterableDataset, Sampler, TensorDataset
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from seqexp.tasks import Task
 from seqexp.tasks.base import Split
@@ -72,42 +72,51 @@ def kept_apart(examples: Examples, avoid: set[bytes], draw: Callable[[int, int],
         examples = draw(missing, attempt)
 
 
-class StepBatches(Sampler[torch.Tensor]):
-    """The batches of one epoch of a fixed training set: the batch of training step ``k`` is a
-    function of ``(seed, k)``.
+class StepBatches(IterableDataset):
+    """The batches of one epoch of a fixed training set: the batch of training step ``k`` on rank
+    ``r`` of ``W`` processes is a function of ``(seed, k·W + r)``.
 
-    The batches of all steps together walk through the data one shuffled pass after another, pass
-    ``p`` shuffled with seed ``(seed, p)``. An epoch serves ``batches_per_epoch`` batches from the
-    trainer's current step on, so a run resumed from a checkpoint sees the same batches as one that
-    never stopped, whatever the trainer's epoch count says.
+    The batches of all steps and ranks together walk through the data one shuffled pass after
+    another, pass ``p`` shuffled with seed ``(seed, p)``; a single process (``W = 1``) walks it one
+    batch a step, ``W`` processes ``W`` batches a step, each its own. An epoch serves
+    ``batches_per_epoch`` batches (optimizer steps) from the trainer's current step on, whatever
+    ``W``, so validations and checkpoints fall on the same steps, and a run resumed from a
+    checkpoint sees the same batches as one that never stopped, whatever the trainer's epoch count
+    says. (An iterable dataset: Lightning gives it no distributed sampler of its own.)
     """
 
     def __init__(
-        self, size: int, batch_size: int, batches_per_epoch: int, seed: int, current_step: Callable[[], int]
+        self,
+        examples: TensorDataset,
+        batch_size: int,
+        batches_per_epoch: int,
+        seed: int,
+        position: Callable[[], tuple[int, int, int]],
     ) -> None:
-        self.size = size
+        self.examples = examples
         self.batch_size = batch_size
         self.batches_per_epoch = batches_per_epoch
         self.seed = seed
-        self.current_step = current_step
+        self.position = position
+        """The trainer's current step, its rank and the number of processes."""
 
     def __len__(self) -> int:
         return self.batches_per_epoch
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        per_pass = math.ceil(self.size / self.batch_size)
-        first = self.current_step()
+    def __iter__(self) -> Iterator[Examples]:
+        first, rank, world_size = self.position()
+        per_pass = math.ceil(len(self.examples) / self.batch_size)
         current_pass, order = -1, torch.empty(0, dtype=torch.long)
-        for k in range(first, first + self.batches_per_epoch):
-            data_pass, position = divmod(k, per_pass)
+        for step in range(first, first + self.batches_per_epoch):
+            data_pass, position = divmod(step * world_size + rank, per_pass)
             if data_pass != current_pass:
                 current_pass, order = data_pass, self.order(data_pass)
-            yield order[position * self.batch_size : (position + 1) * self.batch_size]
+            yield self.examples[order[position * self.batch_size : (position + 1) * self.batch_size]]
 
     def order(self, data_pass: int) -> torch.Tensor:
         """The shuffled order of the examples in pass ``data_pass`` over the data."""
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + data_pass)
-        return torch.randperm(self.size, generator=generator)
+        return torch.randperm(len(self.examples), generator=generator)
 
 
 class FreshBatches(IterableDataset):
@@ -234,13 +243,13 @@ class TaskData(pl.LightningDataModule):
         if self.fresh is not None:
             return DataLoader(self.fresh, batch_size=None)
         batches = StepBatches(
-            len(self.train),
+            self.train,
             self.batch_size,
             self.batches_per_epoch,
             self.seed,
-            lambda: self.trainer.global_step,
+            lambda: (self.trainer.global_step, self.trainer.global_rank, self.trainer.world_size),
         )
-        return DataLoader(self.train, sampler=batches, batch_size=None)
+        return DataLoader(batches, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
         return in_batches(self.val, self.batch_size)
