@@ -1,0 +1,139 @@
+"""What a horizon search found, per config: a table, a plot and a JSON summary."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+from rich.table import Table
+
+from seqexp.search.horizon import Horizon
+from seqexp.search.horizon_records import Outcome
+
+
+@dataclass(frozen=True)
+class Searched:
+    """One config's search: its label (the swept overrides), its result and every seed's run."""
+
+    label: str
+    found: Horizon
+    outcomes: dict[int, list[Outcome]]
+    """length -> the outcome of each seed run (or reused) at it."""
+
+
+def bracket_text(found: Horizon) -> str:
+    """``[passed, failed)``; ``< failed`` where even the shortest failed; ``>= passed`` where the
+    longest passed."""
+    low, high = found.bracket
+    if low is None:
+        return f"< {high}"
+    return f">= {low} (none failed)" if high is None else f"[{low}, {high})"
+
+
+def table(searched: list[Searched], length_key: str, k: int, n: int, resolution: float) -> Table:
+    result = Table(
+        "config",
+        "horizon",
+        "bracket",
+        "probes (new)",
+        "runs trained",
+        "solved seeds by length",
+        title=f"memory horizon: the longest {length_key} solved in {k} of {n} seeds "
+        f"(resolution {resolution:.0%})",
+    )
+    for one in searched:
+        found = one.found
+        by_length = "  ".join(
+            f"{length}:{sum(o.solved for o in runs)}/{len(runs)}"
+            for length, runs in sorted(one.outcomes.items())
+        )
+        trained = sum(not o.reused for runs in one.outcomes.values() for o in runs)
+        result.add_row(
+            one.label,
+            "none" if found.horizon is None else str(found.horizon),
+            bracket_text(found),
+            f"{len(found.probes)} ({found.new_probes})",
+            str(trained),
+            by_length,
+        )
+    return result
+
+
+def summary(searched: list[Searched]) -> list[dict[str, Any]]:
+    """Every config's horizon, bracket and probes, with each seed's run: JSON-ready."""
+    return [
+        {
+            "config": one.label,
+            "horizon": one.found.horizon,
+            "bracket": list(one.found.bracket),
+            "probes": [
+                {
+                    "length": probe.length,
+                    "passed": probe.passed,
+                    "new": probe.new,
+                    "runs": [
+                        {
+                            "run_id": o.run_id,
+                            "solved": o.solved,
+                            "solved_step": o.solved_step,
+                            "reused": o.reused,
+                        }
+                        for o in one.outcomes.get(probe.length, [])
+                    ],
+                }
+                for probe in one.found.probes
+            ],
+        }
+        for one in searched
+    ]
+
+
+def write_summary(searched: list[Searched], path: Path) -> Path:
+    path.write_text(json.dumps(summary(searched), indent=2))
+    return path
+
+
+def plot(searched: list[Searched], length_key: str, path: Path) -> Path:
+    """Left: each config's horizon, with the bracket it was narrowed to. Right: ``val/solved_step``
+    of every solved run against its length (a line through the mean at each length)."""
+    figure = Figure(figsize=(11, 4.2))  # drawn to a file by its own canvas: no pyplot, no backend chosen
+    left, right = figure.subplots(1, 2)
+    for i, one in enumerate(searched):
+        color = f"C{i % 10}"
+        low, high = one.found.bracket
+        if low is not None and high is not None:
+            left.plot([i, i], [low, high], color=color, linewidth=8, alpha=0.3, solid_capstyle="butt")
+        for probe in one.found.probes:
+            left.plot([i], [probe.length], "o" if probe.passed else "x", color=color, markersize=4, alpha=0.7)
+        if low is not None:
+            left.plot([i], [low], "o", color=color, markersize=9)
+        note = bracket_text(one.found) if low is None or high is None else str(low)
+        left.annotate(note, (i, low or high), textcoords="offset points", xytext=(9, -4))
+        solved = sorted(
+            (length, o.solved_step) for length, runs in one.outcomes.items() for o in runs if o.solved
+        )
+        if solved:
+            right.scatter([t for t, _ in solved], [s for _, s in solved], color=color, s=14, alpha=0.6)
+            lengths = sorted({t for t, _ in solved})
+            means = [
+                sum(s for t, s in solved if t == length) / sum(t == length for t, _ in solved)
+                for length in lengths
+            ]
+            right.plot(lengths, means, color=color, label=one.label)
+    left.set_xticks(range(len(searched)), [one.label for one in searched], rotation=20)
+    left.set_xlim(-0.5, len(searched) - 0.5)
+    left.set_yscale("log")
+    left.set_ylabel(length_key)
+    left.set_title("horizon (big dot), its bracket (bar); probes: o passed, x failed", fontsize="medium")
+    right.set_xscale("log")
+    right.set_xlabel(length_key)
+    right.set_ylabel("val/solved_step")
+    right.set_title("steps to solve, runs that solved")
+    if right.get_legend_handles_labels()[0]:
+        right.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    return path

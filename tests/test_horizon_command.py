@@ -1,0 +1,102 @@
+"""``seqexp-horizon``: one parent run with a child per probe trained, the recorded runs reused, and the
+configs it cannot search refused before anything is recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import client, config
+
+from seqexp.commands import horizon
+from seqexp.search.horizon_records import recorded_params, signature
+from seqexp.tracking.runs import TAG_PARENT
+
+TINY_PROBES = [
+    "task=adding",
+    "threads=1",
+    "task.val_size=32",
+    "task.test_size=32",
+    "data.batch_size=16",
+    "model.hidden_size=8",
+    "trainer.max_steps=2",
+    "data.batches_per_epoch=2",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_progress_bar=false",
+    "logger.log_model=false",
+]
+"""Probes of a couple of steps: none solves the adding problem, so each search halves to its floor."""
+SEARCH = ["--k", "1", "--n", "1", "--start", "4", "--min-length", "2"]
+
+
+def summary(outputs: Path, parent_dir: str) -> list[dict]:
+    return json.loads((Path(parent_dir) / "horizon.json").read_text())
+
+
+def test_a_search_records_its_probes_under_one_parent_and_a_second_reuses_them(outputs: Path) -> None:
+    horizon.main(["cell=rnn,gru", *TINY_PROBES, *SEARCH])
+    store = client(outputs)
+    [experiment] = [e for e in store.search_experiments() if e.name == "adding"]
+    runs = store.search_runs([experiment.experiment_id])
+    [parent] = [r for r in runs if r.info.run_name.startswith("horizon-")]
+    children = [r for r in runs if r.data.tags.get(TAG_PARENT) == parent.info.run_id]
+    # each cell: T=4 fails, T=2 (the floor) fails: no horizon
+    assert sorted((r.data.params["cell"], r.data.params["task.seq_len"]) for r in children) == [
+        ("gru", "2"),
+        ("gru", "4"),
+        ("rnn", "2"),
+        ("rnn", "4"),
+    ]
+    assert all(
+        r.data.params["callbacks.early_stopping._target_"].endswith("StopOnceSolved") for r in children
+    )
+    assert parent.info.status == "FINISHED" and parent.data.params["k"] == "1"
+    first = summary(outputs, parent.data.tags["seqexp.horizon_dir"])
+    assert [(s["config"], s["horizon"], s["bracket"]) for s in first] == [
+        ("cell=rnn", None, [None, 2]),
+        ("cell=gru", None, [None, 2]),
+    ]
+    assert {a.path for a in store.list_artifacts(parent.info.run_id)} == {"horizon.png", "horizon.json"}
+
+    horizon.main(["cell=rnn,gru", *TINY_PROBES, *SEARCH])
+    again = store.search_runs([experiment.experiment_id])
+    assert len(again) == len(runs) + 1, "a second parent run and no new probe"
+    [second] = [
+        r for r in again if r.info.run_name.startswith("horizon-") and r.info.run_id != parent.info.run_id
+    ]
+    reused = summary(outputs, second.data.tags["seqexp.horizon_dir"])
+    assert [(s["config"], s["horizon"]) for s in reused] == [("cell=rnn", None), ("cell=gru", None)]
+    runs_reused = [run for s in reused for probe in s["probes"] for run in probe["runs"]]
+    assert {run["run_id"] for run in runs_reused} == {r.info.run_id for r in children}
+    assert all(run["reused"] for run in runs_reused) and not any(
+        p["new"] for s in reused for p in s["probes"]
+    )
+
+
+def test_a_run_is_reused_only_for_the_same_config_but_its_seed_and_length() -> None:
+    def sig(*overrides: str) -> frozenset:
+        return signature(recorded_params(config(*TINY_PROBES, *overrides)), "task.seq_len")
+
+    assert sig("seed=0", "task.seq_len=4") == sig("seed=3", "task.seq_len=64", "threads=2")
+    assert sig() != sig("model.hidden_size=9")
+    assert sig() != sig("trainer.max_steps=3"), "another step budget"
+    assert sig() != sig("cell=gru")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "complaint"),
+    [
+        (["task=digits"], "task digits has no length knob"),
+        (["task=reber"], "task.lengths=exact"),
+        (["logger=none"], "use logger=mlflow"),
+        (["task=adding", "--length-key", "task.name"], "must name an integer key"),
+        (["task=adding", "--k", "3", "--n", "2"], "k must be between 1 and n"),
+    ],
+)
+def test_what_cannot_be_searched_is_refused_before_anything_is_recorded(
+    outputs: Path, overrides: list[str], complaint: str
+) -> None:
+    with pytest.raises(SystemExit, match=complaint):
+        horizon.main(overrides)
+    assert not outputs.exists() or not (outputs / "horizon").exists()
