@@ -20,6 +20,7 @@ LAYERS = [
     ("config",),
     ("diagnostics",),
     ("tracking",),
+    ("search",),
     ("commands", "bench"),
 ]
 """seqexp's layers, lowest first: a module may import from its own layer and any below."""

@@ -15,8 +15,9 @@ def test_the_wheel_lists_every_package_and_maps_conf_into_seqexp() -> None:
     on_disk = {
         ".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "seqexp").rglob("__init__.py")
     }
-    assert set(setuptools["packages"]) == on_disk | {"seqexp.conf"}
-    assert setuptools["package-dir"] == {"seqexp.conf": "conf"}
+    plugin = {"hydra_plugins.seqexp_sweeper": "seqexp/search/hydra_plugin"}  # where Hydra looks for it
+    assert set(setuptools["packages"]) == on_disk - {"seqexp.search.hydra_plugin"} | {"seqexp.conf", *plugin}
+    assert setuptools["package-dir"] == {"seqexp.conf": "conf"} | plugin
     assert setuptools["package-data"]["seqexp.conf"] == ["**/*.yaml"]
     sources = {p.name for p in (ROOT / "seqexp" / "kernels").glob("*.cpp")}
     assert sources == {"onednn_lstm.cpp"} and setuptools["package-data"]["seqexp.kernels"] == ["*.cpp"]

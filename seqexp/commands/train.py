@@ -23,6 +23,7 @@ from rich.table import Table
 from seqexp.checks import ConfigError
 from seqexp.config.location import CONF
 from seqexp.config.renamed import renamed_overrides, with_keys_moved
+from seqexp.search.plugin import register_sweeper
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
@@ -203,7 +204,8 @@ send it to their worker processes by name.)"""
 
 
 def main() -> None:
-    """The ``seqexp`` command: the Hydra app, the keys that moved (:mod:`seqexp.config.renamed`) read
-    where they are now on its command line."""
+    """The ``seqexp`` command: the Hydra app, with seqexp's Optuna sweeper made known to Hydra, and
+    the keys that moved (:mod:`seqexp.config.renamed`) read where they are now on its command line."""
     sys.argv[1:] = renamed_overrides(sys.argv[1:])
+    register_sweeper()
     app()

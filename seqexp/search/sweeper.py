@@ -1,0 +1,210 @@
+"""seqexp's Optuna sweeper: the search space of the upstream Hydra plugin, on a stored study that
+survives a kill, with pruning from inside the jobs and one MLflow parent run for the study."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import FrozenTrial, TrialState
+
+from seqexp.search.report import report_study
+from seqexp.search.space import SearchSpace, search_space
+from seqexp.search.trials import (
+    INTERRUPTED,
+    OWNER,
+    PARENT,
+    PRUNED,
+    PRUNER,
+    RETRY_OF,
+    RUN,
+    TRIAL_CALLBACK,
+    default_storage,
+    owner,
+    owner_is_dead,
+    storage,
+)
+from seqexp.tracking.runs import PARENT_RUN_FILE, PatientClient, patient_client, tracking_uri
+
+log = logging.getLogger(__name__)
+DIRECTIONS = ("minimize", "maximize")
+REPORTER = "seqexp.search.pruning.TrialReporter"
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+"""Trials that spend the budget: finished (an interrupted one excepted: it is tried again) or
+running elsewhere."""
+
+
+def study_name(overrides: Sequence[str], direction: str) -> str:
+    """A study's name derived from the sweep: the same command names the same study."""
+    digest = hashlib.sha1("\n".join([direction, *overrides]).encode()).hexdigest()[:12]
+    return f"seqexp-{digest}"
+
+
+def spent(study: optuna.Study) -> int:
+    """The trials of ``study`` that count against its budget."""
+    return sum(
+        trial.state in COUNTED and not trial.system_attrs.get(INTERRUPTED)
+        for trial in study.get_trials(deepcopy=False)
+    )
+
+
+def quoted(value: str) -> str:
+    """``value`` as a quoted string of Hydra's override grammar."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class StudySweeper(Sweeper):
+    """Runs ``n_trials`` trials of a stored Optuna study (counting those of earlier runs of the same
+    command), ``n_jobs`` at a time through the configured launcher, on the validation metric each
+    job returns."""
+
+    def __init__(
+        self,
+        sampler: optuna.samplers.BaseSampler,
+        direction: str,
+        storage: str | None,
+        study_name: str | None,
+        n_trials: int,
+        n_jobs: int,
+        params: DictConfig | None,
+        pruner: Any = None,
+    ) -> None:
+        if direction not in DIRECTIONS:
+            raise ValueError(f"hydra.sweeper.direction must be one of {DIRECTIONS}, not {direction!r}")
+        for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"hydra.sweeper.{key} must be a positive integer, not {value!r}")
+        self.sampler = sampler
+        self.direction = direction
+        self.storage_url = storage
+        self.study_name = study_name
+        self.n_trials = n_trials
+        self.n_jobs = n_jobs
+        self.params = params
+        self.job_idx = 0
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function
+        )
+        self.outputs = Path(config.paths.outputs)
+        self.pruner_settings = OmegaConf.to_container(config.hydra.sweeper.get("pruner") or {}, resolve=True)
+
+    def sweep(self, arguments: list[str]) -> None:
+        overrides = [f"{key}={value}" for key, value in (self.params or {}).items()] + list(arguments)
+        space = search_space(overrides)
+        url = self.storage_url or default_storage(self.outputs)
+        study = optuna.create_study(
+            study_name=self.study_name or study_name(overrides, self.direction),
+            storage=storage(url),
+            sampler=self.sampler,
+            direction=self.direction,
+            load_if_exists=True,
+        )
+        study.set_user_attr(PRUNER, self.pruner_settings)
+        client = self.tracking()
+        parent = self.parent_run(study, client)
+        log.info(
+            "Optuna study %s in %s: %d of %d trials done", study.study_name, url, spent(study), self.n_trials
+        )
+        if study.get_trials(deepcopy=False):
+            self.sampler.reseed_rng()  # a seeded sampler would draw again what it drew before
+        for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if owner_is_dead(stale.system_attrs.get(OWNER)):
+                self.interrupted(study, stale, client)
+        while (remaining := self.n_trials - spent(study)) > 0:
+            trials = [self.ask(study, space) for _ in range(min(self.n_jobs, remaining))]
+            jobs = [space.overrides(trial.params) + [self.reporter(url, study, trial)] for trial in trials]
+            returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
+            self.job_idx += len(returns)
+            for trial, job in zip(trials, returns, strict=True):
+                self.tell(study, trial, job)
+        if client and parent:
+            report_study(study, client, parent, Path(self.config.hydra.sweep.dir) / "optuna")
+
+    def ask(self, study: optuna.Study, space: SearchSpace) -> optuna.Trial:
+        trial = study.ask(space.distributions)
+        study._storage.set_trial_system_attr(trial._trial_id, OWNER, owner())
+        for key, value in space.fixed.items():
+            trial.set_user_attr(key, value)
+        return trial
+
+    @staticmethod
+    def reporter(url: str, study: optuna.Study, trial: optuna.Trial) -> str:
+        """The override that gives a job its trial: the pruning callback, pointed at it."""
+        node = {"_target_": REPORTER, "storage": quoted(url), "study": quoted(study.study_name)}
+        fields = ",".join(f"{key}:{value}" for key, value in (node | {"trial_id": trial._trial_id}).items())
+        return f"+callbacks.{TRIAL_CALLBACK}={{{fields}}}"
+
+    @staticmethod
+    def tell(study: optuna.Study, trial: optuna.Trial, job: JobReturn) -> None:
+        """Record a job's outcome: its validation metric, pruned, or failed (it raised, or it has no
+        finite metric because it diverged)."""
+        try:
+            value = float(job.return_value)
+        except Exception as error:
+            log.warning("trial %d failed: %s: %s", trial.number, type(error).__name__, error)
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        if PRUNED in study._storage.get_trial(trial._trial_id).system_attrs:
+            study.tell(trial, state=TrialState.PRUNED)
+        elif math.isfinite(value):
+            study.tell(trial, value)
+        else:
+            log.warning("trial %d failed: no finite validation metric", trial.number)
+            study.tell(trial, state=TrialState.FAIL)
+
+    @staticmethod
+    def interrupted(study: optuna.Study, trial: FrozenTrial, client: PatientClient | None) -> None:
+        """A trial whose sweeper died while it ran: failed, its MLflow run KILLED, and its parameters
+        enqueued to be tried again."""
+        log.warning("trial %d was interrupted: its parameters are tried again", trial.number)
+        study._storage.set_trial_system_attr(trial._trial_id, INTERRUPTED, True)
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        if client and RUN in trial.system_attrs:
+            client.set_terminated(trial.system_attrs[RUN], "KILLED")
+        study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number}, skip_if_exists=False)
+
+    def tracking(self) -> PatientClient | None:
+        """The MLflow client of the sweep's parent run, if there is one."""
+        parent_file = Path(self.config.hydra.sweep.dir) / PARENT_RUN_FILE
+        if self.config.logger.name != "mlflow" or not parent_file.exists():
+            return None
+        return patient_client(tracking_uri(self.outputs))
+
+    def parent_run(self, study: optuna.Study, client: PatientClient | None) -> str | None:
+        """The study's MLflow parent run: the one this sweep opened, or, when the study was begun
+        by an earlier run of the command, that run's (reopened; the new one is deleted)."""
+        if client is None:
+            return None
+        parent_file = Path(self.config.hydra.sweep.dir) / PARENT_RUN_FILE
+        opened = parent_file.read_text().strip()
+        earlier = study.user_attrs.get(PARENT)
+        if earlier and earlier != opened and self.exists(client, earlier):
+            client.set_terminated(opened, "KILLED")
+            client.delete_run(opened)
+            client.update_run(earlier, status="RUNNING")
+            parent_file.write_text(earlier)
+            log.info("continuing MLflow parent run %s", earlier)
+            return earlier
+        study.set_user_attr(PARENT, opened)
+        client.set_tag(opened, "seqexp.optuna_study", study.study_name)
+        return opened
+
+    @staticmethod
+    def exists(client: PatientClient, run_id: str) -> bool:
+        try:
+            return client.get_run(run_id).info.lifecycle_stage == "active"
+        except Exception:  # deleted for good, or another store
+            return False

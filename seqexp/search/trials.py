@@ -1,0 +1,84 @@
+"""Where a trial lives: its study's storage, and the marks seqexp leaves on its trials."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import hydra
+import optuna
+from optuna.storages import RDBStorage
+
+OWNER = "seqexp:owner"
+"""A trial's system attribute: ``host:pid`` of the sweeper that asked for it."""
+RUN = "seqexp:mlflow_run"
+"""A trial's system attribute: the MLflow run its job records to."""
+PRUNED = "seqexp:pruned_at"
+"""A trial's system attribute: the step at which its job stopped as hopeless."""
+INTERRUPTED = "seqexp:interrupted"
+"""A trial's system attribute: its sweeper died while it ran; it failed, and its parameters were
+enqueued again, so it does not count against the budget."""
+RETRY_OF = "seqexp:retry_of"
+"""An enqueued trial's user attribute: the number of the interrupted trial it repeats."""
+PARENT = "seqexp:mlflow_parent"
+"""A study's user attribute: the MLflow parent run of the sweep that works on it."""
+PRUNER = "seqexp:pruner"
+"""A study's user attribute: the pruner's config (``_target_`` under ``optuna.pruners``), which
+the jobs build to judge their own trial."""
+TRIAL_CALLBACK = "optuna_trial"
+"""The key, under ``callbacks``, of the job's link to its trial (seqexp.search.pruning.TrialReporter)."""
+SQLITE_TIMEOUT_S = 300
+"""How long a writer waits for another process's sqlite lock (parallel jobs report at once)."""
+
+
+def default_storage(outputs: Path) -> str:
+    """The study database when none is named: sqlite beside the runs, in ``outputs``."""
+    return f"sqlite:///{(outputs / 'optuna.db').resolve()}"
+
+
+def storage(url: str) -> RDBStorage:
+    """The RDB storage at ``url``; sqlite waits for other writers rather than failing at once."""
+    engine = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite:") else None
+    return RDBStorage(url, engine_kwargs=engine)
+
+
+def owner() -> str:
+    """This process, as it marks the trials it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_is_dead(mark: str | None) -> bool:
+    """Is the sweeper that marked a trial ``mark`` gone? Only a process of this machine can be told
+    dead; a trial run from another machine is left to it."""
+    host, _, pid = (mark or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return int(pid) != os.getpid()
+
+
+def pruner(settings: dict[str, Any] | None) -> optuna.pruners.BasePruner:
+    """The pruner ``settings`` (a config with a ``_target_`` under ``optuna.pruners``) describe;
+    none: Optuna's ``NopPruner``."""
+    if not settings:
+        return optuna.pruners.NopPruner()
+    target = str(settings.get("_target_", ""))
+    if not target.startswith("optuna.pruners."):
+        raise ValueError(f"hydra.sweeper.pruner._target_ must name a class of optuna.pruners, not {target!r}")
+    return hydra.utils.instantiate(settings)
+
+
+def trial(storage_url: str, study_name: str, trial_id: int) -> optuna.Trial:
+    """Trial ``trial_id`` of the stored study, as a job in another process reaches it, judged by
+    the pruner the study's sweeper configured."""
+    store = storage(storage_url)
+    study = optuna.load_study(study_name=study_name, storage=store)
+    study.pruner = pruner(study.user_attrs.get(PRUNER))
+    return optuna.Trial(study, trial_id)
