@@ -163,7 +163,8 @@ def report_test(trainer: pl.Trainer, model: TaskModule, data: TaskData, checkpoi
 
 def report(result: RunResult, cfg: DictConfig, outputs: Path) -> None:
     """Print the final metrics, where the run is recorded and how to look at it."""
-    from seqexp.tracking.runs import tracking_uri, ui_command
+    from seqexp.tracking.runs import patient_client, tracking_uri
+    from seqexp.tracking.ui import run_hint
 
     table = Table("metric", "final value", title="seqexp run")
     for name, value in sorted(result.metrics.items()):
@@ -174,7 +175,7 @@ def report(result: RunResult, cfg: DictConfig, outputs: Path) -> None:
         console.print(
             f"MLflow run {result.run_id} in experiment '{cfg.logger.experiment}' at {uri}", soft_wrap=True
         )
-        console.print(f"open it with: {ui_command(uri)}", soft_wrap=True)
+        console.print(run_hint(patient_client(uri), uri, result.run_id), soft_wrap=True)
 
 
 def run_job(cfg: DictConfig) -> float:

@@ -47,6 +47,9 @@ REACH_TIMEOUT_S = 10.0
 LOCKED = "database is locked"
 LOCK_PATIENCE_S = 300.0
 """How long a job keeps retrying a write that another job's lock on the sqlite store holds up."""
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+"""The kind of seqexp's experiments: MLflow 3's UI opens them on their runs, not on its GenAI overview."""
 
 
 def tracking_uri(outputs: Path) -> str:
@@ -60,12 +63,17 @@ def artifact_location(outputs: Path) -> str | None:
 
 
 def experiment_id(client: MlflowClient | PatientClient, name: str, outputs: Path) -> str:
-    """Experiment ``name``'s id, created if need be (by this process or, racing it, by another)."""
+    """Experiment ``name``'s id, created if need be (by this process or, racing it, by another), as a
+    model-training experiment (one made without a kind, by an older seqexp, is marked one)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        if EXPERIMENT_KIND_TAG not in experiment.tags:
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
         return experiment.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=artifact_location(outputs))
+        return client.create_experiment(
+            name, artifact_location=artifact_location(outputs), tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+        )
     except MlflowException:
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
@@ -270,6 +278,7 @@ def make_logger(cfg: DictConfig, outputs: Path, run_dir: Path, resume_run: str |
             logger = RunLogger(tracking_uri=uri, run_id=resume_run)
             logger.resume()
             return logger
+        experiment_id(patient_client(uri), cfg.logger.experiment, outputs)  # of its kind, not Lightning's
         logger = RunLogger(
             experiment_name=cfg.logger.experiment,
             run_name=run_name(cfg),

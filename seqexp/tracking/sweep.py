@@ -8,10 +8,11 @@ from typing import Any
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from seqexp.tracking.report import report_sweep
+from seqexp.tracking.report import console, report_sweep, sweep_runs
 from seqexp.tracking.runs import (
     PARENT_RUN_FILE,
     TAG_OVERRIDES,
@@ -21,6 +22,19 @@ from seqexp.tracking.runs import (
     patient_client,
     tracking_uri,
 )
+from seqexp.tracking.ui import sweep_pages, with_ui
+
+
+def sweep_overrides(config: DictConfig) -> list[Override]:
+    """The sweep's overrides: its sweeper's ``params`` (an experiment's), then the command line's."""
+    params = [f"{key}={value}" for key, value in (config.hydra.sweeper.get("params") or {}).items()]
+    return OverridesParser.create().parse_overrides([*params, *config.hydra.overrides.task])
+
+
+def swept_keys(config: DictConfig) -> list[str]:
+    """The keys the sweep gives several values (``cell``, ``optimizer.lr``, ``seed``), in order."""
+    keys = [override.key_or_group for override in sweep_overrides(config) if override.is_sweep_override()]
+    return list(dict.fromkeys(keys))
 
 
 def job_experiments(config: DictConfig) -> set[str]:
@@ -29,13 +43,12 @@ def job_experiments(config: DictConfig) -> set[str]:
     group options and ``logger.*``/``task.name`` values (the other swept values take their first,
     since they do not name experiments). Where that cannot be done (another sweeper), the sweep's own
     experiment, and the jobs create any other."""
-    params = [f"{key}={value}" for key, value in (config.hydra.sweeper.get("params") or {}).items()]
     try:
         loader = GlobalHydra.instance().config_loader()
         groups = set(loader.list_groups(""))
         parser = OverridesParser.create()
         lines = []
-        for override in parser.parse_overrides([*params, *config.hydra.overrides.task]):
+        for override in sweep_overrides(config):
             key = override.key_or_group
             if (
                 not override.is_sweep_override()
@@ -97,3 +110,7 @@ class SweepRun(Callback):
         parent = parent_file.read_text().strip()
         report_sweep(client, parent, Path(config.hydra.sweep.dir) / "report")
         client.set_terminated(parent, "FINISHED")
+        uri = tracking_uri(Path(config.paths.outputs))
+        pages = sweep_pages(client, uri, parent, sweep_runs(client, parent), swept_keys(config))
+        for name, page in pages.items():
+            console.print(f"the sweep's runs in experiment '{name}': {with_ui(uri, page)}", soft_wrap=True)
