@@ -9,6 +9,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from seqexp.tracking.runs import RunLogger
+
 LAST = "last.ckpt"
 
 
@@ -16,14 +18,28 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
 
 
+class RecordedCheckpoint(ModelCheckpoint):
+    """A ``ModelCheckpoint`` that has the run's logger write what it holds back before it saves, so
+    that no checkpoint is ahead of the run's record: if the write fails (a tracking server gone),
+    nothing is saved, and the run resumed from the checkpoint before computes again what was not
+    recorded."""
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                if isinstance(logger, RunLogger):
+                    logger.flush()
+        super()._save_checkpoint(trainer, filepath)
+
+
 def best_checkpoint(run_dir: Path) -> ModelCheckpoint:
     """The checkpoint with the lowest ``val/loss``, updated after every epoch."""
-    return ModelCheckpoint(checkpoint_dir(run_dir), monitor="val/loss", save_on_train_epoch_end=True)
+    return RecordedCheckpoint(checkpoint_dir(run_dir), monitor="val/loss", save_on_train_epoch_end=True)
 
 
 def last_checkpoint(run_dir: Path) -> ModelCheckpoint:
     """``last.ckpt``, overwritten after every epoch: where a killed run resumes from."""
-    return ModelCheckpoint(
+    return RecordedCheckpoint(
         checkpoint_dir(run_dir),
         filename=LAST.removesuffix(".ckpt"),
         save_on_train_epoch_end=True,

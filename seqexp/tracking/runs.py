@@ -28,6 +28,7 @@ from pytorch_lightning.utilities import rank_zero_only
 import seqexp
 from seqexp.checks import ConfigError
 from seqexp.config.checking import chosen_options
+from seqexp.tracking.connection import guard
 from seqexp.tracking.records import CORPUS_FILE, CORPUS_TAG, corpus_digest
 
 CONFIG_ARTIFACT = "config.yaml"
@@ -276,6 +277,7 @@ def make_logger(cfg: DictConfig, outputs: Path, run_dir: Path, resume_run: str |
         if resume_run:
             patient_client(uri).update_run(resume_run, status="RUNNING")
             logger = RunLogger(tracking_uri=uri, run_id=resume_run)
+            guard(logger, outputs)
             logger.resume()
             return logger
         experiment_id(patient_client(uri), cfg.logger.experiment, outputs)  # of its kind, not Lightning's
@@ -286,6 +288,7 @@ def make_logger(cfg: DictConfig, outputs: Path, run_dir: Path, resume_run: str |
             tags=run_tags(run_dir),
             artifact_location=artifact_location(outputs),
         )
+        guard(logger, outputs)
         logger.log_hyperparams(run_params(cfg))  # creates the run
         return logger
 

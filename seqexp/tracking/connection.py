@@ -1,0 +1,127 @@
+"""A tracking server that goes away mid-run: the run ends within seconds, saying what to do, instead
+of waiting out MLflow's retries (minutes), and without touching MLflow's process-wide settings."""
+
+from __future__ import annotations
+
+import functools
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pytorch_lightning.loggers import MLFlowLogger
+
+PROBE_TIMEOUT_S = 5.0
+"""How long one of seqexp's own requests to the server's ``/health`` waits for an answer."""
+PROBE_EVERY_S = 5.0
+"""While an MLflow call is under way, how often seqexp asks whether the server is still there."""
+
+
+class TrackingLost(RuntimeError):
+    """The tracking server stopped answering during a run: training stopped; the last checkpoint
+    on disk is no further than what the record holds, so the run can be resumed once it is back."""
+
+
+def is_server(uri: str) -> bool:
+    return urlsplit(uri).scheme in ("http", "https")
+
+
+def unanswered(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why the server at ``uri`` does not answer a request for ``/health``; ``None`` if it answers
+    (any HTTP answer, even an error status, means the server is there)."""
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
+            return None
+    except urllib.error.HTTPError:
+        return None
+    except (OSError, ValueError) as error:
+        return str(getattr(error, "reason", error))
+
+
+def in_thread(call: Callable[[], Any], still_there: Callable[[], None]) -> Any:
+    """``call()``, run in a daemon thread while this one calls ``still_there()`` every
+    :data:`PROBE_EVERY_S` seconds; what ``still_there`` raises ends the wait (the call, abandoned,
+    ends with the process)."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as error:  # handed to the caller's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, name="seqexp-tracking-call", daemon=True)
+    thread.start()
+    thread.join(PROBE_EVERY_S)
+    while thread.is_alive():
+        still_there()
+        thread.join(PROBE_EVERY_S)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+class GuardedClient:
+    """An MLflow client of a tracking server, for the calls of one run: before each call and every
+    few seconds while it runs, seqexp's own short request asks whether the server is there; once
+    it does not answer, :class:`TrackingLost` is raised, naming the server and ``what_to_do()``.
+
+    After that the client calls nothing more (every call returns ``None``): the run's record stays
+    as it was at its last write (RUNNING), ready for ``seqexp-resume``.
+    """
+
+    def __init__(self, client: Any, uri: str, what_to_do: Callable[[], str]) -> None:
+        self.client = client
+        self.uri = uri
+        self.what_to_do = what_to_do
+        self.lost: TrackingLost | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.client, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if self.lost is not None:
+                return None
+            self.still_there()
+            return in_thread(functools.partial(attribute, *args, **kwargs), self.still_there)
+
+        return guarded
+
+    def still_there(self) -> None:
+        """Raise :class:`TrackingLost` unless the server answers (and from then on)."""
+        if self.lost is None and (reason := unanswered(self.uri)) is None:
+            return
+        if self.lost is None:
+            self.lost = TrackingLost(
+                f"the MLflow tracking server at {self.uri} stopped answering ({reason}); training stopped, "
+                f"its last checkpoint on disk. {self.what_to_do()}"
+            )
+        raise self.lost
+
+
+def guarded(client: Any, uri: str, what_to_do: Callable[[], str]) -> Any:
+    """``client`` guarded by :class:`GuardedClient` if ``uri`` is a tracking server, else itself (a
+    local store does not go away)."""
+    return GuardedClient(client, uri, what_to_do) if is_server(uri) else client
+
+
+def guard(logger: MLFlowLogger, outputs: Path) -> None:
+    """Guard the client of ``logger``, a run's logger (see :func:`guarded`); a lost server's error
+    says how to resume the run."""
+    uri = logger._tracking_uri
+
+    def what_to_do() -> str:
+        if logger._run_id is None:
+            return "No run was recorded: run the command again once the server is back."
+        return (
+            f"Once the server is back, resume the run: MLFLOW_TRACKING_URI={uri} "
+            f"seqexp-resume {logger._run_id} --outputs {outputs}"
+        )
+
+    logger._mlflow_client = guarded(logger._mlflow_client, uri, what_to_do)
