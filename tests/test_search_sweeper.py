@@ -16,9 +16,13 @@ import pytorch_lightning as pl
 import torch
 import yaml
 from conftest import TINY, client, seqexp
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
 from mlflow.entities import Run
 from optuna.trial import TrialState
 
+from seqexp.search import space
+from seqexp.search.plugin import register_sweeper
 from seqexp.search.trials import INTERRUPTED, RETRY_OF, RUN
 
 SWEEP = ["hydra/sweeper=optuna", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=0", *TINY]
@@ -224,3 +228,29 @@ def test_a_hopeless_trial_is_pruned_while_it_trains(outputs, monkeypatch) -> Non
     }
     assert steps[2] < steps[0] == steps[1]  # stopped at its first validation, the others trained on
     assert runs_of[2].data.tags["seqexp.pruned"] == "3" and runs_of[2].info.status == "FINISHED"
+
+
+def test_hydra_finds_the_sweeper_from_this_install() -> None:
+    """Where the package is installed editable, Hydra's scan misses the plugin (hydra issue #2359):
+    seqexp's main registers it; it is installed from seqexp/search/hydra_plugin."""
+    import hydra_plugins.seqexp_sweeper.optuna_sweeper as plugin
+
+    register_sweeper()
+    assert plugin.OptunaSweeper in Plugins.instance().discover(Sweeper)
+    assert Path(plugin.__file__).parent == Path(space.__file__).parent / "hydra_plugin"
+
+
+def test_a_direction_against_the_tasks_metric_is_refused_before_a_trial(outputs, monkeypatch, capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        seqexp(
+            "-m",
+            *SWEEP,
+            "task=reber",
+            "task.seq_len=10",
+            f"{LR}=interval(1e-3, 3e-2)",
+            monkeypatch=monkeypatch,
+        )
+
+    assert stopped.value.code == 2
+    assert "set hydra.sweeper.direction=maximize" in capsys.readouterr().err
+    assert not optuna.get_all_study_names(f"sqlite:///{outputs / 'optuna.db'}")

@@ -6,9 +6,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import optuna
 from hydra.core.plugins import Plugins
@@ -18,6 +19,8 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
+from seqexp.checks import ConfigError
+from seqexp.config.build import build_task
 from seqexp.search.report import report_study
 from seqexp.search.space import SearchSpace, search_space
 from seqexp.search.trials import (
@@ -48,6 +51,17 @@ def study_name(overrides: Sequence[str], direction: str) -> str:
     """A study's name derived from the sweep: the same command names the same study."""
     digest = hashlib.sha1("\n".join([direction, *overrides]).encode()).hexdigest()[:12]
     return f"seqexp-{digest}"
+
+
+def check_direction(config: DictConfig, direction: str) -> None:
+    """Refuse to minimise a task's metric that is better higher (an accuracy), or the reverse."""
+    spec = build_task(config).spec
+    if (direction == "maximize") != spec.higher_is_better:
+        wanted = "maximize" if spec.higher_is_better else "minimize"
+        raise ConfigError(
+            f"hydra.sweeper.direction={direction}, but task {config.task.name}'s val/{spec.metric} is better "
+            f"{'higher' if spec.higher_is_better else 'lower'}: set hydra.sweeper.direction={wanted}"
+        )
 
 
 def spent(study: optuna.Study) -> int:
@@ -104,6 +118,11 @@ class StudySweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> None:
         overrides = [f"{key}={value}" for key, value in (self.params or {}).items()] + list(arguments)
         space = search_space(overrides)
+        if "task" not in space.distributions:  # one task: its metric says which way is better
+            try:
+                check_direction(self.config, self.direction)
+            except ConfigError as error:
+                self.refuse(error)
         url = self.storage_url or default_storage(self.outputs)
         study = optuna.create_study(
             study_name=self.study_name or study_name(overrides, self.direction),
@@ -132,6 +151,13 @@ class StudySweeper(Sweeper):
                 self.tell(study, trial, job)
         if client and parent:
             report_study(study, client, parent, Path(self.config.hydra.sweep.dir) / "optuna")
+
+    def refuse(self, error: ConfigError) -> NoReturn:
+        """Stop on a bad config before any trial, the sweep's (empty) parent run deleted."""
+        if client := self.tracking():
+            client.delete_run((Path(self.config.hydra.sweep.dir) / PARENT_RUN_FILE).read_text().strip())
+        print(f"seqexp: bad config: {error}", file=sys.stderr)
+        sys.exit(2)
 
     def ask(self, study: optuna.Study, space: SearchSpace) -> optuna.Trial:
         trial = study.ask(space.distributions)
