@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -22,6 +22,11 @@ from seqexp.checks import ConfigError
 from seqexp.config.location import CONF
 from seqexp.config.renamed import OVERRIDE, renamed_overrides
 from seqexp.search.horizon import check_search, decided, find_horizon
+
+if TYPE_CHECKING:  # MLflow and matplotlib load when a search starts, not for --help
+    from seqexp.search.horizon_records import Outcome
+    from seqexp.search.horizon_report import Searched
+    from seqexp.tracking.runs import PatientClient
 
 K, N, RESOLUTION, MIN_LENGTH, MAX_LENGTH = 2, 3, 0.1, 2, 4096
 EARLY_STOPPING = {"_target_": "seqexp.diagnostics.solved.StopOnceSolved"}
@@ -146,14 +151,14 @@ class Probes:
     seeds: list[int]
     k: int
     early_stopping: bool
-    recorded: dict[int, dict[int, Any]]
+    recorded: dict[int, dict[int, Outcome]]
     parent: str
     run_root: Path
-    client: Any
-    outcomes: dict[int, list[Any]] = field(default_factory=dict)
+    client: PatientClient
+    outcomes: dict[int, list[Outcome]] = field(default_factory=dict)
 
     def __call__(self, length: int) -> list[bool]:
-        results: list[Any] = []
+        results: list[Outcome] = []
         for seed in self.seeds:
             if decided([o.solved for o in results], self.k, len(self.seeds)):
                 break
@@ -161,9 +166,9 @@ class Probes:
         self.outcomes[length] = results
         return [o.solved for o in results]
 
-    def reused(self, length: int) -> list[Any]:
+    def reused(self, length: int) -> list[Outcome]:
         """The recorded outcomes at ``length``, seed by seed, as far as they go before a verdict."""
-        results: list[Any] = []
+        results: list[Outcome] = []
         for seed in self.seeds:
             if decided([o.solved for o in results], self.k, len(self.seeds)) or seed not in self.recorded.get(
                 length, {}
@@ -172,7 +177,7 @@ class Probes:
             results.append(self.recorded[length][seed])
         return results
 
-    def train(self, length: int, seed: int) -> Any:
+    def train(self, length: int, seed: int) -> Outcome:
         from seqexp.commands.train import RunFailed, train
         from seqexp.diagnostics.solved import SOLVED_STEP
         from seqexp.search.horizon_records import Outcome
@@ -222,7 +227,9 @@ def planned(args: argparse.Namespace) -> list[Plan]:
     return plans
 
 
-def search(plan: Plan, args: argparse.Namespace, client: Any, parent: str, run_root: Path) -> Any:
+def search(
+    plan: Plan, args: argparse.Namespace, client: PatientClient, parent: str, run_root: Path
+) -> Searched:
     """One config's horizon, reusing its recorded runs."""
     from seqexp.search.horizon_records import recorded_outcomes, recorded_params, signature
     from seqexp.search.horizon_report import Searched

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from mlflow import MlflowClient
 from mlflow.entities import Run
 from omegaconf import DictConfig
 
 from seqexp.diagnostics.solved import SOLVED_STEP
 from seqexp.models.data import DATA_SCHEME
-from seqexp.tracking.runs import TAG_DATA_SCHEME, TAG_FAILURE, run_params
+from seqexp.tracking.runs import TAG_DATA_SCHEME, TAG_FAILURE, PatientClient, run_params
 
 NOT_COMPARED = ("seed", "threads", "paths.outputs", "trainer.enable_progress_bar")
 """Keys that do not change what a run learns (or, ``seed``, that the search varies itself)."""
@@ -63,7 +63,10 @@ def usable(run: Run) -> bool:
 
 
 def recorded_outcomes(
-    client: Any, experiment_id: str, wanted: frozenset[tuple[str, str]], length_key: str
+    client: MlflowClient | PatientClient,
+    experiment_id: str,
+    wanted: frozenset[tuple[str, str]],
+    length_key: str,
 ) -> dict[int, dict[int, Outcome]]:
     """length -> seed -> outcome of every usable run in the experiment with the ``wanted`` signature,
     drawn by this version of seqexp's data scheme (the first recorded, where a seed ran twice)."""

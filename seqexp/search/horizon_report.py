@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 from rich.table import Table
 
 from seqexp.search.horizon import Horizon
@@ -96,6 +98,13 @@ def write_summary(searched: list[Searched], path: Path) -> Path:
     return path
 
 
+def powers_of_two(axis: Axis) -> None:
+    """A log axis of lengths labelled 1, 2, 4, 8, ... (not 10^0, 10^1)."""
+    axis.set_major_locator(LogLocator(base=2))
+    axis.set_major_formatter(ScalarFormatter())
+    axis.set_minor_formatter(NullFormatter())
+
+
 def plot(searched: list[Searched], length_key: str, path: Path) -> Path:
     """Left: each config's horizon, with the bracket it was narrowed to. Right: ``val/solved_step``
     of every solved run against its length (a line through the mean at each length)."""
@@ -126,9 +135,11 @@ def plot(searched: list[Searched], length_key: str, path: Path) -> Path:
     left.set_xticks(range(len(searched)), [one.label for one in searched], rotation=20)
     left.set_xlim(-0.5, len(searched) - 0.5)
     left.set_yscale("log")
+    powers_of_two(left.yaxis)
     left.set_ylabel(length_key)
     left.set_title("horizon (big dot), its bracket (bar); probes: o passed, x failed", fontsize="medium")
     right.set_xscale("log")
+    powers_of_two(right.xaxis)
     right.set_xlabel(length_key)
     right.set_ylabel("val/solved_step")
     right.set_title("steps to solve, runs that solved")
