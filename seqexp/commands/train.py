@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from seqexp.models.data import TaskData
     from seqexp.models.sequence import TaskModule
+    from seqexp.tasks import Task
 
 log = logging.getLogger(__name__)
 console = Console()
@@ -97,14 +98,18 @@ def train(
     )
 
     cfg = with_keys_moved(cfg)
-    check_config(cfg)
+
+    def task_and_model() -> tuple[Task, TaskModule]:
+        task = build_task(cfg)
+        check_fits(cfg, task.spec)
+        return task, build_model(cfg, task)
+
+    check_config(cfg, trial=task_and_model)  # with a bad value, a build error is listed with it
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    task = build_task(cfg)
-    check_fits(cfg, task.spec)
-    model = build_model(cfg, task)
+    task, model = task_and_model()
     data = build_data(cfg, task)
     headline = f"val/{task.spec.metric}"
     outputs = Path(cfg.paths.outputs)

@@ -6,7 +6,7 @@ import difflib
 import inspect
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -77,18 +77,34 @@ class Checks:
         self.expect(key, self.value(key) in allowed, f"one of {list(allowed)}")
 
 
-def check_config(cfg: DictConfig) -> None:
+def check_config(cfg: DictConfig, trial: Callable[[], object] | None = None) -> None:
     """Fail fast, before anything is built or recorded, on every value that no group checks for
-    itself; the error lists all the problems found, not only the first."""
+    itself; the error lists all the problems found, not only the first. Where there are any,
+    ``trial()`` (building what the config describes: its task and model) runs too, and its first
+    error joins them, so that one look shows a bad value and, say, a bad cell option."""
     checks = Checks(cfg)
     check_run(checks)
     check_optimization(checks)
     check_trainer(checks)
     problems = checks.problems
+    if problems and trial is not None:
+        problems += trial_error(trial)
     if len(problems) == 1:
         raise ConfigError(problems[0])
     if problems:
         raise ConfigError(f"{len(problems)} problems:\n  " + "\n  ".join(problems))
+
+
+def trial_error(trial: Callable[[], object]) -> list[str]:
+    """The error that ``trial()`` raises, if any (a config error as it is; anything else, most likely
+    a consequence of the problems already found, with its type)."""
+    try:
+        trial()
+    except ConfigError as error:
+        return [str(error)]
+    except Exception as error:
+        return [f"building the task and model failed: {cause(error)}"]
+    return []
 
 
 def check_run(checks: Checks) -> None:
