@@ -39,3 +39,19 @@ assert run.data.tags["seqexp.kernel"] == "onednn", run.data.tags.get("seqexp.ker
 assert not Path(run.data.tags["seqexp.run_dir"]).resolve().is_relative_to(checkout)
 print(f"installed wheel: run {run.info.run_id} FINISHED on the onednn kernel, from {Path.cwd()}")
 PY
+
+# The Optuna sweeper from the wheel: Hydra's own scan of hydra_plugins finds it (no registration),
+# and a 2-trial study runs to its end in a sweep directory of its own.
+"$scratch/venv/bin/python" -c "
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+assert any(c.__module__ == 'hydra_plugins.seqexp_sweeper.optuna_sweeper' for c in Plugins.instance().discover(Sweeper))"
+SEQEXP_OUTPUTS=sweep "$scratch/venv/bin/seqexp" -m hydra/sweeper=optuna hydra.sweeper.n_trials=2 \
+    'optimizer.lr=tag(log, interval(1e-4, 3e-2))' trainer.max_steps=5 data.batches_per_epoch=3 task.seq_len=6 \
+    task.train_size=64 task.val_size=32 data.batch_size=16 model.hidden_size=8 threads=1 \
+    trainer.enable_progress_bar=false
+"$scratch/venv/bin/python" -c "
+import optuna
+[study] = optuna.get_all_study_summaries('sqlite:///sweep/optuna.db')
+assert study.n_trials == 2 and study.best_trial is not None, study
+print(f'installed wheel: the Optuna sweeper found by Hydra, study {study.study_name} of 2 trials done')"
