@@ -100,3 +100,15 @@ def test_what_cannot_be_searched_is_refused_before_anything_is_recorded(
     with pytest.raises(SystemExit, match=complaint):
         horizon.main(overrides)
     assert not outputs.exists() or not (outputs / "horizon").exists()
+
+
+def test_each_search_is_planned_within_the_lengths_its_task_accepts() -> None:
+    args = horizon.parser().parse_args(["cell=rnn,lstm", "task=temporal_order", "seed=4", "--start", "40"])
+    plans = horizon.planned(args)
+    assert [(p.label, p.length_key, p.start, p.min_length, p.seeds) for p in plans] == [
+        ("cell=rnn", "task.seq_len", 40, 10, [4, 5, 6]),
+        ("cell=lstm", "task.seq_len", 40, 10, [4, 5, 6]),
+    ], "temporal order needs 10 steps; the seeds follow the config's"
+    assert all("seed=4" not in p.overrides for p in plans)
+    [tagging] = horizon.planned(horizon.parser().parse_args(["task=tagging", "task.lookahead=5"]))
+    assert (tagging.length_key, tagging.start) == ("task.lookahead", 5)

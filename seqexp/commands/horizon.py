@@ -129,6 +129,22 @@ def length_key_of(cfg: DictConfig, chosen: str | None) -> str:
     return key
 
 
+def shortest_length(cfg: DictConfig, length_key: str, lower: int, upper: int) -> int:
+    """The shortest length from ``lower`` up that the task accepts (temporal order needs 10, reber 8):
+    the search's floor."""
+    from seqexp.config.build import build_task
+
+    for length in range(lower, upper + 1):
+        candidate = cfg.copy()
+        OmegaConf.update(candidate, length_key, length)
+        try:
+            build_task(candidate)
+        except ConfigError:
+            continue
+        return length
+    raise ConfigError(f"task {cfg.task.name} accepts no {length_key} from {lower} to {upper}")
+
+
 def probe_config(
     overrides: list[str], length_key: str, length: int, seed: int, early_stopping: bool
 ) -> DictConfig:
@@ -168,13 +184,11 @@ class Probes:
 
     def reused(self, length: int) -> list[Outcome]:
         """The recorded outcomes at ``length``, seed by seed, as far as they go before a verdict."""
-        results: list[Outcome] = []
+        known, results = self.recorded.get(length, {}), []
         for seed in self.seeds:
-            if decided([o.solved for o in results], self.k, len(self.seeds)) or seed not in self.recorded.get(
-                length, {}
-            ):
+            if seed not in known or decided([o.solved for o in results], self.k, len(self.seeds)):
                 break
-            results.append(self.recorded[length][seed])
+            results.append(known[seed])
         return results
 
     def train(self, length: int, seed: int) -> Outcome:
@@ -205,6 +219,9 @@ class Plan:
     start: int
     seeds: list[int]
     experiment: str
+    min_length: int
+    """``--min-length``, or the shortest length the task accepts above it."""
+    max_length: int
 
 
 def planned(args: argparse.Namespace) -> list[Plan]:
@@ -218,12 +235,12 @@ def planned(args: argparse.Namespace) -> list[Plan]:
             )
         key = length_key_of(base, args.length_key)
         start = args.start if args.start is not None else OmegaConf.select(base, key)
-        check_search(
-            args.k, args.n, args.resolution, start, min(args.min_length, start), max(args.max_length, start)
-        )
+        lowest, highest = min(args.min_length, start), max(args.max_length, start)
+        check_search(args.k, args.n, args.resolution, start, lowest, highest)
         seeds = [base.seed + i for i in range(args.n)]
         kept = [line for line in job if key_of(line) not in (key, "seed")]
-        plans.append(Plan(label, kept, key, start, seeds, base.logger.experiment))
+        floor = shortest_length(base, key, lowest, start)
+        plans.append(Plan(label, kept, key, start, seeds, base.logger.experiment, floor, highest))
     return plans
 
 
@@ -257,8 +274,8 @@ def search(
         k=args.k,
         n=args.n,
         resolution=args.resolution,
-        min_length=min(args.min_length, plan.start),
-        max_length=max(args.max_length, plan.start),
+        min_length=plan.min_length,
+        max_length=plan.max_length,
         recorded={length: [o.solved for o in probes.reused(length)] for length in probes.recorded},
     )
     outcomes = {p.length: probes.outcomes.get(p.length) or probes.reused(p.length) for p in found.probes}
