@@ -4,6 +4,7 @@ of waiting out MLflow's retries (minutes), and without touching MLflow's process
 from __future__ import annotations
 
 import functools
+import shlex
 import threading
 import urllib.error
 import urllib.request
@@ -120,8 +121,8 @@ def guard(logger: MLFlowLogger, outputs: Path) -> None:
         if logger._run_id is None:
             return "No run was recorded: run the command again once the server is back."
         return (
-            f"Once the server is back, resume the run: MLFLOW_TRACKING_URI={uri} "
-            f"seqexp-resume {logger._run_id} --outputs {outputs}"
+            f"Once the server is back, resume the run: MLFLOW_TRACKING_URI={shlex.quote(uri)} "
+            f"seqexp-resume {logger._run_id} --outputs {shlex.quote(str(outputs.resolve()))}"
         )
 
     logger._mlflow_client = guarded(logger._mlflow_client, uri, what_to_do)
