@@ -1,0 +1,190 @@
+"""``seqexp-compare``: a fair comparison of configs (``cell=rnn,gru,lstm``): each tuned with the same
+search and trial budget on validation (seqexp's Optuna sweeper), then its tuned config trained over
+fresh seeds and compared on test, with intervals (see seqexp/search/README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+from seqexp.checks import ConfigError
+from seqexp.config.location import CONF
+from seqexp.search.compare import DEFAULT_SEARCH, Compared, combinations, digest, safe, summary, tuned
+
+if TYPE_CHECKING:  # Hydra, Optuna and MLflow load when a comparison starts, not for --help
+    from omegaconf import DictConfig
+
+TRIALS, SEEDS = 20, 5
+console = Console()
+SEQEXP = [sys.executable, "-c", "from seqexp.commands.train import main; main()"]
+"""The ``seqexp`` command, in a process of its own."""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="seqexp-compare",
+        description="Compare configs fairly: each combination of the comma-separated values is tuned "
+        "with the same search (--search) and the same number of trials (--trials) on its validation "
+        "metric, at seed 0; each tuned config is then trained at seeds 1..--seeds and the configs are "
+        "compared on the test metric of their selected checkpoints, with 95%% intervals. Running the "
+        "same command again continues where it stopped (the studies are stored; finished seeds kept).",
+        epilog="e.g. seqexp-compare cell=rnn,gru,lstm,peephole task=adding task.seq_len=100",
+    )
+    p.add_argument("overrides", nargs="*", help="Hydra overrides of seqexp's config, as for `seqexp`")
+    p.add_argument(
+        "--search",
+        action="append",
+        metavar="KEY=SPEC",
+        help=f"a searched key in the Optuna sweeper's syntax, repeatable (default: '{DEFAULT_SEARCH}')",
+    )
+    p.add_argument("--trials", type=int, default=TRIALS, help=f"tuning trials per config (default {TRIALS})")
+    p.add_argument("--seeds", type=int, default=SEEDS, help=f"seeds of each tuned config (default {SEEDS})")
+    p.add_argument(
+        "--sampler", choices=("tpe", "random"), default="tpe", help="Optuna's sampler (default tpe)"
+    )
+    p.add_argument("--sampler-seed", type=int, default=0, help="the sampler's seed (default 0)")
+    return p
+
+
+def composed(overrides: list[str]) -> DictConfig:
+    """The config ``seqexp OVERRIDES`` would run."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            return compose("config", overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def seqexp(arguments: list[str], what: str) -> None:
+    """Run ``seqexp ARGUMENTS``; stop the comparison if it fails."""
+    console.print(f"[bold]{what}[/]: seqexp {' '.join(arguments)}", soft_wrap=True)
+    if subprocess.run([*SEQEXP, *arguments]).returncode:
+        raise SystemExit(f"seqexp-compare: {what} failed (seqexp {' '.join(arguments)})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    for key, value in (("--trials", args.trials), ("--seeds", args.seeds)):
+        if value < 1:
+            raise SystemExit(f"seqexp-compare: {key} must be at least 1 (got {value})")
+    searches = args.search or [DEFAULT_SEARCH]
+    try:
+        compare(args, searches)
+    except ConfigError as error:
+        console.print(f"[bold red]seqexp-compare: bad config:[/] {error}", soft_wrap=True)
+        sys.exit(2)
+
+
+def checked_search(searches: list[str]) -> None:
+    from seqexp.search.space import search_space
+
+    try:
+        space = search_space(searches)
+    except Exception as error:
+        raise ConfigError(f"--search: {error}") from None
+    if space.fixed:
+        raise ConfigError(
+            f"--search takes sweeps (interval, range, choice), not values: {sorted(space.fixed)}"
+        )
+
+
+def compare(args: argparse.Namespace, searches: list[str]) -> None:
+    import optuna
+    from mlflow.exceptions import MlflowException
+
+    from seqexp.config.build import build_task
+    from seqexp.search.trials import default_storage
+    from seqexp.tracking.report import sweep_runs
+    from seqexp.tracking.runs import PARENT_RUN_FILE, patient_client, tracking_uri
+
+    checked_search(searches)
+    configs = combinations(args.overrides)
+    first = composed(configs[0][1])
+    outputs = Path(first.paths.outputs)
+    name = digest(args.overrides, searches, args.trials, args.seeds, args.sampler, args.sampler_seed)
+    root = outputs / "compare" / name
+    storage = default_storage(outputs)
+    compared: list[Compared] = []
+    metric = None
+    for label, overrides in configs:
+        spec = build_task(composed(overrides)).spec
+        metric = metric or spec.metric
+        item = Compared(label, overrides, f"compare-{name}-{safe(label)}")
+        tuning = [
+            "-m",
+            "hydra/sweeper=optuna",
+            f"hydra/sweeper/sampler={args.sampler}",
+            f"hydra.sweeper.sampler.seed={args.sampler_seed}",
+            f"hydra.sweeper.n_trials={args.trials}",
+            f"hydra.sweeper.study_name={item.study}",
+            f"hydra.sweeper.direction={'maximize' if spec.higher_is_better else 'minimize'}",
+            f"hydra.sweep.dir={root / safe(label) / 'tuning'}",
+            "seed=0",
+            *overrides,
+            *searches,
+        ]
+        seqexp(tuning, f"{label}: tuning")
+        tuned(item, optuna.load_study(study_name=item.study, storage=storage))
+        if item.chosen:
+            seeds_dir = root / safe(label) / "seeds"
+            seeds = ",".join(str(seed) for seed in range(1, args.seeds + 1))
+            if not finished(seeds_dir, outputs):
+                evaluation = ["-m", f"hydra.sweep.dir={seeds_dir}", *overrides, *item.chosen_overrides()]
+                seqexp([*evaluation, f"seed={seeds}"], f"{label}: {args.seeds} seeds of the tuned config")
+            client = patient_client(tracking_uri(outputs))
+            try:
+                runs = sweep_runs(client, (seeds_dir / PARENT_RUN_FILE).read_text().strip())
+            except (OSError, MlflowException) as error:
+                raise SystemExit(f"seqexp-compare: the seeds of {label} are not recorded: {error}") from None
+            for run in runs:
+                if run.info.status == "FINISHED" and f"test/{metric}" in run.data.metrics:
+                    item.test.append(run.data.metrics[f"test/{metric}"])
+                    item.solved.append(run.data.metrics.get("test/solved", 0.0) > 0.5)
+                else:
+                    item.seeds_failed += 1
+        compared.append(item)
+    show(compared, metric, args, searches, root)
+
+
+def finished(seeds_dir: Path, outputs: Path) -> bool:
+    """Did an earlier run of the same comparison train these seeds to the end?"""
+    from seqexp.tracking.runs import PARENT_RUN_FILE, patient_client, tracking_uri
+
+    parent = seeds_dir / PARENT_RUN_FILE
+    if not parent.exists():
+        return False
+    run = patient_client(tracking_uri(outputs)).get_run(parent.read_text().strip())
+    return run.info.status == "FINISHED"
+
+
+def show(
+    compared: list[Compared], metric: str, args: argparse.Namespace, searches: list[str], root: Path
+) -> None:
+    """Print the comparison and write it (report.md, report.csv) in ``root``."""
+    table = summary(compared, metric)
+    budget = (
+        f"Each config tuned by {args.trials} trials of Optuna's {args.sampler} sampler (seed "
+        f"{args.sampler_seed}) over {', '.join(searches)}, on val/{metric} at seed 0, pruning by the "
+        f"median rule; each tuned config then trained at seeds 1..{args.seeds} and judged on test/{metric} "
+        "of its selected checkpoint: mean ± sample std, 95% t-interval of the mean, test solve rate with "
+        "its 95% Wilson interval (failed seeds count as unsolved)."
+    )
+    shown = Table(*table.columns, title="seqexp-compare")
+    for row in table.itertuples(index=False):
+        shown.add_row(*map(str, row))
+    console.print(shown)
+    console.print(budget, soft_wrap=True)
+    root.mkdir(parents=True, exist_ok=True)
+    table.to_csv(root / "report.csv", index=False)
+    (root / "report.md").write_text(f"# seqexp-compare\n\n{table.to_markdown(index=False)}\n\n{budget}\n")
+    console.print(f"report written to {root}", soft_wrap=True)

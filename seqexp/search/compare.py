@@ -1,0 +1,107 @@
+"""A fair comparison: every config tuned with the same search and trial budget on validation, then
+its tuned config trained over fresh seeds and judged on test, with intervals."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import pandas as pd
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from optuna.trial import TrialState
+
+from seqexp.tracking.intervals import MeanEstimate, RateEstimate, estimate_mean, estimate_rate
+from seqexp.tracking.report import interval_text, mean_text, rate_text
+
+DEFAULT_SEARCH = "optimizer.lr=tag(log, interval(1e-4, 3e-2))"
+"""What is tuned unless ``--search`` says otherwise: the learning rate, log-uniform."""
+
+
+@dataclass
+class Compared:
+    """One config of the comparison: what tuning chose and what its seeds scored on test."""
+
+    label: str
+    """The compared overrides (``cell=gru``)."""
+    overrides: list[str]
+    """Every override of this config (shared and compared)."""
+    study: str
+    chosen: dict[str, Any] = field(default_factory=dict)
+    """The best trial's values of the searched keys (empty if no trial completed)."""
+    best_value: float = math.nan
+    """The best trial's validation metric."""
+    trials: dict[str, int] = field(default_factory=dict)
+    """Tuning's trials by state (complete, pruned, fail)."""
+    test: list[float] = field(default_factory=list)
+    """The headline test metric of each seed's run that finished."""
+    solved: list[bool] = field(default_factory=list)
+    """Whether each seed's run solved the task on test."""
+    seeds_failed: int = 0
+
+    def chosen_overrides(self) -> list[str]:
+        return [f"{key}={value}" for key, value in self.chosen.items()]
+
+    def chosen_text(self) -> str:
+        shown = (f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.chosen.items())
+        return " ".join(shown) or "no trial completed"
+
+    def trials_text(self) -> str:
+        return "/".join(str(self.trials.get(state, 0)) for state in ("complete", "pruned", "fail"))
+
+
+def combinations(overrides: list[str]) -> list[tuple[str, list[str]]]:
+    """One ``(label, overrides)`` per combination of the swept values (``cell=rnn,gru``), labelled
+    by its swept overrides."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    swept = {o.get_key_element() for o in parsed if o.is_sweep_override()}
+    jobs = [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    return [(" ".join(o for o in job if o.partition("=")[0] in swept) or "config", job) for job in jobs]
+
+
+def digest(*parts: Any) -> str:
+    """A short name for what a comparison is: the same command, the same studies and directory."""
+    return hashlib.sha1(repr(parts).encode()).hexdigest()[:10]
+
+
+def safe(label: str) -> str:
+    """A label as a directory or study name."""
+    return re.sub(r"[^\w.\-]+", "_", label)
+
+
+def tuned(compared: Compared, study: optuna.Study) -> None:
+    """Fill in what tuning chose: the best completed trial's searched values, and the trial counts."""
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    compared.trials = {
+        state.name.lower(): states.count(state)
+        for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    }
+    if TrialState.COMPLETE in states:
+        compared.chosen = dict(study.best_params)
+        compared.best_value = study.best_value
+
+
+def summary(compared: list[Compared], metric: str) -> pd.DataFrame:
+    """The comparison's table: per config, the chosen values, tuning's trials and best validation
+    metric, and the test metric over seeds (mean ± std, 95% t-interval) with the solve rate."""
+    rows = []
+    for item in compared:
+        test: MeanEstimate = estimate_mean(item.test)
+        rate: RateEstimate = estimate_rate(sum(item.solved), len(item.solved) + item.seeds_failed)
+        rows.append(
+            {
+                "config": item.label,
+                "tuned": item.chosen_text(),
+                "trials (done/pruned/failed)": item.trials_text(),
+                f"best val/{metric}": f"{item.best_value:.4g}",
+                f"test/{metric}": mean_text(test),
+                "95% CI": interval_text(test),
+                "seeds": f"{test.n} of {len(item.solved) + item.seeds_failed}" if item.chosen else "–",
+                "solved (test)": rate_text(rate),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,95 @@
+"""seqexp-compare: the configs it compares, what it reads from tuning, its table, and (pytest -m
+slow) a whole comparison of two cells on a tiny task."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import optuna
+import pytest
+from conftest import TINY, client
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from seqexp.commands.compare import main
+from seqexp.search.compare import Compared, combinations, summary, tuned
+from seqexp.tracking.intervals import estimate_mean
+
+
+def test_each_combination_of_the_swept_values_is_a_config_labelled_by_them() -> None:
+    found = combinations(["cell=rnn,gru", "task=adding", "topology=uni,bi"])
+    assert [label for label, _ in found] == [
+        "cell=rnn topology=uni",
+        "cell=rnn topology=bi",
+        "cell=gru topology=uni",
+        "cell=gru topology=bi",
+    ]
+    assert found[1][1] == ["cell=rnn", "task=adding", "topology=bi"]
+
+
+def test_the_table_states_the_budget_the_choice_and_the_test_metric_with_its_interval() -> None:
+    study = optuna.create_study()
+    lr = FloatDistribution(1e-4, 1e-1, log=True)
+    for value, state, x in [
+        (0.5, "COMPLETE", 0.01),
+        (0.2, "COMPLETE", 0.003),
+        (None, "PRUNED", 0.09),
+        (None, "FAIL", 0.1),
+    ]:
+        study.add_trial(
+            create_trial(
+                state=TrialState[state],
+                value=value,
+                params={"optimizer.lr": x},
+                distributions={"optimizer.lr": lr},
+            )
+        )
+    gru = Compared("cell=gru", ["cell=gru"], "s", test=[0.1, 0.2, 0.3], solved=[True, True, False])
+    tuned(gru, study)
+    rnn = Compared("cell=rnn", ["cell=rnn"], "s", seeds_failed=0)
+    tuned(rnn, optuna.create_study())
+
+    [row, nothing] = summary([gru, rnn], "mse").to_dict("records")
+
+    assert gru.chosen == {"optimizer.lr": 0.003} and gru.best_value == 0.2
+    assert row["tuned"] == "optimizer.lr=0.003" and row["trials (done/pruned/failed)"] == "2/1/1"
+    interval = estimate_mean([0.1, 0.2, 0.3]).interval
+    assert row["test/mse"] == "0.2 ± 0.1" and row["95% CI"] == f"[{interval.low:.4g}, {interval.high:.4g}]"
+    assert row["seeds"] == "3 of 3" and row["solved (test)"].startswith("2/3 [")
+    assert nothing["tuned"] == "no trial completed" and nothing["seeds"] == "–"
+    assert math.isnan(rnn.best_value)
+
+
+def test_a_search_that_is_not_a_sweep_is_refused_before_anything_runs(outputs, capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["cell=rnn,gru", "--search", "optimizer.lr=0.01"])
+    assert stopped.value.code == 2
+    assert "--search takes sweeps" in capsys.readouterr().out
+    assert not outputs.exists()
+
+
+@pytest.mark.slow
+def test_two_cells_tuned_with_one_budget_and_compared_over_seeds(outputs, capsys) -> None:
+    main(["cell=rnn,gru", *TINY, "--trials", "2", "--seeds", "2", "--sampler", "random"])
+
+    [root] = (outputs / "compare").iterdir()
+    with open(root / "report.csv") as f:
+        rows = {row["config"]: row for row in csv.DictReader(f)}
+    assert sorted(rows) == ["cell=gru", "cell=rnn"]
+    storage = f"sqlite:///{outputs / 'optuna.db'}"
+    mlflow = client(outputs)
+    for cell in ("rnn", "gru"):
+        study = optuna.load_study(study_name=f"compare-{root.name}-cell_{cell}", storage=storage)
+        assert len(study.trials) == 2
+        row = rows[f"cell={cell}"]
+        assert row["tuned"] == f"optimizer.lr={study.best_params['optimizer.lr']:.3g}"
+        parent = (root / f"cell_{cell}" / "seeds" / "mlflow_parent_run").read_text()
+        seeds = mlflow.search_runs(
+            [e.experiment_id for e in mlflow.search_experiments()], f"tags.`mlflow.parentRunId` = '{parent}'"
+        )
+        assert sorted(r.data.params["seed"] for r in seeds) == ["1", "2"]
+        assert {float(r.data.params["optimizer.lr"]) for r in seeds} == {study.best_params["optimizer.lr"]}
+        test = estimate_mean([r.data.metrics["test/mse"] for r in seeds])
+        assert row["test/mse"] == f"{test.mean:.4g} ± {test.std:.2g}" and row["seeds"] == "2 of 2"
+    assert "trials of Optuna's random sampler" in (root / "report.md").read_text()
