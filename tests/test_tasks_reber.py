@@ -198,3 +198,21 @@ def test_classic_lengths_are_the_default_and_set_no_dependency_length() -> None:
     assert task.lengths == "classic" and task.length_key is None
     with pytest.raises(ValueError, match="task.lengths must be one of"):
         ReberTask(lengths="longest")
+
+
+def test_exact_lengths_mark_what_the_length_rules_out_and_need_no_counting() -> None:
+    """A string of 13 symbols that reaches node 2 with 5 to go cannot take V (from node 4 no string
+    ends in 4), so V is marked 2; a model that ranks every symbol the grammar allows alike (it does
+    not count steps) is right, as is one that knows the length, and one without the long-range
+    memory is at the baseline."""
+    task = ReberTask(seq_len=12, lengths="exact")
+    inputs, targets = task.generate(4000, seed=0)
+    assert ReberTask.decode(inputs[0]) == "BPBPTTTVPSEP"
+    assert targets[0, 5, 1:].tolist() == [0, 1, 0, 0, 0, 2, 0], "after BPBPTT: T can come, V cannot"
+    assert set(targets[..., 1:].unique().tolist()) == {0, 1, 2}
+    knows_the_length = torch.where(targets[..., 1:] == 1, 0.0, -20.0)
+    grammar_only = torch.where(targets[..., 1:] >= 1, 0.0, -20.0)
+    for logits in (knows_the_length, grammar_only):
+        assert task.metrics(logits, targets)["string_accuracy"] == 1.0
+    forgetful = task.metrics(oracle(targets.clamp(max=1), knows_the_outer_symbol=False), targets)
+    assert forgetful["string_accuracy"].item() == pytest.approx(0.5, abs=0.03)

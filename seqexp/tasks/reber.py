@@ -86,37 +86,46 @@ def uniform_path(rng: random.Random, length: int) -> Path:
     return path
 
 
-def embedded(outer: str, path: Path) -> tuple[str, list[str]]:
+def embedded(outer: str, path: Path, exact: bool = False) -> tuple[str, list[tuple[int, ...]]]:
     """The embedded string ``B outer B <path> outer E`` and, for each of its symbols but the last,
-    the set of legal next symbols."""
-    string, legal = ["B", outer, "B"], ["TP", "B", "TP"]
-    for symbol, node in path:
+    the :func:`mask` of what may come next. With ``exact``, a symbol the grammar allows but that
+    could not end the string in its length is marked as such (2), not as one that can come (1)."""
+    counts = path_counts(len(path)) if exact else None
+    string, masks = ["B", outer, "B"], [mask("TP"), mask("B"), mask("TP")]
+    for step, (symbol, node) in enumerate(path):
         string.append(symbol)
-        legal.append("".join(s for s, _ in REBER[node]) if node is not None else outer)
+        if node is None:
+            masks.append(mask(outer))
+            continue
+        legal = "".join(s for s, _ in REBER[node])
+        left = len(path) - step - 1
+        possible = legal if counts is None else "".join(s for s, nxt in REBER[node] if counts[left - 1][nxt])
+        masks.append(mask(possible, legal))
     string += [outer, "E"]
-    legal.append("E")
-    return "".join(string), legal
+    masks.append(mask("E"))
+    return "".join(string), masks
 
 
-def embedded_reber(rng: random.Random) -> tuple[str, list[str]]:
-    """One embedded Reber string by the grammar's own process, with its legal next symbols:
-    ``B {T|P} <Reber string> {same T|P} E``."""
+def embedded_reber(rng: random.Random) -> tuple[str, list[tuple[int, ...]]]:
+    """One embedded Reber string by the grammar's own process, with the masks of its legal next
+    symbols: ``B {T|P} <Reber string> {same T|P} E``."""
     outer = rng.choice("TP")
     return embedded(outer, classic_path(rng))
 
 
-def exact_embedded_reber(rng: random.Random, symbols: int) -> tuple[str, list[str]]:
+def exact_embedded_reber(rng: random.Random, symbols: int) -> tuple[str, list[tuple[int, ...]]]:
     """One embedded Reber string of exactly ``symbols`` symbols, uniform over them (T or P
-    outside, equally likely; the inner string uniform over those of ``symbols - 5``), with its legal
-    next symbols."""
+    outside, equally likely; the inner string uniform over those of ``symbols - 5``), with the masks
+    of what may come next in that length."""
     outer = rng.choice("TP")
-    return embedded(outer, uniform_path(rng, symbols - 5))
+    return embedded(outer, uniform_path(rng, symbols - 5), exact=True)
 
 
 @cache
-def legal_mask(symbols: str) -> tuple[int, ...]:
-    """``symbols`` as a 0/1 mask over :data:`SYMBOLS`."""
-    return tuple(int(s in symbols) for s in SYMBOLS)
+def mask(possible: str, legal: str = "") -> tuple[int, ...]:
+    """Over :data:`SYMBOLS`: 1 for a symbol that can come next, 2 for one the grammar allows (in
+    ``legal``) but the string's length rules out, 0 for one the grammar forbids."""
+    return tuple(1 if s in possible else 2 if s in legal else 0 for s in SYMBOLS)
 
 
 class ReberTask(Task):
@@ -134,16 +143,22 @@ class ReberTask(Task):
     on the length: it gives every string of one length the same probability), drawn by counting
     paths through the grammar, never by rejection; the two symbols that must agree are then
     ``seq_len - 2`` steps apart, and ``seq_len`` is the task's dependency length.
+
     Targets are ``(n, seq_len, 8)``: column 0 the next symbol (``-1`` on padding), columns 1..7
-    the 0/1 mask of the legal next symbols. Padded steps count in neither loss nor metrics; a
-    unidirectional stack's outputs at real steps never see the padding after them (a
-    bidirectional one would, and would also see the answer: use ``topology=uni`` or ``deep``).
+    the :func:`mask` of the next symbols (1: can come; 0: the grammar forbids it; 2, in exact
+    lengths only: the grammar allows it but the length rules it out). Padded steps count in
+    neither loss nor metrics; a unidirectional stack's outputs at real steps never see the padding
+    after them (a bidirectional one would, and would also see the answer: use ``topology=uni`` or
+    ``deep``).
 
     ``string_accuracy`` is Hochreiter & Schmidhuber's criterion: a string is right when at every
-    step the legal next symbols are the most probable ones (the ``k`` largest outputs are the
-    ``k`` legal symbols). A model that learnt the grammar but not the long-range dependency has to
-    guess the second-to-last symbol: right half the time, the baseline 0.5. Solved above 0.95.
-    ``recall_accuracy`` is that one step alone (baseline 0.5); ``step_accuracy`` all real steps."""
+    step the legal next symbols are the most probable ones (the ``k`` largest outputs are the ``k``
+    legal symbols). In exact lengths, "legal" is what can still come: near its end a string of a
+    fixed length rules out some of the grammar's continuations (it must end in time), and those may
+    rank anywhere, so that a model need not count steps to be right. A model that learnt the
+    grammar but not the long-range dependency has to guess the second-to-last symbol: right half
+    the time, the baseline 0.5. Solved above 0.95. ``recall_accuracy`` is that one step alone
+    (baseline 0.5); ``step_accuracy`` all real steps."""
 
     spec = TaskSpec(
         input_size=len(SYMBOLS) + 1,
@@ -182,13 +197,13 @@ class ReberTask(Task):
             return float(2 * counts[-1][0])
         return float(2 * sum(row[0] for row in counts))
 
-    def strings(self, n: int, seed: int) -> list[tuple[str, list[str]]]:
+    def strings(self, n: int, seed: int) -> list[tuple[str, list[tuple[int, ...]]]]:
         """``n`` strings of at most (``classic``) or exactly (``exact``) ``seq_len + 1`` symbols, with
         their legal next symbols."""
         rng = random.Random(seed)
         if self.lengths == "exact":
             return [exact_embedded_reber(rng, self.seq_len + 1) for _ in range(n)]
-        drawn: list[tuple[str, list[str]]] = []
+        drawn: list[tuple[str, list[tuple[int, ...]]]] = []
         while len(drawn) < n:
             string, legal = embedded_reber(rng)
             if len(string) <= self.seq_len + 1:
@@ -204,7 +219,7 @@ class ReberTask(Task):
             steps = len(ids) - 1
             inputs[i, :steps] = ids[:-1]
             targets[i, :steps, 0] = ids[1:]
-            targets[i, : len(legal), 1:] = [legal_mask(symbols) for symbols in legal]
+            targets[i, : len(legal), 1:] = legal
         return torch.from_numpy(inputs), torch.from_numpy(targets)
 
     def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
@@ -212,10 +227,11 @@ class ReberTask(Task):
 
     def metrics(self, prediction: Tensor, target: Tensor) -> dict[str, Tensor]:
         real = target[..., 0] != IGNORE
-        legal = target[..., 1:].bool()
-        # The k legal symbols are the k most probable: every legal output beats every illegal one.
-        lowest_legal = prediction.masked_fill(~legal, float("inf")).amin(-1)
-        highest_illegal = prediction.masked_fill(legal, float("-inf")).amax(-1)
+        possible, forbidden = target[..., 1:] == 1, target[..., 1:] == 0
+        # The k legal symbols are the k most probable: every one that can come beats every one the
+        # grammar forbids (one the length rules out, in exact lengths, may rank anywhere).
+        lowest_legal = prediction.masked_fill(~possible, float("inf")).amin(-1)
+        highest_illegal = prediction.masked_fill(~forbidden, float("-inf")).amax(-1)
         step_right = (lowest_legal > highest_illegal) | ~real
         lengths = real.sum(1)
         recall = step_right[torch.arange(len(target)), lengths - 2]
