@@ -9,7 +9,7 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import optuna
 from hydra.core.plugins import Plugins
@@ -32,6 +32,8 @@ from seqexp.search.trials import (
     RETRY_OF,
     RUN,
     TRIAL_CALLBACK,
+    build_pruner,
+    built,
     default_storage,
     owner,
     owner_is_dead,
@@ -84,21 +86,23 @@ class StudySweeper(Sweeper):
 
     def __init__(
         self,
-        sampler: optuna.samplers.BaseSampler,
+        sampler: DictConfig,
         direction: str,
         storage: str | None,
         study_name: str | None,
         n_trials: int,
         n_jobs: int,
         params: DictConfig | None,
-        pruner: Any = None,
+        pruner: DictConfig | None = None,
     ) -> None:
         if direction not in DIRECTIONS:
             raise ValueError(f"hydra.sweeper.direction must be one of {DIRECTIONS}, not {direction!r}")
         for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"hydra.sweeper.{key} must be a positive integer, not {value!r}")
-        self.sampler = sampler
+        self.sampler = built(OmegaConf.to_container(sampler, resolve=True), "samplers")
+        self.pruner_settings = OmegaConf.to_container(pruner, resolve=True) if pruner else {}
+        build_pruner(self.pruner_settings)  # a bad pruner is named before any trial, not in each job
         self.direction = direction
         self.storage_url = storage
         self.study_name = study_name
@@ -113,7 +117,6 @@ class StudySweeper(Sweeper):
             config=config, hydra_context=hydra_context, task_function=task_function
         )
         self.outputs = Path(config.paths.outputs)
-        self.pruner_settings = OmegaConf.to_container(config.hydra.sweeper.get("pruner") or {}, resolve=True)
 
     def sweep(self, arguments: list[str]) -> None:
         overrides = [f"{key}={value}" for key, value in (self.params or {}).items()] + list(arguments)

@@ -64,15 +64,20 @@ def owner_is_dead(mark: str | None) -> bool:
     return int(pid) != os.getpid()
 
 
-def pruner(settings: dict[str, Any] | None) -> optuna.pruners.BasePruner:
-    """The pruner ``settings`` (a config with a ``_target_`` under ``optuna.pruners``) describe;
-    none: Optuna's ``NopPruner``."""
-    if not settings:
-        return optuna.pruners.NopPruner()
-    target = str(settings.get("_target_", ""))
-    if not target.startswith("optuna.pruners."):
-        raise ValueError(f"hydra.sweeper.pruner._target_ must name a class of optuna.pruners, not {target!r}")
+def built(settings: dict[str, Any] | None, kind: str) -> Any:
+    """The sampler or pruner (``kind``: ``samplers``, ``pruners``) that ``settings`` describe: a config
+    whose ``_target_`` is a class of ``optuna.<kind>``."""
+    target = str((settings or {}).get("_target_", ""))
+    if not target.startswith(f"optuna.{kind}."):
+        raise ValueError(
+            f"hydra.sweeper.{kind[:-1]}._target_ must name a class of optuna.{kind}, not {target!r}"
+        )
     return hydra.utils.instantiate(settings)
+
+
+def build_pruner(settings: dict[str, Any] | None) -> optuna.pruners.BasePruner:
+    """The pruner ``settings`` describe; none: Optuna's ``NopPruner``."""
+    return built(settings, "pruners") if settings else optuna.pruners.NopPruner()
 
 
 def trial(storage_url: str, study_name: str, trial_id: int) -> optuna.Trial:
@@ -80,5 +85,5 @@ def trial(storage_url: str, study_name: str, trial_id: int) -> optuna.Trial:
     the pruner the study's sweeper configured."""
     store = storage(storage_url)
     study = optuna.load_study(study_name=study_name, storage=store)
-    study.pruner = pruner(study.user_attrs.get(PRUNER))
+    study.pruner = build_pruner(study.user_attrs.get(PRUNER))
     return optuna.Trial(study, trial_id)
