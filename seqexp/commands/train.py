@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import math
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from seqexp.checks import ConfigError
+from seqexp.commands.isolation import keeps_process_state
 from seqexp.config.location import CONF
 from seqexp.config.renamed import renamed_overrides, with_keys_moved
 from seqexp.search.plugin import register_sweeper
@@ -34,10 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 console = Console()
-# Lightning's own deprecation notice, of no use to a seqexp user.
-warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-# Fresh training batches (seqexp.models.data.FreshBatches) are drawn in the main process, their length exact.
-warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
 
 
 @dataclass(frozen=True)
@@ -61,6 +57,7 @@ class RunFailed(RuntimeError):
         self.run_id = run_id
 
 
+@keeps_process_state
 def train(
     cfg: DictConfig, run_dir: Path, *, resume_run: str | None = None, tags: dict[str, str] | None = None
 ) -> RunResult:
