@@ -69,7 +69,7 @@ def _message(kernel: str, splits: int, programs: int, interpreted: bool) -> str:
     return what + (
         f"A wait lasts at most {WAIT_NS / 1e9:g} s; the launch was cooperative and sized to the GPU's "
         "occupancy, so something held the multiprocessors for that long (a debugger, another process "
-        "or MPS client). Run the GPU alone, or run the cell with cell.impl=loop, and report it."
+        "or MPS client). Run the GPU alone, or run the cell with model.impl=loop, and report it."
     )
 
 
