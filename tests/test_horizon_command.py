@@ -82,6 +82,11 @@ def test_a_run_is_reused_only_for_the_same_config_but_its_seed_and_length() -> N
     assert sig() != sig("model.hidden_size=9")
     assert sig() != sig("trainer.max_steps=3"), "another step budget"
     assert sig() != sig("cell=gru")
+    stopping = "callbacks.early_stopping={_target_:seqexp.diagnostics.solved.StopOnceSolved}"
+    probe = horizon.probe_config(TINY_PROBES, "task.seq_len", 10, 0, early_stopping=True)
+    assert signature(recorded_params(probe), "task.seq_len") == sig(stopping), (
+        "plain seqexp runs, stopping alike"
+    )
 
 
 @pytest.mark.parametrize(
