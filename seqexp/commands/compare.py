@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # Hydra, Optuna and MLflow load when a comparison starts, not
     from omegaconf import DictConfig
 
 TRIALS, SEEDS = 20, 5
+SWEEPER_ONLY = ("hydra.sweeper.", "hydra/sweeper/")
+"""Overrides for the tunings alone (the seeds' sweeps use Hydra's basic sweeper)."""
 console = Console()
 SEQEXP = [sys.executable, "-c", "from seqexp.commands.train import main; main()"]
 """The ``seqexp`` command, in a process of its own."""
@@ -120,6 +122,7 @@ def compare(args: argparse.Namespace, searches: list[str]) -> None:
         spec = build_task(composed(overrides)).spec
         metric = metric or spec.metric
         item = Compared(label, overrides, f"compare-{name}-{safe(label)}")
+        shared = [o for o in overrides if not o.startswith(SWEEPER_ONLY)]
         tuning = [
             "-m",
             "hydra/sweeper=optuna",
@@ -139,7 +142,7 @@ def compare(args: argparse.Namespace, searches: list[str]) -> None:
             seeds_dir = root / safe(label) / "seeds"
             seeds = ",".join(str(seed) for seed in range(1, args.seeds + 1))
             if not finished(seeds_dir, outputs):
-                evaluation = ["-m", f"hydra.sweep.dir={seeds_dir}", *overrides, *item.chosen_overrides()]
+                evaluation = ["-m", f"hydra.sweep.dir={seeds_dir}", *shared, *item.chosen_overrides()]
                 seqexp([*evaluation, f"seed={seeds}"], f"{label}: {args.seeds} seeds of the tuned config")
             client = patient_client(tracking_uri(outputs))
             try:
