@@ -111,7 +111,7 @@ def compare(args: argparse.Namespace, searches: list[str]) -> None:
 
     checked_search(searches)
     configs = combinations(args.overrides)
-    first = composed(configs[0][1])
+    first = composed([o for o in configs[0][1] if not o.startswith(SWEEPER_ONLY)])
     outputs = Path(first.paths.outputs)
     name = digest(args.overrides, searches, args.trials, args.seeds, args.sampler, args.sampler_seed)
     root = outputs / "compare" / name
@@ -119,10 +119,10 @@ def compare(args: argparse.Namespace, searches: list[str]) -> None:
     compared: list[Compared] = []
     metric = None
     for label, overrides in configs:
-        spec = build_task(composed(overrides)).spec
+        shared = [o for o in overrides if not o.startswith(SWEEPER_ONLY)]
+        spec = build_task(composed(shared)).spec
         metric = metric or spec.metric
         item = Compared(label, overrides, f"compare-{name}-{safe(label)}")
-        shared = [o for o in overrides if not o.startswith(SWEEPER_ONLY)]
         tuning = [
             "-m",
             "hydra/sweeper=optuna",
