@@ -25,7 +25,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 import seqexp
-from seqexp.config import CONF
+from seqexp.config.location import CONF
 
 scratch, checkout = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
 assert Path(seqexp.__file__).resolve().is_relative_to(scratch / "venv"), f"seqexp from {seqexp.__file__}"
