@@ -4,6 +4,8 @@ configs it cannot search refused before anything is recorded."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,15 @@ def test_each_search_is_planned_within_the_lengths_its_task_accepts() -> None:
     assert all("seed=4" not in p.overrides for p in plans)
     [tagging] = horizon.planned(horizon.parser().parse_args(["task=tagging", "task.lookahead=5"]))
     assert (tagging.length_key, tagging.start) == ("task.lookahead", 5)
+
+
+def test_help_states_the_defaults_and_imports_no_heavy_library() -> None:
+    heavy = ("torch", "mlflow", "pytorch_lightning", "matplotlib")
+    code = (
+        "import sys\nimport seqexp.commands.horizon as h\ntry:\n    h.main(['--help'])\nexcept SystemExit:\n"
+        f"    pass\nprint(sorted(m for m in {heavy} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.rstrip().endswith("[]"), out
+    for default in ("(default 2)", "(default 3)", "(10%)", "(default 4096)", "task.lookahead for tagging"):
+        assert default in " ".join(out.split()), default
