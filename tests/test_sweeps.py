@@ -15,10 +15,10 @@ from conftest import TINY, client, config, seqexp
 from mlflow.entities import Run
 
 from seqexp.checks import ConfigError
+from seqexp.commands.report import main as report_main
 from seqexp.commands.rerun import recorded_config, rerun, resume
 from seqexp.commands.train import train
 from seqexp.tracking.records import untrusted_targets
-from seqexp.commands.report import main as report_main
 from seqexp.tracking.runs import PARENT_RUN_FILE
 
 
