@@ -175,12 +175,13 @@ def show(
 ) -> None:
     """Print the comparison and write it (report.md, report.csv) in ``root``."""
     table = summary(compared, metric)
+    tuning_only = "".join(f" ({o})" for o in args.overrides if o.startswith(SWEEPER_ONLY))
     budget = (
         f"Each config tuned by {args.trials} trials of Optuna's {args.sampler} sampler (seed "
         f"{args.sampler_seed}) over {', '.join(searches)}, on val/{metric} at seed 0, pruning by the "
-        f"median rule; each tuned config then trained at seeds 1..{args.seeds} and judged on test/{metric} "
-        "of its selected checkpoint: mean ± sample std, 95% t-interval of the mean, test solve rate with "
-        "its 95% Wilson interval (failed seeds count as unsolved)."
+        f"median rule{tuning_only}; each tuned config then trained at seeds 1..{args.seeds} and judged on "
+        f"test/{metric} of its selected checkpoint: mean ± sample std, 95% t-interval of the mean, test "
+        "solve rate with its 95% Wilson interval (failed seeds count as unsolved)."
     )
     shown = Table(*table.columns, title="seqexp-compare")
     for row in table.itertuples(index=False):

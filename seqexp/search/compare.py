@@ -7,16 +7,11 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
-import pandas as pd
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from optuna.trial import TrialState
-
-from seqexp.tracking.intervals import MeanEstimate, RateEstimate, estimate_mean, estimate_rate
-from seqexp.tracking.report import interval_text, mean_text, rate_text
+if TYPE_CHECKING:  # loaded when a comparison starts, not for seqexp-compare --help
+    import optuna
+    import pandas as pd
 
 DEFAULT_SEARCH = "optimizer.lr=tag(log, interval(1e-4, 3e-2))"
 """What is tuned unless ``--search`` says otherwise: the learning rate, log-uniform."""
@@ -57,6 +52,9 @@ class Compared:
 def combinations(overrides: list[str]) -> list[tuple[str, list[str]]]:
     """One ``(label, overrides)`` per combination of the swept values (``cell=rnn,gru``), labelled
     by its swept overrides."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     parsed = OverridesParser.create().parse_overrides(overrides)
     swept = {o.get_key_element() for o in parsed if o.is_sweep_override()}
     jobs = [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
@@ -75,6 +73,8 @@ def safe(label: str) -> str:
 
 def tuned(compared: Compared, study: optuna.Study) -> None:
     """Fill in what tuning chose: the best completed trial's searched values, and the trial counts."""
+    from optuna.trial import TrialState
+
     states = [t.state for t in study.get_trials(deepcopy=False)]
     compared.trials = {
         state.name.lower(): states.count(state)
@@ -88,10 +88,15 @@ def tuned(compared: Compared, study: optuna.Study) -> None:
 def summary(compared: list[Compared], metric: str) -> pd.DataFrame:
     """The comparison's table: per config, the chosen values, tuning's trials and best validation
     metric, and the test metric over seeds (mean ± std, 95% t-interval) with the solve rate."""
+    import pandas as pd
+
+    from seqexp.tracking.intervals import estimate_mean, estimate_rate
+    from seqexp.tracking.report import interval_text, mean_text, rate_text
+
     rows = []
     for item in compared:
-        test: MeanEstimate = estimate_mean(item.test)
-        rate: RateEstimate = estimate_rate(sum(item.solved), len(item.solved) + item.seeds_failed)
+        test = estimate_mean(item.test)
+        rate = estimate_rate(sum(item.solved), len(item.solved) + item.seeds_failed)
         rows.append(
             {
                 "config": item.label,
