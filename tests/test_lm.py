@@ -88,8 +88,10 @@ def test_perplexity_is_e_to_the_mean_cross_entropy_over_all_validation_tokens() 
     cfg = config("task=lm", "task.level=word", "task.corpus_sentences=200", "task.seq_len=8", "logger=none")
     task = build_task(cfg)
     model = build_model(cfg, task)
-    x, y = task.examples("val", 48, seed=0)
-    batches = [(x[:16], y[:16]), (x[16:], y[16:])]
+    with torch.no_grad():  # the model all but sure of token 2: a batch of 2s is easy, one of 3s hard
+        model.head.bias[2] = 8.0
+    x, _ = task.examples("val", 48, seed=0)
+    batches = [(x[:16], torch.full_like(x[:16], 2)), (x[16:], torch.full_like(x[16:], 3))]
     with torch.no_grad():
         per_batch = [model.evaluate(batch, 0, "val") for batch in batches]
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
@@ -99,7 +101,7 @@ def test_perplexity_is_e_to_the_mean_cross_entropy_over_all_validation_tokens() 
     assert logged["val/xent"] == pytest.approx(xent.item(), rel=1e-5)
     assert logged["val/perplexity"] == pytest.approx(math.exp(logged["val/xent"]), rel=1e-5)
     mean_of_batches = (per_batch[0]["perplexity"] * 16 + per_batch[1]["perplexity"] * 32) / 48
-    assert logged["val/perplexity"] < mean_of_batches.item()
+    assert logged["val/perplexity"] < mean_of_batches.item() / 2
 
 
 def frequencies(tokens: torch.Tensor, size: int) -> torch.Tensor:
