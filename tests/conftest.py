@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,35 +14,16 @@ if not torch.cuda.is_available():
     # Triton's kernels then run in its interpreter, on CPU (tests/test_kernels.py). Triton reads
     # this when it is first imported, which Lightning does.
     os.environ.setdefault("TRITON_INTERPRET", "1")
-from hydra import compose, initialize_config_dir
+import hydra
+from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
+from sizes import ONE_BATCH, TINY  # noqa: F401  (old imports, until every test uses the fixtures)
 
 from seqexp.commands import train
-
-CONF = Path(__file__).parents[1] / "conf"
-ONE_BATCH = [
-    "task.train_size=32",
-    "task.val_size=32",
-    "data.batch_size=32",
-    "model.hidden_size=32",
-    "model.embedding_size=8",
-]
-"""A token model small enough to fit one batch of 32 examples in a few hundred steps."""
-TINY = [
-    "threads=1",  # tiny models run fastest on one thread, and parallel jobs then don't oversubscribe
-    "task.seq_len=6",
-    "task.train_size=64",
-    "task.val_size=32",
-    "data.batch_size=16",
-    "model.hidden_size=8",
-    "trainer.max_steps=6",
-    "data.batches_per_epoch=3",
-    "trainer.log_every_n_steps=1",
-    "trainer.enable_progress_bar=false",
-]
+from seqexp.config.location import CONF
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -76,18 +57,68 @@ def config(*overrides: str) -> DictConfig:
     """The config ``seqexp OVERRIDES`` would run, composed without running it."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+        return hydra.compose("config", overrides=list(overrides))
 
 
 def experiment(name: str) -> tuple[DictConfig, list[list[str]]]:
     """Experiment ``name``'s config, and its sweep's axes: for each swept key, one override per value."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"+experiment={name}"], return_hydra_config=True)
+        cfg = hydra.compose("config", overrides=[f"+experiment={name}"], return_hydra_config=True)
     params = OmegaConf.to_container(cfg.hydra.sweeper.params)
     parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
     return cfg, [[f"{o.key_or_group}={v}" for v in o.sweep_string_iterator()] for o in parsed]
 
 
 def client(outputs: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{outputs / 'mlflow.db'}")
+
+
+@pytest.fixture
+def run_seqexp(outputs: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """``run_seqexp(*ARGS)`` runs ``seqexp ARGS`` as the console script does, in this process,
+    recording under ``outputs``."""
+
+    def run(*args: str) -> None:
+        GlobalHydra.instance().clear()
+        monkeypatch.setattr(sys, "argv", ["seqexp", *args])
+        try:
+            train.main()
+        finally:
+            GlobalHydra.instance().clear()
+
+    return run
+
+
+@pytest.fixture
+def compose() -> Callable[..., DictConfig]:
+    """``compose(*OVERRIDES)`` is the config ``seqexp OVERRIDES`` would run, composed, not run."""
+
+    def compose_config(*overrides: str) -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            return hydra.compose("config", overrides=list(overrides))
+
+    return compose_config
+
+
+@pytest.fixture
+def experiment_axes() -> Callable[[str], tuple[DictConfig, list[list[str]]]]:
+    """``experiment_axes(NAME)`` is experiment NAME's config and its sweep's axes: for each swept
+    key, one override per value."""
+
+    def axes(name: str) -> tuple[DictConfig, list[list[str]]]:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            cfg = hydra.compose("config", overrides=[f"+experiment={name}"], return_hydra_config=True)
+        params = OmegaConf.to_container(cfg.hydra.sweeper.params)
+        parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+        return cfg, [[f"{o.key_or_group}={v}" for v in o.sweep_string_iterator()] for o in parsed]
+
+    return axes
+
+
+@pytest.fixture
+def records(outputs: Path) -> MlflowClient:
+    """A client of the runs recorded under ``outputs``."""
     return MlflowClient(f"sqlite:///{outputs / 'mlflow.db'}")

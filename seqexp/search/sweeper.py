@@ -3,10 +3,12 @@ survives a kill, with pruning from inside the jobs and one MLflow parent run for
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -24,7 +26,6 @@ from seqexp.config.build import build_task
 from seqexp.search.report import report_study
 from seqexp.search.space import SearchSpace, search_space
 from seqexp.search.trials import (
-    INTERRUPTED,
     OWNER,
     PARENT,
     PRUNED,
@@ -35,6 +36,7 @@ from seqexp.search.trials import (
     build_pruner,
     built,
     default_storage,
+    heartbeats,
     owner,
     owner_is_dead,
     storage,
@@ -67,11 +69,11 @@ def check_direction(config: DictConfig, direction: str) -> None:
 
 
 def spent(study: optuna.Study) -> int:
-    """The trials of ``study`` that count against its budget."""
-    return sum(
-        trial.state in COUNTED and not trial.system_attrs.get(INTERRUPTED)
-        for trial in study.get_trials(deepcopy=False)
-    )
+    """The trials of ``study`` that count against its budget: an interrupted one is replaced by its
+    retry."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {trial.user_attrs[RETRY_OF] for trial in trials if RETRY_OF in trial.user_attrs}
+    return sum(trial.state in COUNTED and trial.number not in retried for trial in trials)
 
 
 def quoted(value: str) -> str:
@@ -94,10 +96,11 @@ class StudySweeper(Sweeper):
         n_jobs: int,
         params: DictConfig | None,
         pruner: DictConfig | None = None,
+        heartbeat_s: int | None = 60,
     ) -> None:
         if direction not in DIRECTIONS:
             raise ValueError(f"hydra.sweeper.direction must be one of {DIRECTIONS}, not {direction!r}")
-        for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs)):
+        for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs), ("heartbeat_s", heartbeat_s or 1)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"hydra.sweeper.{key} must be a positive integer, not {value!r}")
         self.sampler = built(OmegaConf.to_container(sampler, resolve=True), "samplers")
@@ -108,6 +111,7 @@ class StudySweeper(Sweeper):
         self.study_name = study_name
         self.n_trials = n_trials
         self.n_jobs = n_jobs
+        self.heartbeat_s = heartbeat_s
         self.params = params
         self.job_idx = 0
 
@@ -127,28 +131,31 @@ class StudySweeper(Sweeper):
             except ConfigError as error:
                 self.refuse(error)
         url = self.storage_url or default_storage(self.outputs)
+        client = self.tracking()
+        abandoned = functools.partial(self.interrupted, client=client)
+        store = storage(url, self.heartbeat_s, on_abandoned=abandoned)
         study = optuna.create_study(
             study_name=self.study_name or study_name(overrides, self.direction),
-            storage=storage(url),
+            storage=store,
             sampler=self.sampler,
             direction=self.direction,
             load_if_exists=True,
         )
         study.set_user_attr(PRUNER, self.pruner_settings)
-        client = self.tracking()
         parent = self.parent_run(study, client)
         log.info(
             "Optuna study %s in %s: %d of %d trials done", study.study_name, url, spent(study), self.n_trials
         )
         if study.get_trials(deepcopy=False):
             self.sampler.reseed_rng()  # a seeded sampler would draw again what it drew before
-        for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if owner_is_dead(stale.system_attrs.get(OWNER)):
-                self.interrupted(study, stale, client)
-        while (remaining := self.n_trials - spent(study)) > 0:
+        while True:
+            self.fail_abandoned(study, client)
+            if (remaining := self.n_trials - spent(study)) <= 0:
+                break
             trials = [self.ask(study, space) for _ in range(min(self.n_jobs, remaining))]
             jobs = [space.overrides(trial.params) + [self.reporter(url, study, trial)] for trial in trials]
-            returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
+            with heartbeats(store, [trial._trial_id for trial in trials]):
+                returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
             self.job_idx += len(returns)
             for trial, job in zip(trials, returns, strict=True):
                 self.tell(study, trial, job)
@@ -162,8 +169,21 @@ class StudySweeper(Sweeper):
         print(f"seqexp: bad config: {error}", file=sys.stderr)
         sys.exit(2)
 
+    def fail_abandoned(self, study: optuna.Study, client: PatientClient | None) -> None:
+        """Fail the running trials whose sweeper is gone, and try their parameters again: one of
+        this machine whose process is dead, or one of any machine whose heartbeats stopped."""
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if owner_is_dead(trial.system_attrs.get(OWNER)):
+                study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                self.interrupted(study, trial, client)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # the storage calls self.interrupted for each
+
     def ask(self, study: optuna.Study, space: SearchSpace) -> optuna.Trial:
-        trial = study.ask(space.distributions)
+        with warnings.catch_warnings():  # the sweeper, not Study.optimize, beats for its trials
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            trial = study.ask(space.distributions)
         study._storage.set_trial_system_attr(trial._trial_id, OWNER, owner())
         for key, value in space.fixed.items():
             trial.set_user_attr(key, value)
@@ -196,11 +216,9 @@ class StudySweeper(Sweeper):
 
     @staticmethod
     def interrupted(study: optuna.Study, trial: FrozenTrial, client: PatientClient | None) -> None:
-        """A trial whose sweeper died while it ran: failed, its MLflow run KILLED, and its parameters
-        enqueued to be tried again."""
+        """A trial failed because its sweeper died while it ran: its MLflow run KILLED, and its
+        parameters enqueued to be tried again (the retry takes its place in the budget)."""
         log.warning("trial %d was interrupted: its parameters are tried again", trial.number)
-        study._storage.set_trial_system_attr(trial._trial_id, INTERRUPTED, True)
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         if client and RUN in trial.system_attrs:
             client.set_terminated(trial.system_attrs[RUN], "KILLED")
         study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number}, skip_if_exists=False)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import hydra
 import optuna
 from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial
 
 OWNER = "seqexp:owner"
 """A trial's system attribute: ``host:pid`` of the sweeper that asked for it."""
@@ -17,11 +22,9 @@ RUN = "seqexp:mlflow_run"
 """A trial's system attribute: the MLflow run its job records to."""
 PRUNED = "seqexp:pruned_at"
 """A trial's system attribute: the step at which its job stopped as hopeless."""
-INTERRUPTED = "seqexp:interrupted"
-"""A trial's system attribute: its sweeper died while it ran; it failed, and its parameters were
-enqueued again, so it does not count against the budget."""
 RETRY_OF = "seqexp:retry_of"
-"""An enqueued trial's user attribute: the number of the interrupted trial it repeats."""
+"""An enqueued trial's user attribute: the number of the trial it repeats, which failed because its
+sweeper died while it ran (so only the repeat counts against the budget)."""
 PARENT = "seqexp:mlflow_parent"
 """A study's user attribute: the MLflow parent run of the sweep that works on it."""
 PRUNER = "seqexp:pruner"
@@ -38,10 +41,48 @@ def default_storage(outputs: Path) -> str:
     return f"sqlite:///{(outputs / 'optuna.db').resolve()}"
 
 
-def storage(url: str) -> RDBStorage:
-    """The RDB storage at ``url``; sqlite waits for other writers rather than failing at once."""
+def storage(
+    url: str,
+    heartbeat_s: int | None = None,
+    on_abandoned: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+) -> RDBStorage:
+    """The RDB storage at ``url``; sqlite waits for other writers rather than failing at once. With
+    ``heartbeat_s``, a running trial whose heartbeat is older than twice that is abandoned:
+    ``optuna.storages.fail_stale_trials`` fails it and calls ``on_abandoned``."""
     engine = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite:") else None
-    return RDBStorage(url, engine_kwargs=engine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
+        return RDBStorage(
+            url,
+            engine_kwargs=engine,
+            heartbeat_interval=heartbeat_s,
+            heartbeat_stale_trial_callback=on_abandoned,
+        )
+
+
+@contextmanager
+def heartbeats(store: RDBStorage, trial_ids: list[int]) -> Iterator[None]:
+    """Record a heartbeat for each of ``trial_ids`` every ``store.heartbeat_interval`` seconds while
+    the block runs: a sweeper on any machine that sees them stop takes the trials as abandoned."""
+    if store.heartbeat_interval is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial_id in trial_ids:
+                store.record_heartbeat(trial_id)
+            if stop.wait(store.heartbeat_interval):
+                return
+
+    thread = threading.Thread(target=beat, name="seqexp-trial-heartbeats", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def owner() -> str:
@@ -50,8 +91,8 @@ def owner() -> str:
 
 
 def owner_is_dead(mark: str | None) -> bool:
-    """Is the sweeper that marked a trial ``mark`` gone? Only a process of this machine can be told
-    dead; a trial run from another machine is left to it."""
+    """Is the sweeper that marked a trial ``mark`` a dead process of this machine? (One of another
+    machine is told dead by its heartbeats stopping.)"""
     host, _, pid = (mark or "").rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
