@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import client
 
 from seqexp.tracking.intervals import (
     Interval,
@@ -164,9 +163,8 @@ def record(mlflow, experiment: str, cell: str, seed: int, status: str, metrics: 
     mlflow.set_terminated(run.info.run_id, status)
 
 
-def test_the_report_lists_failed_runs_as_unsolved_with_params_and_wall_time(outputs: Path) -> None:
-    outputs.mkdir(parents=True)
-    mlflow = client(outputs)
+def test_the_report_lists_failed_runs_as_unsolved_with_params_and_wall_time(outputs: Path, records) -> None:
+    mlflow = records
     experiment = mlflow.create_experiment("adding")
     for seed, mse in enumerate([0.004, 0.006]):
         solved = {"val/mse": mse, "val/solved": 1, "val/solved_step": 500 * (seed + 1), "model/params": 3457}
@@ -195,6 +193,19 @@ def test_the_report_lists_failed_runs_as_unsolved_with_params_and_wall_time(outp
     per_run = {line.split("|")[1].strip(): line for line in runs_section.splitlines() if "-seed" in line}
     assert per_run["gru-seed2"].startswith("| gru-seed2 | gru    |      2 | FAILED   | –")
     assert "| no " in per_run["gru-seed2"] and "| not solved " in per_run["rnn-seed0"]
+
+
+def test_a_report_of_runs_that_all_failed_counts_them_unsolved(outputs: Path, records) -> None:
+    experiment = records.create_experiment("adding")
+    for cell in ("gru", "rnn"):
+        record(records, experiment, cell, 0, "FAILED", {"model/params": 3457})
+
+    numbers = write_report(records, records.search_runs([experiment]), outputs / "r", "adding")
+
+    assert numbers.runs.tolist() == [1, 1] and numbers.failed.tolist() == [1, 1]
+    assert numbers["solved"].tolist() == [0, 0] and numbers["val/mse n"].tolist() == [0, 0]
+    summary = (outputs / "r" / "summary.md").read_text()
+    assert "cell=gru vs cell=rnn: val/mse: no difference at n = 0" in summary
 
 
 def test_runs_are_judged_solved_on_test_where_they_have_it_else_on_validation() -> None:

@@ -350,7 +350,8 @@ def plot_learning_curves(
                 steps, history = zip(*points, strict=True)
                 ax.plot(steps, history, color=f"C{colour % 10}", label=label(values) if i == 0 else None)
     ax.set(xlabel="step", ylabel=metric, yscale="log")
-    ax.legend(fontsize="small")
+    if ax.get_legend_handles_labels()[0]:  # no curve when every run failed before logging one
+        ax.legend(fontsize="small")
     save(fig, path)
 
 
@@ -369,7 +370,8 @@ def write_report(client: MlflowClient, runs: list[Run], out: Path, title: str) -
     metric = headline(runs)
     judged = judged_metric(frame, metric)
     detailed = sorted({metric, judged})
-    summaries = summarize(frame, keys, shown_metrics(frame, metric))
+    shown_columns = shown_metrics(frame, metric)  # a metric no run logged (every run failed): n = 0
+    summaries = summarize(frame, keys, shown_columns + [m for m in detailed if m not in shown_columns])
     numbers = summary_numbers(summaries, detailed)
     shown = summary_shown(summaries, detailed, solved_source(frame))
     per_run = runs_shown(frame, keys, detailed)

@@ -108,8 +108,10 @@ class SweepRun(Callback):
             return
         client = patient_client(tracking_uri(Path(config.paths.outputs)))
         parent = parent_file.read_text().strip()
-        report_sweep(client, parent, Path(config.hydra.sweep.dir) / "report")
-        client.set_terminated(parent, "FINISHED")
+        try:
+            report_sweep(client, parent, Path(config.hydra.sweep.dir) / "report")
+        finally:
+            client.set_terminated(parent, "FINISHED")
         uri = tracking_uri(Path(config.paths.outputs))
         pages = sweep_pages(client, uri, parent, sweep_runs(client, parent), swept_keys(config))
         for name, page in pages.items():
