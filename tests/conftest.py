@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -20,7 +21,6 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
-from sizes import ONE_BATCH, TINY  # noqa: F401  (old imports, until every test uses the fixtures)
 
 from seqexp.commands import train
 from seqexp.config.location import CONF
@@ -41,37 +41,6 @@ def outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("SEQEXP_OUTPUTS", str(tmp_path / "outputs"))
     return tmp_path / "outputs"
-
-
-def seqexp(*args: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``seqexp ARGS`` as the console script runs it, in this process."""
-    GlobalHydra.instance().clear()
-    monkeypatch.setattr(sys, "argv", ["seqexp", *args])
-    try:
-        train.main()
-    finally:
-        GlobalHydra.instance().clear()
-
-
-def config(*overrides: str) -> DictConfig:
-    """The config ``seqexp OVERRIDES`` would run, composed without running it."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return hydra.compose("config", overrides=list(overrides))
-
-
-def experiment(name: str) -> tuple[DictConfig, list[list[str]]]:
-    """Experiment ``name``'s config, and its sweep's axes: for each swept key, one override per value."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = hydra.compose("config", overrides=[f"+experiment={name}"], return_hydra_config=True)
-    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
-    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
-    return cfg, [[f"{o.key_or_group}={v}" for v in o.sweep_string_iterator()] for o in parsed]
-
-
-def client(outputs: Path) -> MlflowClient:
-    return MlflowClient(f"sqlite:///{outputs / 'mlflow.db'}")
 
 
 @pytest.fixture
@@ -118,7 +87,21 @@ def experiment_axes() -> Callable[[str], tuple[DictConfig, list[list[str]]]]:
     return axes
 
 
+class LazyClient:
+    """An ``MlflowClient`` made on first use: sqlite creates the store when a client is made, and a
+    test may need to see the run create it."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.client: MlflowClient | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self.client is None:
+            self.client = MlflowClient(self.uri)
+        return getattr(self.client, name)
+
+
 @pytest.fixture
 def records(outputs: Path) -> MlflowClient:
-    """A client of the runs recorded under ``outputs``."""
-    return MlflowClient(f"sqlite:///{outputs / 'mlflow.db'}")
+    """A client of the runs recorded under ``outputs`` (made when first used)."""
+    return LazyClient(f"sqlite:///{outputs / 'mlflow.db'}")  # type: ignore[return-value]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
-from conftest import config
+from omegaconf import DictConfig
 
 from seqexp.checks import ConfigError
 from seqexp.config.build import build_model, build_task
@@ -15,15 +17,15 @@ TOPOLOGIES = ("uni", "bi", "deep", "deep_bi")
 SMALL_TASK = ("task.train_size=32", "task.val_size=32")
 
 
-def build(*overrides: str) -> torch.nn.Module:
-    cfg = config(*SMALL_TASK, *overrides)
+def build(compose: Callable[..., DictConfig], *overrides: str) -> torch.nn.Module:
+    cfg = compose(*SMALL_TASK, *overrides)
     return build_model(cfg, build_task(cfg))
 
 
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 @pytest.mark.parametrize("cell", CELLS)
-def test_every_cell_and_topology_lands_within_5_percent_of_the_budget(cell, topology) -> None:
-    model = build(f"cell={cell}", f"topology={topology}", "model.param_budget=20000")
+def test_every_cell_and_topology_lands_within_5_percent_of_the_budget(cell, topology, compose) -> None:
+    model = build(compose, f"cell={cell}", f"topology={topology}", "model.param_budget=20000")
 
     assert trainable_parameters(model) == pytest.approx(20_000, rel=0.05)
 
@@ -36,19 +38,19 @@ def test_every_cell_and_topology_lands_within_5_percent_of_the_budget(cell, topo
     ],
     ids=["tokens", "encoder_decoder"],
 )
-def test_the_budget_counts_the_whole_model(overrides) -> None:
-    model = build(*overrides, "model.param_budget=30000")
+def test_the_budget_counts_the_whole_model(overrides, compose) -> None:
+    model = build(compose, *overrides, "model.param_budget=30000")
 
     assert trainable_parameters(model) == pytest.approx(30_000, rel=0.05)
 
 
-def test_the_budget_chooses_the_model_a_fixed_hidden_size_gives_with_the_same_weights() -> None:
+def test_the_budget_chooses_the_model_a_fixed_hidden_size_gives_with_the_same_weights(compose) -> None:
     """Searching the size draws no random numbers: the model equals the same size asked for."""
     torch.manual_seed(0)
-    budgeted = build("cell=gru", "model.param_budget=5000")
+    budgeted = build(compose, "cell=gru", "model.param_budget=5000")
     hidden_size = budgeted.stack.hidden_size
     torch.manual_seed(0)
-    fixed = build("cell=gru", f"model.hidden_size={hidden_size}")
+    fixed = build(compose, "cell=gru", f"model.hidden_size={hidden_size}")
 
     assert hidden_size != 64 and trainable_parameters(budgeted) == pytest.approx(5000, rel=0.05)
     for (name, p), q in zip(budgeted.named_parameters(), fixed.parameters(), strict=True):
@@ -63,9 +65,9 @@ def test_the_budget_chooses_the_model_a_fixed_hidden_size_gives_with_the_same_we
         ("big", "model.param_budget must be null or a positive integer"),
     ],
 )
-def test_an_impossible_budget_is_refused_naming_the_key(budget, message) -> None:
+def test_an_impossible_budget_is_refused_naming_the_key(budget, message, compose) -> None:
     with pytest.raises(ConfigError, match=message):
-        build("cell=lstm", f"model.param_budget={budget}")
+        build(compose, "cell=lstm", f"model.param_budget={budget}")
 
 
 def test_the_search_picks_the_nearest_size_and_refuses_gaps_over_the_tolerance() -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, client, config, seqexp
+from mlflow import MlflowClient
+from sizes import TINY
 
 from seqexp.checks import ConfigError
 from seqexp.commands.train import train
@@ -44,19 +45,18 @@ BAD = {
 }
 
 
-def no_runs(outputs: Path) -> bool:
+def no_runs(outputs: Path, records: MlflowClient) -> bool:
     if not (outputs / "mlflow.db").exists():
         return True
-    mlflow = client(outputs)
-    return not mlflow.search_runs([e.experiment_id for e in mlflow.search_experiments()])
+    return not records.search_runs([e.experiment_id for e in records.search_experiments()])
 
 
 @pytest.mark.parametrize(("overrides", "message"), BAD.items(), ids=BAD.keys())
 def test_a_bad_value_is_refused_with_exit_2_naming_the_key_before_a_run_exists(
-    overrides, message, outputs, monkeypatch, capsys
+    overrides, message, outputs, capsys, run_seqexp, records
 ) -> None:
     with pytest.raises(SystemExit) as exit:
-        seqexp(*TINY, *overrides.split(), monkeypatch=monkeypatch)
+        run_seqexp(*TINY, *overrides.split())
 
     assert exit.value.code == 2
     out = capsys.readouterr()
@@ -64,13 +64,13 @@ def test_a_bad_value_is_refused_with_exit_2_naming_the_key_before_a_run_exists(
     assert "bad config" in said
     assert re.search(message, said), said
     assert "Traceback" not in out.out + out.err
-    assert no_runs(outputs), "no MLflow run was created"
+    assert no_runs(outputs, records), "no MLflow run was created"
 
 
-def test_every_problem_of_a_config_is_reported_at_once(outputs) -> None:
+def test_every_problem_of_a_config_is_reported_at_once(outputs, compose) -> None:
     with pytest.raises(ConfigError) as error:
         train(
-            config(*TINY, "seed=-1", "optimizer.lr=nan", "sampling.count=0", "trainer.log_every_n_steps=0"),
+            compose(*TINY, "seed=-1", "optimizer.lr=nan", "sampling.count=0", "trainer.log_every_n_steps=0"),
             outputs,
         )
     message = str(error.value)
@@ -79,8 +79,8 @@ def test_every_problem_of_a_config_is_reported_at_once(outputs) -> None:
         assert f"\n  {key} must be" in message
 
 
-def test_the_memory_estimate_grows_with_the_sequence_and_refuses_what_does_not_fit() -> None:
-    cfg = config(*TINY)
+def test_the_memory_estimate_grows_with_the_sequence_and_refuses_what_does_not_fit(compose) -> None:
+    cfg = compose(*TINY)
     spec = AddingTask(seq_len=6, train_size=64, val_size=32).spec
     small = sum(estimate(cfg, spec).values())
     cfg.task.seq_len = 600
@@ -92,14 +92,15 @@ def test_the_memory_estimate_grows_with_the_sequence_and_refuses_what_does_not_f
         check_fits(cfg, spec, available=2**20)
 
 
-def test_any_max_steps_ends_with_a_validation_and_a_checkpoint_of_the_final_state(outputs) -> None:
-    result = train(config(*TINY, "trainer.max_steps=7"), outputs / "run")
+def test_any_max_steps_ends_with_a_validation_and_a_checkpoint_of_the_final_state(
+    outputs, compose, records
+) -> None:
+    result = train(compose(*TINY, "trainer.max_steps=7"), outputs / "run")
 
-    mlflow = client(outputs)
-    steps = [m.step for m in mlflow.get_metric_history(result.run_id, "val/loss")]
+    steps = [m.step for m in records.get_metric_history(result.run_id, "val/loss")]
     assert steps == [2, 5, 6], (
         "after each epoch of 3 batches, then the final state (at the last batch's step)"
     )
     last = torch.load(outputs / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 7
-    assert [m.step for m in mlflow.get_metric_history(result.run_id, "train/loss")] == list(range(7))
+    assert [m.step for m in records.get_metric_history(result.run_id, "train/loss")] == list(range(7))

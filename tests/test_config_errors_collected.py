@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import TINY, seqexp
+from sizes import TINY
 
 BOTH = {
     "seed=abc +cell.bogus=1": [
@@ -24,10 +24,10 @@ BOTH = {
 
 @pytest.mark.parametrize(("overrides", "messages"), BOTH.items(), ids=BOTH.keys())
 def test_bad_values_and_the_builds_error_are_reported_together(
-    overrides, messages, outputs, monkeypatch, capsys
+    overrides, messages, outputs, capsys, run_seqexp
 ) -> None:
     with pytest.raises(SystemExit) as exit:
-        seqexp(*TINY, *overrides.split(), monkeypatch=monkeypatch)
+        run_seqexp(*TINY, *overrides.split())
 
     assert exit.value.code == 2
     said = " ".join(capsys.readouterr().out.split())
@@ -38,9 +38,9 @@ def test_bad_values_and_the_builds_error_are_reported_together(
     assert not (outputs / "mlflow.db").exists(), "no run recorded"
 
 
-def test_a_build_error_alone_is_reported_as_before(outputs, monkeypatch, capsys) -> None:
+def test_a_build_error_alone_is_reported_as_before(capsys, run_seqexp) -> None:
     with pytest.raises(SystemExit) as exit:
-        seqexp(*TINY, "+cell.bogus=1", monkeypatch=monkeypatch)
+        run_seqexp(*TINY, "+cell.bogus=1")
 
     assert exit.value.code == 2
     said = " ".join(capsys.readouterr().out.split())

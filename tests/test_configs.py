@@ -5,7 +5,6 @@ here, not by a user)."""
 from __future__ import annotations
 
 import pytest
-from conftest import config
 
 from seqexp.config.build import build_model, build_task
 from seqexp.config.checking import check_config
@@ -26,8 +25,8 @@ def test_every_group_has_options() -> None:
 
 
 @pytest.mark.parametrize("override", [f"{g}={o}" for g in GROUPS for o in options(g)])
-def test_every_option_composes_passes_the_checks_and_builds(override: str) -> None:
-    cfg = config(override, *SMALL, *NEEDS.get(override, ()))
+def test_every_option_composes_passes_the_checks_and_builds(override: str, compose) -> None:
+    cfg = compose(override, *SMALL, *NEEDS.get(override, ()))
     check_config(cfg)
     task = build_task(cfg)
     assert build_model(cfg, task) is not None
@@ -36,7 +35,7 @@ def test_every_option_composes_passes_the_checks_and_builds(override: str) -> No
 
 
 @pytest.mark.parametrize("name", [p.stem for p in sorted((CONF / "experiment").glob("*.yaml"))])
-def test_every_experiment_composes_and_passes_the_checks(name: str) -> None:
-    cfg = config(f"+experiment={name}")
+def test_every_experiment_composes_and_passes_the_checks(name: str, compose) -> None:
+    cfg = compose(f"+experiment={name}")
     check_config(cfg)
     assert cfg.logger.experiment == name

@@ -3,12 +3,12 @@ on a resumed run; the test split reported on the selected checkpoint; the data s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import client, config, seqexp
 from omegaconf import DictConfig
 
 from seqexp.commands import train as train_module
@@ -46,8 +46,8 @@ RUN = [
 """A tiny run on fresh data: three validations, three checkpoints."""
 
 
-def set_up(name: str, seed: int = 0, size: int = 64) -> TaskData:
-    cfg = config(f"task={name}", *FRESH[name], "task.val_size=200", "task.test_size=200")
+def set_up(compose: Callable[..., DictConfig], name: str, seed: int = 0, size: int = 64) -> TaskData:
+    cfg = compose(f"task={name}", *FRESH[name], "task.val_size=200", "task.test_size=200")
     data = TaskData(build_task(cfg), batch_size=size, batches_per_epoch=4, seed=seed)
     data.setup("fit")
     return data
@@ -58,9 +58,9 @@ def same(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> bool:
 
 
 @pytest.mark.parametrize("name", FRESH)
-def test_a_fresh_batch_is_a_function_of_seed_step_and_rank(name: str) -> None:
-    data, again, other = set_up(name), set_up(name), set_up(name, seed=1)
-    assert build_task(config(f"task={name}")).train_size is None, "fresh data is the default"
+def test_a_fresh_batch_is_a_function_of_seed_step_and_rank(name: str, compose) -> None:
+    data, again, other = set_up(compose, name), set_up(compose, name), set_up(compose, name, seed=1)
+    assert build_task(compose(f"task={name}")).train_size is None, "fresh data is the default"
     assert data.train is None and data.fresh is not None
     batch = data.fresh.batch(3)
     assert same(batch, again.fresh.batch(3)), "the same seed and step: the same batch"
@@ -71,8 +71,8 @@ def test_a_fresh_batch_is_a_function_of_seed_step_and_rank(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", LARGE_SPACE)
-def test_fresh_batches_never_hold_a_validation_or_test_example(name: str) -> None:
-    data = set_up(name)
+def test_fresh_batches_never_hold_a_validation_or_test_example(name: str, compose) -> None:
+    data = set_up(compose, name)
     held_out = set(example_keys(data.val.tensors)) | set(example_keys(data.test.tensors))
     assert len(held_out) == 400, "validation and test share no example"
     seen = {key for step in range(50) for key in example_keys(data.fresh.batch(step))}
@@ -130,9 +130,9 @@ def test_a_small_task_measures_its_overlap_instead_of_hiding_it() -> None:
     assert data.overlap["data/test_overlap"] > 0.9
 
 
-def test_a_fixed_training_set_is_the_one_it_always_was() -> None:
+def test_a_fixed_training_set_is_the_one_it_always_was(compose) -> None:
     """``task.train_size`` an int: the examples of seed ``2·seed``, cycled, as before fresh data."""
-    cfg = config("task=adding", "task.train_size=100", "task.val_size=20")
+    cfg = compose("task=adding", "task.train_size=100", "task.val_size=20")
     data = TaskData(build_task(cfg), batch_size=10, batches_per_epoch=4, seed=3)
     data.setup("fit")
     assert data.fresh is None
@@ -140,9 +140,9 @@ def test_a_fixed_training_set_is_the_one_it_always_was() -> None:
     assert same(data.val.tensors, build_task(cfg).generate(20, 7))
 
 
-def test_an_epoch_of_fresh_batches_starts_at_the_trainers_step() -> None:
+def test_an_epoch_of_fresh_batches_starts_at_the_trainers_step(compose) -> None:
     """What a resumed run sees: the batches from its step on, as an uninterrupted run saw them."""
-    data = set_up("copy", size=8)
+    data = set_up(compose, "copy", size=8)
     data.fresh.position = lambda: (5, 0)
     assert all(same(batch, data.fresh.batch(5 + k)) for k, batch in enumerate(data.fresh))
     assert len(list(data.fresh)) == len(data.fresh) == 4
@@ -161,46 +161,49 @@ def test_the_language_models_three_parts_share_no_token() -> None:
     assert 0 <= data.overlap["data/val_overlap"] <= 1 and data.overlap["data/overlap_sample"] == 10_000
 
 
-def fresh_run(run_dir: Path, *overrides: str, resume: bool = False) -> RunResult:
-    cfg = config(*RUN, "logger=none", "task=copy", "task.seq_len=4", *overrides)
+def fresh_run(
+    compose: Callable[..., DictConfig], run_dir: Path, *overrides: str, resume: bool = False
+) -> RunResult:
+    cfg = compose(*RUN, "logger=none", "task=copy", "task.seq_len=4", *overrides)
     return train(cfg, run_dir, resume_run="resumed" if resume else None)
 
 
-def test_a_resumed_run_on_fresh_data_ends_as_an_uninterrupted_one(tmp_path: Path) -> None:
-    whole = fresh_run(tmp_path / "whole")
-    fresh_run(tmp_path / "halves", "trainer.max_steps=2")
-    resumed = fresh_run(tmp_path / "halves", resume=True)
+def test_a_resumed_run_on_fresh_data_ends_as_an_uninterrupted_one(tmp_path: Path, compose) -> None:
+    whole = fresh_run(compose, tmp_path / "whole")
+    fresh_run(compose, tmp_path / "halves", "trainer.max_steps=2")
+    resumed = fresh_run(compose, tmp_path / "halves", resume=True)
     for key in ("train/loss", "val/loss", "val/xent", "test/loss", "test/xent"):
         assert resumed.metrics[key] == whole.metrics[key], key
 
 
-def test_a_run_tests_its_selected_checkpoint_and_reports_its_validation(outputs: Path, monkeypatch) -> None:
+def test_a_run_tests_its_selected_checkpoint_and_reports_its_validation(
+    outputs: Path, run_seqexp, records, compose
+) -> None:
     """``task=reber`` on fresh data: ``test/…`` of the checkpoint best on ``val/loss``, computed
     once; the overlap of a small task; the data scheme tag."""
-    seqexp(*RUN, "task=reber", "task.seq_len=10", "optimizer.lr=1.0", monkeypatch=monkeypatch)
-    mlflow = client(outputs)
-    [run] = mlflow.search_runs([mlflow.get_experiment_by_name("reber").experiment_id])
+    run_seqexp(*RUN, "task=reber", "task.seq_len=10", "optimizer.lr=1.0")
+    [run] = records.search_runs([records.get_experiment_by_name("reber").experiment_id])
     metrics, run_id = run.data.metrics, run.info.run_id
     assert run.data.tags["seqexp.data_scheme"] == DATA_SCHEME
     assert {"test/loss", "test/string_accuracy", "test/recall_accuracy", "test/solved"} <= metrics.keys()
     assert {"train/string_accuracy", "train/recall_accuracy", "train/loss"} <= metrics.keys()
     assert metrics["test/solved"] == float(metrics["test/string_accuracy"] > 0.95)
-    assert [m.step for m in mlflow.get_metric_history(run_id, "test/loss")] == [6], "once, at the end"
+    assert [m.step for m in records.get_metric_history(run_id, "test/loss")] == [6], "once, at the end"
     assert metrics["data/overlap_sample"] == 6 * 16 and metrics["data/val_overlap"] > 0.5
 
     # Validation logs at the step before the checkpoint's (Lightning counts the step as done later).
-    history = {m.step + 1: m.value for m in mlflow.get_metric_history(run_id, "val/loss")}
+    history = {m.step + 1: m.value for m in records.get_metric_history(run_id, "val/loss")}
     best_step = min(history, key=history.get)
     assert best_step < 6, (
         "at this learning rate validation gets worse: the selected checkpoint is not the last"
     )
     [checkpoint] = (outputs / "runs").glob(f"*/checkpoints/epoch=*-step={best_step}.ckpt")
     saved = torch.load(checkpoint, weights_only=True)
-    accuracy = {m.step + 1: m.value for m in mlflow.get_metric_history(run_id, "val/recall_accuracy")}
+    accuracy = {m.step + 1: m.value for m in records.get_metric_history(run_id, "val/recall_accuracy")}
     assert saved[VALIDATION_KEY]["val/recall_accuracy"] == pytest.approx(accuracy[best_step])
     assert saved[VALIDATION_KEY]["val/loss"] == pytest.approx(history[best_step]) != metrics["val/loss"]
 
-    cfg = config(*RUN, "task=reber", "task.seq_len=10")
+    cfg = compose(*RUN, "task=reber", "task.seq_len=10")
     model = build_model(cfg, build_task(cfg))
     model.load_state_dict(saved["state_dict"])
     data = TaskData(model.task, 16, 2, seed=0)

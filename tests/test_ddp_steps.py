@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from conftest import TINY, client, seqexp
+from sizes import TINY
 from step_probe import events
 
 STOPS_MID_EPOCH = [*TINY, "trainer.max_steps=5", "data.batches_per_epoch=2"]
@@ -22,9 +22,11 @@ def steps(path: Path, rank: int, event: str) -> list[int]:
     return sorted({record["step"] for record in events(path, rank, event)})
 
 
-def test_two_processes_validate_and_checkpoint_on_the_steps_of_one(outputs, tmp_path, monkeypatch) -> None:
+def test_two_processes_validate_and_checkpoint_on_the_steps_of_one(
+    outputs, tmp_path, run_seqexp, records
+) -> None:
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    seqexp(*STOPS_MID_EPOCH, *probe(single), monkeypatch=monkeypatch)
+    run_seqexp(*STOPS_MID_EPOCH, *probe(single))
     env = {
         **os.environ,
         "SEQEXP_OUTPUTS": str(outputs),
@@ -39,11 +41,10 @@ def test_two_processes_validate_and_checkpoint_on_the_steps_of_one(outputs, tmp_
     for rank in (0, 1):
         assert steps(ddp, rank, "validation") == steps(single, 0, "validation")
         assert steps(ddp, rank, "checkpoint") == steps(single, 0, "checkpoint")
-    mlflow = client(outputs)
-    single_run, ddp_run = sorted(mlflow.search_runs(["1"]), key=lambda run: run.info.start_time)
+    single_run, ddp_run = sorted(records.search_runs(["1"]), key=lambda run: run.info.start_time)
     assert ddp_run.data.params["trainer.strategy"] == "ddp" and ddp_run.info.status == "FINISHED"
     recorded = [
-        sorted(m.step for m in mlflow.get_metric_history(run.info.run_id, "val/loss"))
+        sorted(m.step for m in records.get_metric_history(run.info.run_id, "val/loss"))
         for run in (single_run, ddp_run)
     ]
     assert recorded[0] == recorded[1] and len(recorded[0]) == 3, "the same validations recorded"

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import TINY, client, config
+from mlflow import MlflowClient
+from sizes import TINY
 from torch import Tensor, nn
 
 from seqexp.cells import LSTMCell, RecurrentCell, RNNCell, State
@@ -187,8 +188,10 @@ def diverged(error: BaseException) -> Diverged:
     return error
 
 
-def test_a_run_forced_to_explode_stops_at_the_first_non_finite_step_and_is_marked_failed(outputs) -> None:
-    cfg = config(
+def test_a_run_forced_to_explode_stops_at_the_first_non_finite_step_and_is_marked_failed(
+    outputs, compose, records
+) -> None:
+    cfg = compose(
         *TINY,
         "cell=rnn",
         "cell.nonlinearity=relu",
@@ -204,20 +207,19 @@ def test_a_run_forced_to_explode_stops_at_the_first_non_finite_step_and_is_marke
     error = diverged(raised.value)
 
     assert f"diverged at training step {error.step}: {error.tensor}" in str(error)
-    mlflow = client(outputs)
-    [run] = mlflow.search_runs([mlflow.get_experiment_by_name("adding").experiment_id])
+    [run] = records.search_runs([records.get_experiment_by_name("adding").experiment_id])
     assert run.info.status == "FAILED"
-    losses = mlflow.get_metric_history(run.info.run_id, "train/loss")
+    losses = records.get_metric_history(run.info.run_id, "train/loss")
     assert [m.step for m in losses] == list(range(error.step)), "every step before it was logged"
     assert all(math.isfinite(m.value) for m in losses), "and it was the first non-finite one"
     flow = {
-        name: mlflow.get_metric_history(run.info.run_id, name)
+        name: records.get_metric_history(run.info.run_id, name)
         for name in ("grad/flow_ratio", "grad/flow_ratio/l0", "grad/flow_ratio/l1")
     }
     for history in flow.values():
         assert [m.step for m in history] == list(range(error.step + 1)), "up to the weights that diverged"
     assert flow["grad/flow_ratio"][0].value == flow["grad/flow_ratio/l1"][0].value, "the top layer's"
-    artifacts = {a.path for a in mlflow.list_artifacts(run.info.run_id)}
+    artifacts = {a.path for a in records.list_artifacts(run.info.run_id)}
     assert {"gradient_flow.png", "gradient_flow.json"} <= artifacts, "the flow so far is kept"
 
 
@@ -236,8 +238,8 @@ def test_a_run_forced_to_explode_stops_at_the_first_non_finite_step_and_is_marke
         ),
     ],
 )
-def test_the_clipped_fraction_shows_when_clipping_acts(clipping, fraction, outputs) -> None:
-    result = train(config(*TINY, "logger=none", *clipping), outputs)
+def test_the_clipped_fraction_shows_when_clipping_acts(clipping, fraction, outputs, compose) -> None:
+    result = train(compose(*TINY, "logger=none", *clipping), outputs)
     assert result.metrics["grad/clipped_fraction"] == fraction
 
 
@@ -256,9 +258,9 @@ def test_clipping_acts_by_the_modules_algorithm(algorithm: str) -> None:
     assert not GradientClipping(None, algorithm).acts(model.parameters(), total), "no clip value: no clipping"
 
 
-def test_a_run_records_gradient_norms_and_the_flow_of_every_layer(outputs) -> None:
+def test_a_run_records_gradient_norms_and_the_flow_of_every_layer(outputs, compose) -> None:
     deep = ["topology=deep", "topology.num_layers=2"]
-    cfg = config(*TINY, *deep, "logger=none", "callbacks.gradient_flow.every_n_steps=2")
+    cfg = compose(*TINY, *deep, "logger=none", "callbacks.gradient_flow.every_n_steps=2")
     result = train(cfg, outputs / "run")
 
     groups = {"input", "recurrent", "bias", "head", "total", "block_u", "block_f", "block_c", "block_o"}
@@ -269,7 +271,7 @@ def test_a_run_records_gradient_norms_and_the_flow_of_every_layer(outputs) -> No
     assert (outputs / "run" / "gradient_flow.png").stat().st_size > 1000
 
 
-def test_the_diagnostics_leave_training_exactly_as_it_is_without_them(outputs) -> None:
+def test_the_diagnostics_leave_training_exactly_as_it_is_without_them(outputs, compose) -> None:
     overrides = [
         *TINY,
         "logger=none",
@@ -279,14 +281,14 @@ def test_the_diagnostics_leave_training_exactly_as_it_is_without_them(outputs) -
         "trainer.gradient_clip_val=0.1",
     ]
     off = [f"callbacks.{name}=null" for name in ("nan_guard", "gradient_norms", "gradient_flow")]
-    watched = train(config(*overrides, "callbacks.gradient_flow.every_n_steps=2"), outputs / "on")
-    unwatched = train(config(*overrides, *off), outputs / "off")
+    watched = train(compose(*overrides, "callbacks.gradient_flow.every_n_steps=2"), outputs / "on")
+    unwatched = train(compose(*overrides, *off), outputs / "off")
     for key in ("train/loss", "val/loss"):
         assert watched.metrics[key] == unwatched.metrics[key]
     assert "grad/norm_total" not in unwatched.metrics
 
 
-def test_metrics_logged_every_few_steps_are_those_of_the_steps_they_are_recorded_at(outputs) -> None:
+def test_metrics_logged_every_few_steps_are_those_of_the_steps_they_are_recorded_at(outputs, compose) -> None:
     """With ``log_every_n_steps=3`` the loss and the gradient norms go to MLflow at steps 2 and 5,
     each with the value of its own step: the same as a run that records every step has there."""
     names = ("train/loss", "grad/norm_total", "grad/norm_recurrent")
@@ -294,10 +296,10 @@ def test_metrics_logged_every_few_steps_are_those_of_the_steps_they_are_recorded
     def history(every: int) -> dict[str, dict[int, float]]:
         run_outputs = outputs / f"every-{every}"
         train(
-            config(*TINY, f"trainer.log_every_n_steps={every}", f"paths.outputs={run_outputs}"),
+            compose(*TINY, f"trainer.log_every_n_steps={every}", f"paths.outputs={run_outputs}"),
             run_outputs / "run",
         )
-        mlflow = client(run_outputs)
+        mlflow = MlflowClient(f"sqlite:///{run_outputs / 'mlflow.db'}")
         [run] = mlflow.search_runs([mlflow.get_experiment_by_name("adding").experiment_id])
         return {
             name: {m.step: m.value for m in mlflow.get_metric_history(run.info.run_id, name)}

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import client, config
+from mlflow import MlflowClient
 
 from seqexp.commands import horizon
 from seqexp.search.horizon_records import recorded_params, signature
@@ -36,11 +36,12 @@ def summary(outputs: Path, parent_dir: str) -> list[dict]:
     return json.loads((Path(parent_dir) / "horizon.json").read_text())
 
 
-def test_a_search_records_its_probes_under_one_parent_and_a_second_reuses_them(outputs: Path) -> None:
+def test_a_search_records_its_probes_under_one_parent_and_a_second_reuses_them(
+    outputs: Path, records: MlflowClient
+) -> None:
     horizon.main(["cell=rnn,gru", *TINY_PROBES, *SEARCH])
-    store = client(outputs)
-    [experiment] = [e for e in store.search_experiments() if e.name == "adding"]
-    runs = store.search_runs([experiment.experiment_id])
+    [experiment] = [e for e in records.search_experiments() if e.name == "adding"]
+    runs = records.search_runs([experiment.experiment_id])
     [parent] = [r for r in runs if r.info.run_name.startswith("horizon-")]
     children = [r for r in runs if r.data.tags.get(TAG_PARENT) == parent.info.run_id]
     # each cell: T=4 fails, T=2 (the floor) fails: no horizon
@@ -59,10 +60,10 @@ def test_a_search_records_its_probes_under_one_parent_and_a_second_reuses_them(o
         ("cell=rnn", None, [None, 2]),
         ("cell=gru", None, [None, 2]),
     ]
-    assert {a.path for a in store.list_artifacts(parent.info.run_id)} == {"horizon.png", "horizon.json"}
+    assert {a.path for a in records.list_artifacts(parent.info.run_id)} == {"horizon.png", "horizon.json"}
 
     horizon.main(["cell=rnn,gru", *TINY_PROBES, *SEARCH])
-    again = store.search_runs([experiment.experiment_id])
+    again = records.search_runs([experiment.experiment_id])
     assert len(again) == len(runs) + 1, "a second parent run and no new probe"
     [second] = [
         r for r in again if r.info.run_name.startswith("horizon-") and r.info.run_id != parent.info.run_id
@@ -76,9 +77,9 @@ def test_a_search_records_its_probes_under_one_parent_and_a_second_reuses_them(o
     )
 
 
-def test_a_run_is_reused_only_for_the_same_config_but_its_seed_and_length() -> None:
+def test_a_run_is_reused_only_for_the_same_config_but_its_seed_and_length(compose) -> None:
     def sig(*overrides: str) -> frozenset:
-        return signature(recorded_params(config(*TINY_PROBES, *overrides)), "task.seq_len")
+        return signature(recorded_params(compose(*TINY_PROBES, *overrides)), "task.seq_len")
 
     assert sig("seed=0", "task.seq_len=4") == sig("seed=3", "task.seq_len=64", "threads=2")
     assert sig() != sig("model.hidden_size=9")

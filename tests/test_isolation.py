@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 import torch
-from conftest import TINY, config
+from sizes import TINY
 
 from seqexp.commands.train import train
 
@@ -26,14 +26,16 @@ def process_state() -> dict[str, object]:
     }
 
 
-def test_a_run_restores_threads_determinism_generators_environment_and_warning_filters(outputs) -> None:
+def test_a_run_restores_threads_determinism_generators_environment_and_warning_filters(
+    outputs, compose
+) -> None:
     """The run sets one thread, deterministic algorithms, seeds every generator, and Lightning sets
     environment variables: none of it outlives the run."""
     random.seed(123)
     torch.manual_seed(123)
     before = process_state()
 
-    train(config(*TINY, "threads=1", "logger=none"), outputs / "run")
+    train(compose(*TINY, "threads=1", "logger=none"), outputs / "run")
 
     after = process_state()
     assert {key: after[key] == value for key, value in before.items()} == dict.fromkeys(before, True)

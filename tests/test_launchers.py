@@ -11,8 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import TINY, client, seqexp
 from mlflow import MlflowClient
+from sizes import TINY
 
 
 def finished_children(mlflow: MlflowClient) -> list:
@@ -23,22 +23,21 @@ def finished_children(mlflow: MlflowClient) -> list:
     return [r for r in children if r.info.status == "FINISHED"]
 
 
-def test_four_parallel_jobs_all_land_in_one_sqlite_store(outputs, monkeypatch) -> None:
-    seqexp(
+def test_four_parallel_jobs_all_land_in_one_sqlite_store(run_seqexp, records) -> None:
+    run_seqexp(
         "-m",
         *TINY,
         "hydra/launcher=parallel",
         "hydra.launcher.n_jobs=4",
         "cell=rnn,gru,lstm,peephole",
-        monkeypatch=monkeypatch,
     )
-    runs = finished_children(client(outputs))
+    runs = finished_children(records)
     assert sorted(r.data.params["cell"] for r in runs) == ["gru", "lstm", "peephole", "rnn"]
 
 
-def test_submitit_local_launcher_runs_a_two_job_sweep(outputs, monkeypatch) -> None:
-    seqexp("-m", *TINY, "hydra/launcher=submitit_local", "seed=0,1", monkeypatch=monkeypatch)
-    runs = finished_children(client(outputs))
+def test_submitit_local_launcher_runs_a_two_job_sweep(run_seqexp, records) -> None:
+    run_seqexp("-m", *TINY, "hydra/launcher=submitit_local", "seed=0,1")
+    runs = finished_children(records)
     assert sorted(r.data.params["seed"] for r in runs) == ["0", "1"]
 
 
@@ -89,9 +88,9 @@ def tracking_server(tmp_path: Path):
     server.wait(timeout=30)
 
 
-def test_a_run_logs_to_a_tracking_server(tracking_server, outputs, monkeypatch) -> None:
+def test_a_run_logs_to_a_tracking_server(tracking_server, outputs, monkeypatch, run_seqexp) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server)
-    seqexp(*TINY, monkeypatch=monkeypatch)
+    run_seqexp(*TINY)
 
     assert not (outputs / "mlflow.db").exists(), "nothing went to the local store"
     server = MlflowClient(tracking_server)
@@ -102,7 +101,7 @@ def test_a_run_logs_to_a_tracking_server(tracking_server, outputs, monkeypatch) 
     assert list((outputs.parent / "server-artifacts").rglob("config.yaml")), "the server keeps the artifacts"
 
 
-def test_ddp_with_two_cpu_processes_trains_a_few_steps(outputs) -> None:
+def test_ddp_with_two_cpu_processes_trains_a_few_steps(outputs, records) -> None:
     env = {**os.environ, "SEQEXP_OUTPUTS": str(outputs)}
     subprocess.run(
         ["seqexp", *TINY, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"],
@@ -111,8 +110,8 @@ def test_ddp_with_two_cpu_processes_trains_a_few_steps(outputs) -> None:
         capture_output=True,
         timeout=300,
     )
-    [run] = client(outputs).search_runs(["1"])
+    [run] = records.search_runs(["1"])
     assert run.info.status == "FINISHED"
     assert run.data.params["trainer.strategy"] == "ddp"
-    steps = [m.step for m in client(outputs).get_metric_history(run.info.run_id, "train/loss")]
+    steps = [m.step for m in records.get_metric_history(run.info.run_id, "train/loss")]
     assert steps == list(range(6)), "one record per step, from rank 0 only"

@@ -9,10 +9,10 @@ from pathlib import Path
 import hydra
 import pytest
 import torch
-from conftest import CONF, config
 from torch import Tensor
 
 from seqexp.config.build import build_task
+from seqexp.config.location import CONF
 from seqexp.tasks import Task
 from seqexp.tasks.reber import PAD
 from seqexp.tasks.tagging import INDEX, NAME_CUES, THING_CUES
@@ -77,14 +77,14 @@ def test_every_task_is_checked() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(DISTANCES))
-def test_a_longer_length_knob_means_a_longer_dependency(name: str) -> None:
+def test_a_longer_length_knob_means_a_longer_dependency(name: str, compose) -> None:
     overrides, distance = DISTANCES[name]
     measured = []
     for length in (12, 24, 48):
-        cfg = config(f"task={name}", *overrides)
+        cfg = compose(f"task={name}", *overrides)
         key = build_task(cfg).length_key
         assert key is not None and key.startswith("task.") and key.removeprefix("task.") in cfg.task
-        cfg = config(f"task={name}", *overrides, f"{key}={length}")
+        cfg = compose(f"task={name}", *overrides, f"{key}={length}")
         task = build_task(cfg)
         inputs, targets = task.generate(400, seed=length)
         measured.append(distance(task, inputs, targets).mean().item())
@@ -92,20 +92,20 @@ def test_a_longer_length_knob_means_a_longer_dependency(name: str) -> None:
     assert measured[2] - measured[0] >= (48 - 12) / 4, f"the distance grows with the length: {measured}"
 
 
-def test_tagging_and_reber_distances_are_their_lengths_exactly() -> None:
-    tagging_task = build_task(config("task=tagging", "task.lookahead=17"))
+def test_tagging_and_reber_distances_are_their_lengths_exactly(compose) -> None:
+    tagging_task = build_task(compose("task=tagging", "task.lookahead=17"))
     assert tagging_task.length_key == "task.lookahead"
     assert set(tagging(tagging_task, *tagging_task.generate(200, seed=0)).tolist()) == {17.0}
-    reber_task = build_task(config("task=reber", "task.lengths=exact", "task.seq_len=40"))
+    reber_task = build_task(compose("task=reber", "task.lengths=exact", "task.seq_len=40"))
     assert set(reber(reber_task, *reber_task.generate(200, seed=0)).tolist()) == {40.0 - 2}
 
 
 @pytest.mark.parametrize("name", sorted(NO_KNOB))
-def test_tasks_without_a_dependency_length_have_no_knob(name: str) -> None:
-    assert hydra.utils.get_class(config(f"task={name}").task._target_).length_key is None
+def test_tasks_without_a_dependency_length_have_no_knob(name: str, compose) -> None:
+    assert hydra.utils.get_class(compose(f"task={name}").task._target_).length_key is None
 
 
-def test_classic_reber_sets_no_dependency_length() -> None:
+def test_classic_reber_sets_no_dependency_length(compose) -> None:
     """Its seq_len only bounds the grammar's lengths: the horizon needs task.lengths=exact."""
-    assert build_task(config("task=reber")).length_key is None
+    assert build_task(compose("task=reber")).length_key is None
     assert Path(CONF / "task" / "reber.yaml").read_text().count("lengths: classic") == 1

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TINY, client, seqexp
+from sizes import TINY
 
 from seqexp.tracking.runs import EXPERIMENT_KIND_TAG, MODEL_TRAINING, TAG_SWEEP_ID, experiment_id
 from seqexp.tracking.ui import LOCAL_UI, SHARED_VIEW_TAG, run_page, sweep_view, ui_address
@@ -43,24 +43,22 @@ def printed_urls(text: str) -> list[str]:
 
 
 def test_a_run_is_recorded_in_a_model_training_experiment_and_its_page_is_printed(
-    outputs, monkeypatch, capsys
+    capsys, run_seqexp, records
 ) -> None:
-    seqexp(*TINY, monkeypatch=monkeypatch)
+    run_seqexp(*TINY)
 
-    mlflow = client(outputs)
-    experiment = mlflow.get_experiment_by_name("adding")
+    experiment = records.get_experiment_by_name("adding")
     assert experiment.tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING
-    [run] = mlflow.search_runs([experiment.experiment_id])
+    [run] = records.search_runs([experiment.experiment_id])
     page = f"{LOCAL_UI}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
     assert f"{page}?workflowType=machine_learning" in printed_urls(capsys.readouterr().out)
 
 
-def test_an_experiment_made_without_a_kind_is_marked_model_training(outputs) -> None:
-    mlflow = client(outputs)
-    old = mlflow.create_experiment("old")
+def test_an_experiment_made_without_a_kind_is_marked_model_training(outputs, records) -> None:
+    old = records.create_experiment("old")
 
-    assert experiment_id(mlflow, "old", outputs) == old
-    assert mlflow.get_experiment(old).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING
+    assert experiment_id(records, "old", outputs) == old
+    assert records.get_experiment(old).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING
 
 
 def test_a_tracking_server_serves_the_pages() -> None:
@@ -70,16 +68,15 @@ def test_a_tracking_server_serves_the_pages() -> None:
     assert ui_address("sqlite:////tmp/mlflow.db") == LOCAL_UI
 
 
-def test_a_sweeps_view_groups_by_the_swept_options_that_vary_and_charts_validation(outputs) -> None:
-    mlflow = client(outputs)
-    experiment = mlflow.create_experiment("sweep")
+def test_a_sweeps_view_groups_by_the_swept_options_that_vary_and_charts_validation(records) -> None:
+    experiment = records.create_experiment("sweep")
     runs = []
     for cell in ("rnn", "gru"):
         for seed in (0, 1):
-            run = mlflow.create_run(experiment, tags={TAG_SWEEP_ID: "parent"})
+            run = records.create_run(experiment, tags={TAG_SWEEP_ID: "parent"})
             for key, value in {"cell": cell, "seed": seed, "task.seq_len": 6}.items():
-                mlflow.log_param(run.info.run_id, key, value)
-            runs.append(mlflow.get_run(run.info.run_id))
+                records.log_param(run.info.run_id, key, value)
+            runs.append(records.get_run(run.info.run_id))
 
     view = sweep_view("parent", runs, ["cell", "seed", "task.seq_len"])
     assert view["searchFilter"] == f"tags.`{TAG_SWEEP_ID}` = 'parent'"
@@ -160,22 +157,21 @@ def browser(tmp_path: Path) -> Iterator[object]:
 
 @pytest.mark.browser
 def test_the_printed_sweep_page_shows_its_runs_and_charts_their_validation_metrics(
-    outputs, monkeypatch, capsys, mlflow_ui, browser
+    capsys, mlflow_ui, browser, run_seqexp, records
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    seqexp("-m", *TINY, f"cell={','.join(CELLS)}", monkeypatch=monkeypatch)
+    run_seqexp("-m", *TINY, f"cell={','.join(CELLS)}")
 
     printed = [url for url in printed_urls(capsys.readouterr().out) if "viewStateShareKey" in url]
     [page] = printed
     assert page.startswith(f"{LOCAL_UI}/#/experiments/")  # where `mlflow ui` serves, by default
-    mlflow = client(outputs)
-    experiment = mlflow.get_experiment_by_name("adding")
+    experiment = records.get_experiment_by_name("adding")
     assert experiment.tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING
     [view] = [json.loads(v) for k, v in experiment.tags.items() if k.startswith(SHARED_VIEW_TAG)]
     assert view["groupBy"]["groupByKeys"] == [{"mode": "param", "groupByData": "cell"}]
-    runs = mlflow.search_runs([experiment.experiment_id], f"tags.`{TAG_SWEEP_ID}` != ''")
+    runs = records.search_runs([experiment.experiment_id], f"tags.`{TAG_SWEEP_ID}` != ''")
     names = {run.info.run_name for run in runs}
     assert {name.split("-")[0] for name in names} == set(CELLS)
 

@@ -4,13 +4,14 @@ the module's clipping is what a loop without Lightning applies too, and the kern
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import TINY, config
-from omegaconf import OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
+from sizes import TINY
 
 from seqexp.checks import ConfigError
 from seqexp.config.build import build_data, build_model, build_task, trainer_options
@@ -39,8 +40,8 @@ class FakeRecorder:
         self.files.append((Path(path), directory))
 
 
-def test_the_model_and_its_callbacks_record_through_the_recorder_handed_in(tmp_path: Path) -> None:
-    cfg = config(*TINY, "model.impl=custom")
+def test_the_model_and_its_callbacks_record_through_the_recorder_handed_in(tmp_path: Path, compose) -> None:
+    cfg = compose(*TINY, "model.impl=custom")
     task = build_task(cfg)
     model = build_model(cfg, task)
     assert isinstance(model.recorder, NoRecorder), "a model records nothing until a recorder is handed in"
@@ -97,17 +98,17 @@ def test_a_command_line_naming_cell_impl_sets_model_impl(override: str, now: str
     assert renamed_override(override) == now
 
 
-def old_record(impl: str) -> OmegaConf:
+def old_record(compose: Callable[..., DictConfig], impl: str) -> OmegaConf:
     """Today's config as a record written before the move holds it: ``cell.impl``, no ``model.impl``."""
-    cfg = config(*TINY)
+    cfg = compose(*TINY)
     with open_dict(cfg):
         cfg.cell.impl = impl
         del cfg.model["impl"]
     return cfg
 
 
-def test_a_record_naming_cell_impl_runs_on_that_kernel() -> None:
-    cfg = old_record("loop")
+def test_a_record_naming_cell_impl_runs_on_that_kernel(compose) -> None:
+    cfg = old_record(compose, "loop")
     model = build_model(cfg, build_task(cfg))
     assert model.stack.impl == "loop"
     moved = with_keys_moved(cfg)
@@ -115,8 +116,8 @@ def test_a_record_naming_cell_impl_runs_on_that_kernel() -> None:
     assert "impl" in cfg.cell, "the record itself is left as it was"
 
 
-def test_cell_impl_and_model_impl_that_disagree_are_refused() -> None:
-    cfg = old_record("loop")
+def test_cell_impl_and_model_impl_that_disagree_are_refused(compose) -> None:
+    cfg = old_record(compose, "loop")
     with open_dict(cfg):
         cfg.model.impl = "native"
     with pytest.raises(ConfigError, match=r"cell.impl \(now model.impl\) = 'loop' and model.impl = 'native'"):

@@ -3,16 +3,17 @@ by another job's lock on the sqlite store is retried with backoff."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CONF, TINY, client, seqexp
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from omegaconf import open_dict
+from sizes import TINY
 
+from seqexp.config.location import CONF
 from seqexp.tracking import runs as tracking
 from seqexp.tracking.runs import PatientClient
 from seqexp.tracking.sweep import job_experiments
@@ -73,16 +74,17 @@ def test_a_sweep_knows_every_jobs_experiment_before_it_fans_out(outputs) -> None
     GlobalHydra.instance().clear()
 
 
-def all_runs(outputs: Path) -> list[Any]:
-    mlflow = client(outputs)
+def all_runs(mlflow: MlflowClient) -> list[Any]:
     return mlflow.search_runs([e.experiment_id for e in mlflow.search_experiments()])
 
 
 @pytest.mark.slow
-def test_eight_parallel_jobs_across_two_tasks_into_one_fresh_sqlite_store(outputs, monkeypatch) -> None:
+def test_eight_parallel_jobs_across_two_tasks_into_one_fresh_sqlite_store(
+    outputs, run_seqexp, records
+) -> None:
     assert not (outputs / "mlflow.db").exists()
     steps = 6
-    seqexp(
+    run_seqexp(
         "-m",
         *TINY,
         f"trainer.max_steps={steps}",
@@ -91,18 +93,16 @@ def test_eight_parallel_jobs_across_two_tasks_into_one_fresh_sqlite_store(output
         "hydra.launcher.n_jobs=8",
         "task=adding,temporal_order",
         "seed=0,1,2,3",
-        monkeypatch=monkeypatch,
     )
 
-    runs = [r for r in all_runs(outputs) if "seqexp.headline" in r.data.tags]
+    runs = [r for r in all_runs(records) if "seqexp.headline" in r.data.tags]
     assert len(runs) == 8
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert sorted((r.data.params["task"], r.data.params["seed"]) for r in runs) == sorted(
         (task, str(seed)) for task in ("adding", "temporal_order") for seed in range(4)
     )
-    mlflow = client(outputs)
     for run in runs:
-        logged = [m.step for m in mlflow.get_metric_history(run.info.run_id, "train/loss")]
+        logged = [m.step for m in records.get_metric_history(run.info.run_id, "train/loss")]
         assert logged == list(range(steps)), "every step's loss, once"
         headline = run.data.tags["seqexp.headline"]
         assert headline in run.data.metrics and f"test/{headline.removeprefix('val/')}" in run.data.metrics

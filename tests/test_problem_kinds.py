@@ -4,11 +4,12 @@ accepts, and the experiments that compare them."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import config, experiment
+from omegaconf import DictConfig
 
 from seqexp.checks import ConfigError
 from seqexp.config.build import build_model, build_task
@@ -25,9 +26,9 @@ SMALL = ["model.hidden_size=8", "model.embedding_size=4"]
 
 
 @pytest.mark.parametrize(("cell", "task"), itertools.product(CELLS, SHAPES))
-def test_every_cell_works_in_every_shape(cell: str, task: str) -> None:
+def test_every_cell_works_in_every_shape(cell: str, task: str, compose) -> None:
     shape, overrides = SHAPES[task]
-    cfg = config(f"task={task}", f"cell={cell}", *overrides, *SMALL)
+    cfg = compose(f"task={task}", f"cell={cell}", *overrides, *SMALL)
     built = build_task(cfg)
     assert built.spec.shape == shape
     x, y = built.generate(3, seed=0)
@@ -40,9 +41,9 @@ def test_every_cell_works_in_every_shape(cell: str, task: str) -> None:
 @pytest.mark.parametrize("task", ["adding", "tagging", "dates"])
 @pytest.mark.parametrize("topology", ["bi", "deep_bi"])
 def test_a_bidirectional_topology_is_accepted_for_classification_tagging_and_encoders(
-    task: str, topology: str
+    task: str, topology: str, compose
 ) -> None:
-    cfg = config(f"task={task}", f"topology={topology}", *SHAPES[task][1], *SMALL)
+    cfg = compose(f"task={task}", f"topology={topology}", *SHAPES[task][1], *SMALL)
     built = build_task(cfg)
     model = build_model(cfg, built)
     assert model.stack.num_directions == 2
@@ -53,15 +54,15 @@ def test_a_bidirectional_topology_is_accepted_for_classification_tagging_and_enc
 
 
 @pytest.mark.parametrize("topology", ["bi", "deep_bi"])
-def test_a_bidirectional_language_model_is_refused_as_a_config_error(topology: str) -> None:
-    cfg = config("task=lm", f"topology={topology}", *SHAPES["lm"][1], *SMALL)
+def test_a_bidirectional_language_model_is_refused_as_a_config_error(topology: str, compose) -> None:
+    cfg = compose("task=lm", f"topology={topology}", *SHAPES["lm"][1], *SMALL)
     with pytest.raises(ConfigError, match=r"topology: a language model must be unidirectional.*topology=uni"):
         build_model(cfg, build_task(cfg))
 
 
-def jobs(name: str) -> list[list[str]]:
+def jobs(experiment_axes: Callable[[str], tuple[DictConfig, list[list[str]]]], name: str) -> list[list[str]]:
     """The overrides of every job of experiment ``name``'s sweep."""
-    return [list(job) for job in itertools.product(*experiment(name)[1])]
+    return [list(job) for job in itertools.product(*experiment_axes(name)[1])]
 
 
 @pytest.mark.parametrize(
@@ -71,12 +72,14 @@ def jobs(name: str) -> list[list[str]]:
         ("decoding", "dates", {"decoder.attention"}),
     ],
 )
-def test_every_job_of_the_experiments_builds(name: str, task: str, swept: set[str]) -> None:
-    experiment_jobs = jobs(name)
+def test_every_job_of_the_experiments_builds(
+    name: str, task: str, swept: set[str], compose, experiment_axes
+) -> None:
+    experiment_jobs = jobs(experiment_axes, name)
     assert len(experiment_jobs) >= 4
     assert swept <= {override.split("=")[0] for job in experiment_jobs for override in job}
     for job in experiment_jobs:
-        cfg = config(f"+experiment={name}", *job)
+        cfg = compose(f"+experiment={name}", *job)
         assert cfg.task.name == task and cfg.logger.experiment == name
         assert cfg.trainer.enable_progress_bar is False
         built = build_task(cfg)

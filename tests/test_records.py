@@ -4,13 +4,15 @@ files outside the working directory is refused before anything in it is resolved
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytest
-from conftest import TINY, client, config
-from omegaconf import OmegaConf
+from mlflow import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+from sizes import TINY
 
 from seqexp.checks import ConfigError
 from seqexp.commands import sample
@@ -28,28 +30,29 @@ from seqexp.tracking.records import (
 from seqexp.tracking.runs import TAG_RUN_DIR
 
 
-def record(
-    outputs: Path, changes: dict[str, Any], *overrides: str, tags: dict[str, str] | None = None
-) -> str:
-    """A run recorded with the tiny config plus ``changes`` (dotted keys, written unresolved), as a
-    tampered or a foreign record would be; returns its run id."""
-    cfg = config(*TINY, *overrides)
-    OmegaConf.resolve(cfg)
-    for key, value in changes.items():
-        OmegaConf.update(cfg, key, value, force_add=True)
-    outputs.mkdir(parents=True, exist_ok=True)
-    path = outputs / "config.yaml"
-    path.write_text(OmegaConf.to_yaml(cfg))
-    mlflow = client(outputs)
-    experiment = mlflow.create_experiment("records", artifact_location=(outputs / "artifacts").as_uri())
-    run = mlflow.create_run(experiment, tags={TAG_RUN_DIR: str(outputs / "runs" / "x"), **(tags or {})})
-    mlflow.log_artifact(run.info.run_id, str(path))
-    return run.info.run_id
+@pytest.fixture
+def record(outputs: Path, compose: Callable[..., DictConfig], records: MlflowClient) -> Callable[..., str]:
+    """``record(CHANGES, *OVERRIDES, tags=TAGS)``: a run recorded with the tiny config plus ``changes``
+    (dotted keys, written unresolved), as a tampered or a foreign record would be; returns its run id."""
+
+    def make(changes: dict[str, Any], *overrides: str, tags: dict[str, str] | None = None) -> str:
+        cfg = compose(*TINY, *overrides)
+        OmegaConf.resolve(cfg)
+        for key, value in changes.items():
+            OmegaConf.update(cfg, key, value, force_add=True)
+        outputs.mkdir(parents=True, exist_ok=True)
+        path = outputs / "config.yaml"
+        path.write_text(OmegaConf.to_yaml(cfg))
+        experiment = records.create_experiment("records", artifact_location=(outputs / "artifacts").as_uri())
+        run = records.create_run(experiment, tags={TAG_RUN_DIR: str(outputs / "runs" / "x"), **(tags or {})})
+        records.log_artifact(run.info.run_id, str(path))
+        return run.info.run_id
+
+    return make
 
 
-def run_count(outputs: Path) -> int:
-    mlflow = client(outputs)
-    return len(mlflow.search_runs([e.experiment_id for e in mlflow.search_experiments()]))
+def run_count(records: MlflowClient) -> int:
+    return len(records.search_runs([e.experiment_id for e in records.search_experiments()]))
 
 
 def shell(marker: Path) -> dict[str, str]:
@@ -80,32 +83,34 @@ ADVERSARIAL = {
 
 
 @pytest.mark.parametrize("changes", ADVERSARIAL.values(), ids=ADVERSARIAL.keys())
-def test_an_adversarial_record_is_refused_and_nothing_runs(changes, outputs, tmp_path, monkeypatch) -> None:
+def test_an_adversarial_record_is_refused_and_nothing_runs(
+    changes, outputs, tmp_path, monkeypatch, record, records
+) -> None:
     monkeypatch.setenv("SECRET_TOKEN", "0.1")
     marker = tmp_path / "marker"
-    run_id = record(outputs, changes(marker))
+    run_id = record(changes(marker))
 
     with pytest.raises(ConfigError, match=r"the recorded config is refused: .*--trust"):
-        rerun(client(outputs), run_id, outputs)
+        rerun(records, run_id, outputs)
     with pytest.raises(ConfigError, match=r"--trust"):
-        resume(client(outputs), run_id, outputs)
+        resume(records, run_id, outputs)
 
     assert not marker.exists(), "nothing in the record ran"
-    assert run_count(outputs) == 1, "no new run was recorded"
+    assert run_count(records) == 1, "no new run was recorded"
 
 
-def test_the_check_can_fail_with_trust_the_nested_target_does_run(outputs, tmp_path) -> None:
+def test_the_check_can_fail_with_trust_the_nested_target_does_run(outputs, tmp_path, record, records) -> None:
     marker = tmp_path / "marker"
-    run_id = record(outputs, {"optimizer.hook": shell(marker)}, "logger=none")
+    run_id = record({"optimizer.hook": shell(marker)}, "logger=none")
 
     with pytest.raises(Exception):  # noqa: B017 - whatever the optimizer makes of the hook's result
-        rerun(client(outputs), run_id, outputs, trust=True)
+        rerun(records, run_id, outputs, trust=True)
 
     assert marker.exists(), "--trust is the way past the check, and the record's code ran"
 
 
-def test_every_target_at_any_depth_is_checked_in_omegaconf_nodes_and_plain_containers() -> None:
-    cfg = config(*TINY)
+def test_every_target_at_any_depth_is_checked_in_omegaconf_nodes_and_plain_containers(compose) -> None:
+    cfg = compose(*TINY)
     assert untrusted_targets(cfg) == []
     OmegaConf.update(
         cfg, "callbacks.nan_guard.inner", {"deeper": [{"_target_": "os.system"}]}, force_add=True
@@ -129,9 +134,8 @@ def test_a_user_names_their_own_modules_once_as_trusted(tmp_path, monkeypatch) -
     assert untrusted_targets(node) == ["x._target_ = 'mylab_cells.os.system'"]
 
 
-def lm_record(outputs: Path, corpus: Path, digest: str | None) -> str:
+def lm_record(record: Callable[..., str], corpus: Path, digest: str | None) -> str:
     return record(
-        outputs,
         {"task.path": str(corpus)},
         "task=lm",
         "logger=none",
@@ -139,27 +143,29 @@ def lm_record(outputs: Path, corpus: Path, digest: str | None) -> str:
     )
 
 
-def test_a_corpus_outside_the_working_directory_is_refused(outputs, tmp_path, monkeypatch) -> None:
+def test_a_corpus_outside_the_working_directory_is_refused(
+    outputs, tmp_path, monkeypatch, record, records
+) -> None:
     corpus = tmp_path / "secret.txt"
     corpus.write_text("not for training\n")
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    run_id = lm_record(outputs, corpus, None)
+    run_id = lm_record(record, corpus, None)
 
     with pytest.raises(ConfigError, match=r"task.path .*secret.txt.* is outside the working directory"):
-        rerun(client(outputs), run_id, outputs)
-    assert run_count(outputs) == 1
+        rerun(records, run_id, outputs)
+    assert run_count(records) == 1
 
 
 def test_a_language_model_records_its_corpus_and_a_changed_corpus_is_refused(
-    outputs, tmp_path, monkeypatch, capsys
+    outputs, tmp_path, monkeypatch, capsys, compose, records
 ) -> None:
     monkeypatch.chdir(tmp_path)
     corpus = Path("corpus.txt")
     lines = [f"the cat sat on mat number {i}.\n" for i in range(300)]
     corpus.write_text("".join(lines))
-    cfg = config(
+    cfg = compose(
         "task=lm",
         "task.path=corpus.txt",
         "task.seq_len=8",
@@ -176,9 +182,8 @@ def test_a_language_model_records_its_corpus_and_a_changed_corpus_is_refused(
         "sampling.max_length=5",
     )
     result = train(cfg, outputs / "runs" / "lm")
-    mlflow = client(outputs)
-    assert mlflow.get_run(result.run_id).data.tags[CORPUS_TAG] == corpus_digest(cfg)
-    recorded = recorded_config(mlflow, result.run_id)
+    assert records.get_run(result.run_id).data.tags[CORPUS_TAG] == corpus_digest(cfg)
+    recorded = recorded_config(records, result.run_id)
     assert "${" not in OmegaConf.to_yaml(recorded), "records are written resolved"
     sample.main([result.run_id, "--outputs", str(outputs), "--count", "1"])
     capsys.readouterr()
@@ -190,22 +195,22 @@ def test_a_language_model_records_its_corpus_and_a_changed_corpus_is_refused(
     with pytest.raises(SystemExit, match=r"has changed since the run was recorded"):
         sample.main([str(checkpoint)])
     with pytest.raises(ConfigError, match=r"has changed since the run was recorded"):
-        rerun(mlflow, result.run_id, outputs)
+        rerun(records, result.run_id, outputs)
     sample.main([result.run_id, "--outputs", str(outputs), "--count", "1", "--trust"])
     assert capsys.readouterr().out.strip()
 
 
-def test_resume_writes_only_under_the_outputs_directory(outputs, tmp_path) -> None:
-    run_id = record(outputs, {})
-    client(outputs).set_tag(run_id, TAG_RUN_DIR, str(tmp_path / "elsewhere"))
+def test_resume_writes_only_under_the_outputs_directory(outputs, tmp_path, record, records) -> None:
+    run_id = record({})
+    records.set_tag(run_id, TAG_RUN_DIR, str(tmp_path / "elsewhere"))
 
     with pytest.raises(ConfigError, match=r"run dir .*elsewhere is outside the outputs dir"):
-        resume(client(outputs), run_id, outputs)
+        resume(records, run_id, outputs)
     assert not (tmp_path / "elsewhere").exists()
 
 
-def test_the_command_refuses_without_a_traceback(outputs, tmp_path, monkeypatch, capsys) -> None:
-    run_id = record(outputs, {"callbacks.nan_guard.hook": exec_node(tmp_path / "marker")})
+def test_the_command_refuses_without_a_traceback(outputs, tmp_path, monkeypatch, capsys, record) -> None:
+    run_id = record({"callbacks.nan_guard.hook": exec_node(tmp_path / "marker")})
     monkeypatch.setattr(sys, "argv", ["seqexp-rerun", run_id, "--outputs", str(outputs)])
 
     with pytest.raises(SystemExit, match=r"seqexp-rerun: the recorded config is refused.*builtins.exec"):
@@ -213,10 +218,10 @@ def test_the_command_refuses_without_a_traceback(outputs, tmp_path, monkeypatch,
     assert not (tmp_path / "marker").exists()
 
 
-def test_a_record_written_before_the_layers_became_folders_still_builds() -> None:
+def test_a_record_written_before_the_layers_became_folders_still_builds(compose) -> None:
     """A record of the flat layout (callbacks at ``seqexp.diagnostics.*``, ``seqexp.solved``) names
     targets that moved: migrated, every one is allowed and locates the class it always meant."""
-    record = config(*TINY)
+    record = compose(*TINY)
     record.callbacks = {
         "nan_guard": {"_target_": "seqexp.diagnostics.NonFiniteGuard"},
         "gradient_norms": {"_target_": "seqexp.diagnostics.GradientNorms"},

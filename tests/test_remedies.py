@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from functools import partial
 
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import TINY, config, experiment
+from omegaconf import DictConfig
+from sizes import TINY
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -99,15 +101,15 @@ def test_default_leaves_the_cell_as_torch_initialises_it() -> None:
 
 
 @pytest.mark.parametrize("impl", ["custom", "native"])
-def test_the_config_initialises_both_stacks(impl: str) -> None:
-    cfg = config(*TINY, "cell=rnn", "cell.nonlinearity=relu", "init.scheme=identity", f"model.impl={impl}")
+def test_the_config_initialises_both_stacks(impl: str, compose) -> None:
+    cfg = compose(*TINY, "cell=rnn", "cell.nonlinearity=relu", "init.scheme=identity", f"model.impl={impl}")
     stack = build_model(cfg, build_task(cfg)).stack
     assert stack.impl == impl
     assert torch.equal(stack.layers[0][0].W_a, torch.eye(8))
 
 
-def test_an_unknown_scheme_is_refused_naming_the_key() -> None:
-    cfg = config(*TINY, "init.scheme=kaiming")
+def test_an_unknown_scheme_is_refused_naming_the_key(compose) -> None:
+    cfg = compose(*TINY, "init.scheme=kaiming")
     with pytest.raises(ConfigError, match=r"init.scheme must be one of \['default', 'xavier', 'he', "):
         build_model(cfg, build_task(cfg))
 
@@ -191,15 +193,15 @@ def test_tbptt_on_a_many_to_one_task_trains_only_the_last_chunk(impl: str) -> No
     assert reach[:, T - T % k :].abs().sum(-1).all()
 
 
-def test_tbptt_refuses_a_bidirectional_topology() -> None:
-    cfg = config(*TINY, "topology=bi", "training.tbptt_steps=3")
+def test_tbptt_refuses_a_bidirectional_topology(compose) -> None:
+    cfg = compose(*TINY, "topology=bi", "training.tbptt_steps=3")
     with pytest.raises(ConfigError, match="training.tbptt_steps needs a one-directional topology"):
         build_model(cfg, build_task(cfg))
 
 
-def fit(*overrides: str) -> tuple[SequenceModel, dict[str, Tensor]]:
+def fit(compose: Callable[..., DictConfig], *overrides: str) -> tuple[SequenceModel, dict[str, Tensor]]:
     """Train a model from the config for its max_steps on a bare Trainer; its weights before."""
-    cfg = config(*TINY, *overrides)
+    cfg = compose(*TINY, *overrides)
     pl.seed_everything(0, verbose=False)
     task = build_task(cfg)
     model = build_model(cfg, task)
@@ -211,10 +213,10 @@ def fit(*overrides: str) -> tuple[SequenceModel, dict[str, Tensor]]:
     return model, before
 
 
-def test_tbptt_clips_with_the_trainer_config_and_steps_the_schedulers() -> None:
+def test_tbptt_clips_with_the_trainer_config_and_steps_the_schedulers(compose) -> None:
     sgd = ["optimizer=sgd", "optimizer.lr=1.0", "optimizer.momentum=0.0", "trainer.max_steps=4"]
     clip = ["trainer.gradient_clip_val=1e-3", "scheduler=step", "scheduler.lr_scheduler.step_size=2"]
-    model, before = fit(*sgd, *clip, "training.tbptt_steps=2")
+    model, before = fit(compose, *sgd, *clip, "training.tbptt_steps=2")
 
     moved = sum((model.state_dict()[k] - v).square().sum() for k, v in before.items()) ** 0.5
     assert 1e-3 < moved <= (1 + 1 + 0.5 + 0.5) * 1e-3, "each step moved at most lr * gradient_clip_val"
@@ -223,15 +225,15 @@ def test_tbptt_clips_with_the_trainer_config_and_steps_the_schedulers() -> None:
 
 
 @pytest.mark.parametrize("algorithm", ["norm", "value"])
-def test_the_module_clips_the_same_way_under_both_training_modes(algorithm: str) -> None:
+def test_the_module_clips_the_same_way_under_both_training_modes(algorithm: str, compose) -> None:
     """One owner: full BPTT (Lightning asks the module's ``configure_gradient_clipping``) and TBPTT
     in one chunk of the whole sequence (the module asks it itself) train to the same weights, and
     clipping acted (without it they land elsewhere); the Trainer clips nothing of its own."""
     sgd = ["optimizer=sgd", "optimizer.lr=1.0", "optimizer.momentum=0.0", "trainer.max_steps=3"]
     clip = ["trainer.gradient_clip_val=1e-3", f"trainer.gradient_clip_algorithm={algorithm}"]
-    automatic, before = fit(*sgd, *clip)
-    manual, _ = fit(*sgd, *clip, "training.tbptt_steps=6")  # TINY's task.seq_len
-    unclipped, _ = fit(*sgd, "trainer.gradient_clip_val=null")
+    automatic, before = fit(compose, *sgd, *clip)
+    manual, _ = fit(compose, *sgd, *clip, "training.tbptt_steps=6")  # TINY's task.seq_len
+    unclipped, _ = fit(compose, *sgd, "trainer.gradient_clip_val=null")
 
     assert automatic.automatic_optimization and not manual.automatic_optimization
     assert automatic.trainer.gradient_clip_val is None, "the Trainer has no clipping of its own"
@@ -246,8 +248,8 @@ def test_the_module_clips_the_same_way_under_both_training_modes(algorithm: str)
     assert any(not torch.equal(unclipped.state_dict()[k], v) for k, v in weights.items())
 
 
-def test_a_trainer_given_clipping_of_its_own_is_refused() -> None:
-    cfg = config(*TINY, "trainer.max_steps=1")
+def test_a_trainer_given_clipping_of_its_own_is_refused(compose) -> None:
+    cfg = compose(*TINY, "trainer.max_steps=1")
     task = build_task(cfg)
     trainer = pl.Trainer(gradient_clip_val=0.5, logger=False, enable_checkpointing=False, limit_val_batches=0)
     with pytest.raises(ValueError, match="the module clips"):
@@ -255,8 +257,8 @@ def test_a_trainer_given_clipping_of_its_own_is_refused() -> None:
 
 
 @pytest.mark.parametrize("impl", ["custom", "native"])
-def test_input_dropout_drops_the_input_of_the_first_layer_in_training_only(impl: str) -> None:
-    cfg = config(*TINY, "topology.input_dropout=0.5", f"model.impl={impl}")
+def test_input_dropout_drops_the_input_of_the_first_layer_in_training_only(impl: str, compose) -> None:
+    cfg = compose(*TINY, "topology.input_dropout=0.5", f"model.impl={impl}")
     stack = build_model(cfg, build_task(cfg)).stack
     x = torch.rand(4, 6, 2)
 
@@ -269,17 +271,17 @@ def test_input_dropout_drops_the_input_of_the_first_layer_in_training_only(impl:
     torch.testing.assert_close(trained, stack(dropped)[0], rtol=0, atol=0)
     assert not torch.allclose(trained, evaluated)
     with pytest.raises(ConfigError, match=r"topology.input_dropout must be in \[0, 1\)"):
-        build_model(config(*TINY, "topology.input_dropout=1.0"), build_task(cfg))
+        build_model(compose(*TINY, "topology.input_dropout=1.0"), build_task(cfg))
 
 
-def test_the_remedies_experiment_builds_what_it_names() -> None:
-    cfg, choices = experiment("remedies")
+def test_the_remedies_experiment_builds_what_it_names(compose, experiment_axes) -> None:
+    cfg, choices = experiment_axes("remedies")
     assert len(list(itertools.product(*choices))) == 24 * 5  # five seeds
     assert cfg.logger.experiment == "remedies" and cfg.task.seq_len == 50
 
     for i in range(max(map(len, choices))):  # every value of every axis at least once
         job = [axis[i % len(axis)] for axis in choices]
-        job_cfg = config("+experiment=remedies", *job)
+        job_cfg = compose("+experiment=remedies", *job)
         model = build_model(job_cfg, build_task(job_cfg))
         cell = model.stack.layers[0][0]
         assert isinstance(cell, RNNCell) and cell.nonlinearity == job_cfg.cell.nonlinearity

@@ -8,9 +8,9 @@ import math
 
 import optuna
 import pytest
-from conftest import TINY, client
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
+from sizes import TINY
 
 from seqexp.commands.compare import main
 from seqexp.search.compare import Compared, combinations, summary, tuned
@@ -70,7 +70,7 @@ def test_a_search_that_is_not_a_sweep_is_refused_before_anything_runs(outputs, c
 
 
 @pytest.mark.slow
-def test_two_cells_tuned_with_one_budget_and_compared_over_seeds(outputs, capsys) -> None:
+def test_two_cells_tuned_with_one_budget_and_compared_over_seeds(outputs, capsys, records) -> None:
     pruner = "hydra.sweeper.pruner.n_warmup_steps=3"  # the tunings' alone, not the seeds' sweeps
     main(["cell=rnn,gru", *TINY, pruner, "--trials", "2", "--seeds", "2", "--sampler", "random"])
 
@@ -79,15 +79,14 @@ def test_two_cells_tuned_with_one_budget_and_compared_over_seeds(outputs, capsys
         rows = {row["config"]: row for row in csv.DictReader(f)}
     assert sorted(rows) == ["cell=gru", "cell=rnn"]
     storage = f"sqlite:///{outputs / 'optuna.db'}"
-    mlflow = client(outputs)
     for cell in ("rnn", "gru"):
         study = optuna.load_study(study_name=f"compare-{root.name}-cell_{cell}", storage=storage)
         assert len(study.trials) == 2
         row = rows[f"cell={cell}"]
         assert row["tuned"] == f"optimizer.lr={study.best_params['optimizer.lr']:.3g}"
         parent = (root / f"cell_{cell}" / "seeds" / "mlflow_parent_run").read_text()
-        seeds = mlflow.search_runs(
-            [e.experiment_id for e in mlflow.search_experiments()], f"tags.`mlflow.parentRunId` = '{parent}'"
+        seeds = records.search_runs(
+            [e.experiment_id for e in records.search_experiments()], f"tags.`mlflow.parentRunId` = '{parent}'"
         )
         assert sorted(r.data.params["seed"] for r in seeds) == ["1", "2"]
         assert {float(r.data.params["optimizer.lr"]) for r in seeds} == {study.best_params["optimizer.lr"]}

@@ -15,11 +15,12 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
-from conftest import TINY, client, seqexp
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
+from mlflow import MlflowClient
 from mlflow.entities import Run
 from optuna.trial import TrialState
+from sizes import TINY
 
 from seqexp.search.plugin import register_sweeper
 from seqexp.search.trials import RETRY_OF, RUN
@@ -56,10 +57,9 @@ def study(outputs: Path) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=url)
 
 
-def runs(outputs: Path) -> tuple[Run, list[Run]]:
+def runs(records: MlflowClient) -> tuple[Run, list[Run]]:
     """The sweep's parent run and its children (every run must be one of them)."""
-    mlflow = client(outputs)
-    found = mlflow.search_runs([e.experiment_id for e in mlflow.search_experiments()])
+    found = records.search_runs([e.experiment_id for e in records.search_experiments()])
     [parent] = [r for r in found if "seqexp.headline" not in r.data.tags]
     children = [r for r in found if r is not parent]
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
@@ -76,19 +76,20 @@ def by_trial(study: optuna.Study, children: list[Run]) -> dict[int, Run]:
     return linked
 
 
-def test_a_study_is_stored_with_a_child_run_per_trial_the_best_config_and_plots(outputs, monkeypatch) -> None:
-    seqexp(
+def test_a_study_is_stored_with_a_child_run_per_trial_the_best_config_and_plots(
+    outputs, run_seqexp, records
+) -> None:
+    run_seqexp(
         "-m",
         *SWEEP,
         "hydra/sweeper/pruner=none",
         "hydra.sweeper.n_trials=6",
         f"{LR}=tag(log, interval(1e-3, 3e-2))",
-        monkeypatch=monkeypatch,
     )
 
     stored = study(outputs)
     assert [t.state for t in stored.trials] == [TrialState.COMPLETE] * 6
-    parent, children = runs(outputs)
+    parent, children = runs(records)
     assert parent.info.status == "FINISHED" and len(children) == 6
     for number, run in by_trial(stored, children).items():
         trial = stored.trials[number]
@@ -97,8 +98,7 @@ def test_a_study_is_stored_with_a_child_run_per_trial_the_best_config_and_plots(
         assert run.info.status == "FINISHED"
     assert parent.data.tags["seqexp.optuna_study"] == stored.study_name
 
-    mlflow = client(outputs)
-    artifacts = {a.path for a in mlflow.list_artifacts(parent.info.run_id, "optuna")}
+    artifacts = {a.path for a in records.list_artifacts(parent.info.run_id, "optuna")}
     expected = {
         "best_trial.yaml",
         "best_config.yaml",
@@ -108,14 +108,16 @@ def test_a_study_is_stored_with_a_child_run_per_trial_the_best_config_and_plots(
     }
     assert artifacts == {f"optuna/{name}" for name in expected}
     best = yaml.safe_load(
-        Path(mlflow.download_artifacts(parent.info.run_id, "optuna/best_config.yaml")).read_text()
+        Path(records.download_artifacts(parent.info.run_id, "optuna/best_config.yaml")).read_text()
     )
     assert best["optimizer"]["lr"] == pytest.approx(stored.best_params[LR])
     assert "optuna_trial" not in best["callbacks"]  # the config to run again, without the trial's link
     assert stored.best_value == min(t.value for t in stored.trials)
 
 
-def test_a_killed_sweep_run_again_continues_its_study_and_parent_run(outputs, monkeypatch, tmp_path) -> None:
+def test_a_killed_sweep_run_again_continues_its_study_and_parent_run(
+    outputs, tmp_path, run_seqexp, records
+) -> None:
     marker = tmp_path / "kill"
     marker.write_text("1")  # the first trial finishes, the second is killed at its first validation
     command = [
@@ -132,7 +134,7 @@ def test_a_killed_sweep_run_again_continues_its_study_and_parent_run(outputs, mo
     before = study(outputs)
     assert [t.state for t in before.trials] == [TrialState.COMPLETE, TrialState.RUNNING]
 
-    seqexp(*command, monkeypatch=monkeypatch)
+    run_seqexp(*command)
 
     after = study(outputs)
     assert after.study_name == before.study_name
@@ -149,13 +151,15 @@ def test_a_killed_sweep_run_again_continues_its_study_and_parent_run(outputs, mo
     lrs = [after.trials[n].params[LR] for n in (0, 2, 3)]
     assert len(set(lrs)) == 3  # none drawn twice (the seeded sampler is reseeded on resuming)
 
-    parent, children = runs(outputs)  # one parent: the first run's, reopened and finished
+    parent, children = runs(records)  # one parent: the first run's, reopened and finished
     assert parent.info.status == "FINISHED"
     statuses = {number: run.info.status for number, run in by_trial(after, children).items()}
     assert statuses == {0: "FINISHED", 1: "KILLED", 2: "FINISHED", 3: "FINISHED"}
 
 
-def test_a_trial_that_raises_is_recorded_failed_and_the_study_goes_on(outputs, monkeypatch) -> None:
+def test_a_trial_that_raises_is_recorded_failed_and_the_study_goes_on(
+    outputs, monkeypatch, run_seqexp, records
+) -> None:
     adam_step = torch.optim.Adam.step
     learning_rates: list[float] = []
 
@@ -169,11 +173,11 @@ def test_a_trial_that_raises_is_recorded_failed_and_the_study_goes_on(outputs, m
         return adam_step(self, closure)
 
     monkeypatch.setattr(torch.optim.Adam, "step", failing_step)
-    seqexp("-m", *SWEEP, "hydra.sweeper.n_trials=3", f"{LR}=interval(1e-3, 3e-2)", monkeypatch=monkeypatch)
+    run_seqexp("-m", *SWEEP, "hydra.sweeper.n_trials=3", f"{LR}=interval(1e-3, 3e-2)")
 
     stored = study(outputs)
     assert [t.state for t in stored.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
-    parent, children = runs(outputs)
+    parent, children = runs(records)
     failed = by_trial(stored, children)[1]
     assert failed.info.status == "FAILED"
     assert failed.data.tags["seqexp.failure"].startswith("RuntimeError: a failing step")
@@ -188,25 +192,25 @@ def planned_study(outputs: Path, name: str, learning_rates: tuple[float, ...]) -
         planned.enqueue_trial({LR: lr})
 
 
-def test_a_diverging_trial_is_recorded_failed_and_the_study_goes_on(outputs, monkeypatch) -> None:
+def test_a_diverging_trial_is_recorded_failed_and_the_study_goes_on(outputs, run_seqexp, records) -> None:
     planned_study(outputs, "planned", (1e6, 0.01))
     diverging = ["cell=rnn", "cell.nonlinearity=relu", "optimizer=sgd", "trainer.gradient_clip_val=null"]
-    seqexp(
+    run_seqexp(
         "-m", *SWEEP, *diverging, "hydra.sweeper.study_name=planned", "hydra.sweeper.n_trials=2",
-        f"{LR}=tag(log, interval(1e-3, 1e6))", monkeypatch=monkeypatch,
+        f"{LR}=tag(log, interval(1e-3, 1e6))",
     )  # fmt: skip
 
     stored = study(outputs)
     assert [t.state for t in stored.trials] == [TrialState.FAIL, TrialState.COMPLETE]
-    parent, children = runs(outputs)
+    parent, children = runs(records)
     diverged = by_trial(stored, children)[0]
     assert diverged.info.status == "FAILED" and diverged.data.tags["seqexp.failure"].startswith("Diverged")
     assert parent.info.status == "FINISHED"
 
 
-def test_a_hopeless_trial_is_pruned_while_it_trains(outputs, monkeypatch) -> None:
+def test_a_hopeless_trial_is_pruned_while_it_trains(outputs, run_seqexp, records) -> None:
     planned_study(outputs, "planned", (0.03, 0.03, 1e-9))  # two that learn, then one that cannot
-    seqexp(
+    run_seqexp(
         "-m",
         *SWEEP,
         "hydra.sweeper.study_name=planned",
@@ -214,15 +218,14 @@ def test_a_hopeless_trial_is_pruned_while_it_trains(outputs, monkeypatch) -> Non
         "hydra.sweeper.pruner.n_startup_trials=2",
         f"{LR}=tag(log, interval(1e-9, 0.1))",
         "trainer.max_steps=12",
-        monkeypatch=monkeypatch,
     )
 
     stored = study(outputs)
     assert [t.state for t in stored.trials] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED]
-    _, children = runs(outputs)
+    _, children = runs(records)
     runs_of = by_trial(stored, children)
     steps = {
-        n: max(m.step for m in client(outputs).get_metric_history(run.info.run_id, "val/mse"))
+        n: max(m.step for m in records.get_metric_history(run.info.run_id, "val/mse"))
         for n, run in runs_of.items()
     }
     assert steps[2] < steps[0] == steps[1]  # stopped at its first validation, the others trained on
@@ -239,15 +242,14 @@ def test_hydra_finds_the_sweeper_from_this_install() -> None:
     assert Path(plugin.__file__).parent.parts[-3:] == ("seqexp", "search", "hydra_plugin")
 
 
-def test_a_direction_against_the_tasks_metric_is_refused_before_a_trial(outputs, monkeypatch, capsys) -> None:
+def test_a_direction_against_the_tasks_metric_is_refused_before_a_trial(outputs, capsys, run_seqexp) -> None:
     with pytest.raises(SystemExit) as stopped:
-        seqexp(
+        run_seqexp(
             "-m",
             *SWEEP,
             "task=reber",
             "task.seq_len=10",
             f"{LR}=interval(1e-3, 3e-2)",
-            monkeypatch=monkeypatch,
         )
 
     assert stopped.value.code == 2

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import TINY, client, config
 from pytorch_lightning.loggers import Logger
+from sizes import TINY
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -165,19 +165,19 @@ def test_solved_step_survives_a_resume() -> None:
     assert resumed.step == 750
 
 
-def test_a_run_logs_its_size_and_stops_on_the_configured_plateau(outputs) -> None:
+def test_a_run_logs_its_size_and_stops_on_the_configured_plateau(outputs, compose, records) -> None:
     """``callbacks.early_stopping`` from the config: a plateau (no validation improves the adding
     task's MSE by 10) after the first validation; ``model/params`` is what the optimizer trains."""
     overrides = [*TINY, "trainer.max_steps=12"]
     stop = "_target_:seqexp.diagnostics.solved.StopOnceSolved,patience:1,min_delta:10"
     early = f"callbacks.early_stopping={{{stop}}}"
-    cfg = config(*overrides, early)
+    cfg = compose(*overrides, early)
     train(cfg, outputs / "run")
 
-    [run] = client(outputs).search_runs([client(outputs).get_experiment_by_name("adding").experiment_id])
-    validations = client(outputs).get_metric_history(run.info.run_id, "val/mse")
+    [run] = records.search_runs([records.get_experiment_by_name("adding").experiment_id])
+    validations = records.get_metric_history(run.info.run_id, "val/mse")
     assert len(validations) == 2  # stopped at the second validation (step 6), not at step 12's fourth
-    model = build_model(config(*overrides), build_task(config(*overrides)))
+    model = build_model(compose(*overrides), build_task(compose(*overrides)))
     # an LSTM: 4 blocks × 8 units × (8 + 2 inputs) weights, 4 × 8 biases; the head: 8 + 1
     assert run.data.metrics["model/params"] == trainable_parameters(model) == 4 * 8 * 10 + 4 * 8 + 9
     assert run.data.metrics["model/hidden_size"] == 8

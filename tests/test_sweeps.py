@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import TINY, client, config, seqexp
+from mlflow import MlflowClient
 from mlflow.entities import Run
+from sizes import TINY
 
 from seqexp.checks import ConfigError
 from seqexp.commands.report import main as report_main
@@ -22,9 +23,8 @@ from seqexp.tracking.records import untrusted_targets
 from seqexp.tracking.runs import PARENT_RUN_FILE
 
 
-def all_runs(outputs: Path) -> list[Run]:
-    mlflow = client(outputs)
-    return mlflow.search_runs([e.experiment_id for e in mlflow.search_experiments()])
+def all_runs(records: MlflowClient) -> list[Run]:
+    return records.search_runs([e.experiment_id for e in records.search_experiments()])
 
 
 def sweep_dir(outputs: Path) -> Path:
@@ -32,10 +32,10 @@ def sweep_dir(outputs: Path) -> Path:
     return directory
 
 
-def test_a_sweep_is_a_parent_run_with_a_child_per_job_and_a_report(outputs, monkeypatch) -> None:
-    seqexp("-m", *TINY, "cell=rnn,gru,lstm", monkeypatch=monkeypatch)
+def test_a_sweep_is_a_parent_run_with_a_child_per_job_and_a_report(outputs, run_seqexp, records) -> None:
+    run_seqexp("-m", *TINY, "cell=rnn,gru,lstm")
 
-    runs = all_runs(outputs)
+    runs = all_runs(records)
     [parent] = [r for r in runs if "seqexp.headline" not in r.data.tags]
     children = [r for r in runs if r is not parent]
     assert parent.info.status == "FINISHED"
@@ -47,7 +47,7 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_job_and_a_report(outputs, monk
     kernels = {r.data.params["cell"]: r.data.tags["seqexp.kernel"] for r in children}
     assert kernels == {"rnn": "native", "gru": "manual", "lstm": "native"}  # auto, on CPU
 
-    artifacts = [a.path for a in client(outputs).list_artifacts(parent.info.run_id, "report")]
+    artifacts = [a.path for a in records.list_artifacts(parent.info.run_id, "report")]
     assert {"report/summary.md", "report/summary.csv", "report/learning_curves.png"} <= set(artifacts)
     with open(sweep_dir(outputs) / "report" / "summary.csv") as f:
         rows = {row["cell"]: row for row in csv.DictReader(f)}
@@ -76,7 +76,7 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_job_and_a_report(outputs, monk
     ids=["raises", "diverges"],
 )
 def test_a_failing_job_is_recorded_as_failed_and_the_sweep_goes_on(
-    sweep, reason, outputs, monkeypatch
+    sweep, reason, outputs, monkeypatch, run_seqexp, records
 ) -> None:
     adam_step = torch.optim.Adam.step
 
@@ -88,9 +88,9 @@ def test_a_failing_job_is_recorded_as_failed_and_the_sweep_goes_on(
         return adam_step(self, closure)
 
     monkeypatch.setattr(torch.optim.Adam, "step", failing_step)
-    seqexp("-m", *TINY, *sweep, monkeypatch=monkeypatch)
+    run_seqexp("-m", *TINY, *sweep)
 
-    children = [r for r in all_runs(outputs) if "seqexp.headline" in r.data.tags]
+    children = [r for r in all_runs(records) if "seqexp.headline" in r.data.tags]
     by_status = {r.info.status: r for r in children}
     assert sorted(by_status) == ["FAILED", "FINISHED"]
     assert by_status["FAILED"].data.tags["seqexp.failure"].startswith(reason)
@@ -101,8 +101,27 @@ def test_a_failing_job_is_recorded_as_failed_and_the_sweep_goes_on(
     assert f"run {failed.info.run_id} failed: {reason}" in job_log.read_text()
 
 
-def test_report_groups_by_what_was_swept_and_averages_over_seeds(outputs, monkeypatch, capsys) -> None:
-    seqexp("-m", *TINY, "cell=rnn,lstm", "seed=0,1", monkeypatch=monkeypatch)
+def test_a_sweep_whose_every_job_fails_is_reported_and_finished(
+    outputs, monkeypatch, run_seqexp, records
+) -> None:
+    def failing_step(self: torch.optim.Adam, closure: Any = None) -> Any:
+        raise RuntimeError("a failing step")
+
+    monkeypatch.setattr(torch.optim.Adam, "step", failing_step)
+    run_seqexp("-m", *TINY, "optimizer.lr=0.003,0.002")
+
+    runs = all_runs(records)
+    [parent] = [r for r in runs if "seqexp.headline" not in r.data.tags]
+    assert parent.info.status == "FINISHED"
+    assert sorted(r.info.status for r in runs if r is not parent) == ["FAILED", "FAILED"]
+    summary = (sweep_dir(outputs) / "report" / "summary.md").read_text()
+    assert "val/mse: no difference at n = 0" in summary and "RuntimeError: a failing step" in summary
+
+
+def test_report_groups_by_what_was_swept_and_averages_over_seeds(
+    outputs, capsys, run_seqexp, records
+) -> None:
+    run_seqexp("-m", *TINY, "cell=rnn,lstm", "seed=0,1")
     capsys.readouterr()
 
     report_main(["--experiment", "adding", "--outputs", str(outputs), "--out", str(outputs / "r")])
@@ -110,43 +129,43 @@ def test_report_groups_by_what_was_swept_and_averages_over_seeds(outputs, monkey
     with open(outputs / "r" / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(row["cell"], row["runs"]) for row in rows] == [("lstm", "2"), ("rnn", "2")]
-    finals = [r.data.metrics["val/mse"] for r in all_runs(outputs) if r.data.params.get("cell") == "rnn"]
+    finals = [r.data.metrics["val/mse"] for r in all_runs(records) if r.data.params.get("cell") == "rnn"]
     assert float(rows[1]["val/mse mean"]) == pytest.approx(sum(finals) / 2)
     assert float(rows[1]["val/mse std"]) == pytest.approx(abs(finals[0] - finals[1]) / 2**0.5)  # ddof = 1
     assert "rnn" in capsys.readouterr().out
 
 
-def test_a_rerun_reproduces_the_recorded_metrics_exactly(outputs, monkeypatch) -> None:
-    seqexp(*TINY, "cell=peephole", "topology=bi", monkeypatch=monkeypatch)
-    [original] = all_runs(outputs)
+def test_a_rerun_reproduces_the_recorded_metrics_exactly(outputs, run_seqexp, records) -> None:
+    run_seqexp(*TINY, "cell=peephole", "topology=bi")
+    [original] = all_runs(records)
 
-    result, matches = rerun(client(outputs), original.info.run_id, outputs)
+    result, matches = rerun(records, original.info.run_id, outputs)
 
     assert matches
     for name in ("train/loss", "val/loss", "val/mse"):
         assert result.metrics[name] == original.data.metrics[name]
-    copy = client(outputs).get_run(result.run_id)
+    copy = records.get_run(result.run_id)
     assert copy.data.tags["seqexp.rerun_of"] == original.info.run_id
     assert copy.data.tags["seqexp.rerun_matches"] == "True"
     assert copy.data.tags["seqexp.kernel"] == original.data.tags["seqexp.kernel"] == "onednn"
 
 
-def test_a_rerun_on_another_kernel_says_so(outputs, monkeypatch, capsys) -> None:
+def test_a_rerun_on_another_kernel_says_so(outputs, capsys, run_seqexp, records) -> None:
     """A run recorded by an older seqexp may have run on a kernel this one no longer has."""
-    seqexp(*TINY, "cell=peephole", monkeypatch=monkeypatch)
-    [original] = all_runs(outputs)
-    client(outputs).set_tag(original.info.run_id, "seqexp.kernel", "cpu")
+    run_seqexp(*TINY, "cell=peephole")
+    [original] = all_runs(records)
+    records.set_tag(original.info.run_id, "seqexp.kernel", "cpu")
 
-    rerun(client(outputs), original.info.run_id, outputs)
+    rerun(records, original.info.run_id, outputs)
 
     said = " ".join(capsys.readouterr().out.split())
     assert "the recorded run ran on cpu, this rerun on onednn: the same function" in said
 
 
-def test_a_rerun_refuses_code_that_seqexp_does_not_ship(outputs, monkeypatch) -> None:
-    seqexp(*TINY, monkeypatch=monkeypatch)
-    [original] = all_runs(outputs)
-    cfg = recorded_config(client(outputs), original.info.run_id)
+def test_a_rerun_refuses_code_that_seqexp_does_not_ship(outputs, run_seqexp, records) -> None:
+    run_seqexp(*TINY)
+    [original] = all_runs(records)
+    cfg = recorded_config(records, original.info.run_id)
     assert untrusted_targets(cfg) == []
     cfg.callbacks.nan_guard._target_ = "torch.utils.collect_env.run"
     assert untrusted_targets(cfg) == ["callbacks.nan_guard._target_ = 'torch.utils.collect_env.run'"]
@@ -154,13 +173,13 @@ def test_a_rerun_refuses_code_that_seqexp_does_not_ship(outputs, monkeypatch) ->
 
     tampered = outputs / "config.yaml"
     tampered.write_text(
-        Path(client(outputs).download_artifacts(original.info.run_id, "config.yaml", str(outputs)))
+        Path(records.download_artifacts(original.info.run_id, "config.yaml", str(outputs)))
         .read_text()
         .replace("torch.optim.Adam", "builtins.exec")
     )
-    client(outputs).log_artifact(original.info.run_id, str(tampered))
+    records.log_artifact(original.info.run_id, str(tampered))
     with pytest.raises(ConfigError, match=r"optimizer._target_ = 'builtins.exec'.*--trust"):
-        rerun(client(outputs), original.info.run_id, outputs)
+        rerun(records, original.info.run_id, outputs)
 
 
 STEPS = 200
@@ -168,7 +187,7 @@ STEPS = 200
 
 @pytest.mark.parametrize("sent", [signal.SIGKILL, signal.SIGINT], ids=["kill -9", "Ctrl-C"])
 def test_a_killed_run_resumes_into_the_same_run_and_ends_as_an_uninterrupted_one(
-    sent, outputs, tmp_path
+    sent, outputs, tmp_path, compose, records
 ) -> None:
     overrides = [
         *TINY,
@@ -190,17 +209,17 @@ def test_a_killed_run_resumes_into_the_same_run_and_ends_as_an_uninterrupted_one
         time.sleep(0.01)
     process.send_signal(sent)
     process.wait(timeout=60)
-    [killed] = all_runs(outputs)
+    [killed] = all_runs(records)
     assert killed.info.status != "FINISHED"
-    steps_before = [m.step for m in client(outputs).get_metric_history(killed.info.run_id, "train/loss")]
+    steps_before = [m.step for m in records.get_metric_history(killed.info.run_id, "train/loss")]
     assert 0 < len(steps_before) < STEPS
 
-    resumed = resume(client(outputs), killed.info.run_id, outputs)
-    whole = train(config(*overrides, "logger=none"), tmp_path / "whole")
+    resumed = resume(records, killed.info.run_id, outputs)
+    whole = train(compose(*overrides, "logger=none"), tmp_path / "whole")
 
     assert resumed.metrics == whole.metrics
-    assert client(outputs).get_run(killed.info.run_id).info.status == "FINISHED"
-    steps = [m.step for m in client(outputs).get_metric_history(killed.info.run_id, "train/loss")]
+    assert records.get_run(killed.info.run_id).info.status == "FINISHED"
+    steps = [m.step for m in records.get_metric_history(killed.info.run_id, "train/loss")]
     assert steps == list(range(STEPS)), "every step logged once, none lost"
     checkpoint = next(outputs.glob("runs/*/checkpoints/last.ckpt"))
     assert torch.load(checkpoint, weights_only=True)["global_step"] == STEPS

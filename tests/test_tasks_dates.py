@@ -4,11 +4,13 @@ decoding, the decoder's topology, and a tiny model through the framework."""
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ONE_BATCH, client, config
+from omegaconf import DictConfig
+from sizes import ONE_BATCH
 
 from seqexp.cells import LSTMCell
 from seqexp.checks import ConfigError
@@ -65,16 +67,16 @@ def test_inputs_are_left_padded_characters_and_targets_iso_characters_then_eos()
     assert task.spec.baseline == pytest.approx(1 / 36525)
 
 
-def model(*overrides: str) -> tuple[Seq2SeqModel, DatesTask]:
+def model(compose: Callable[..., DictConfig], *overrides: str) -> tuple[Seq2SeqModel, DatesTask]:
     torch.manual_seed(0)
-    cfg = config("task=dates", "model.hidden_size=16", "model.embedding_size=8", *overrides)
+    cfg = compose("task=dates", "model.hidden_size=16", "model.embedding_size=8", *overrides)
     task = build_task(cfg)
     return build_model(cfg, task).eval(), task
 
 
 @pytest.mark.parametrize("overrides", [["decoder.attention=true"], ["topology=bi", "cell=gru_simple"]])
-def test_beam_search_of_width_one_is_greedy_decoding(overrides: list[str]) -> None:
-    m, task = model(*overrides)
+def test_beam_search_of_width_one_is_greedy_decoding(overrides: list[str], compose) -> None:
+    m, task = model(compose, *overrides)
     with torch.no_grad():
         run = m.encode(task.generate(16, seed=0)[0])
         beam, log_p, _ = m.beam_search(run, 1)
@@ -85,8 +87,8 @@ def test_beam_search_of_width_one_is_greedy_decoding(overrides: list[str]) -> No
 
 
 @pytest.mark.parametrize("width", [2, 3, 5])
-def test_beam_search_never_scores_worse_than_greedy_in_log_probability(width: int) -> None:
-    m, task = model("decoder.attention=true", "decoder.length_penalty=0.0")
+def test_beam_search_never_scores_worse_than_greedy_in_log_probability(width: int, compose) -> None:
+    m, task = model(compose, "decoder.attention=true", "decoder.length_penalty=0.0")
     with torch.no_grad():
         run = m.encode(task.generate(32, seed=0)[0])
         logits, greedy, _ = m.decode(run)
@@ -99,10 +101,10 @@ def test_beam_search_never_scores_worse_than_greedy_in_log_probability(width: in
     assert torch.allclose(rescored, log_p, atol=1e-4), "log P is the model's own for those tokens"
 
 
-def test_attention_never_reads_the_padding() -> None:
+def test_attention_never_reads_the_padding(compose) -> None:
     """Every step's ``α`` is a distribution over the source's own characters: exactly 0 on the
     left padding."""
-    m, task = model("decoder.attention=true")
+    m, task = model(compose, "decoder.attention=true")
     x, _ = task.generate(16, seed=0)
     padding = x == PAD
     assert padding.any(1).all(), "every source in this batch is padded"
@@ -120,17 +122,17 @@ def test_sequence_log_prob_counts_up_to_the_first_eos() -> None:
     assert length.item() == 2
 
 
-def test_a_bidirectional_decoder_is_refused() -> None:
-    m, task = model()
+def test_a_bidirectional_decoder_is_refused(compose) -> None:
+    m, task = model(compose)
     bi = RecurrentStack(LSTMCell, input_size=8, hidden_size=16, bidirectional=True)
     with pytest.raises(ValueError, match=r"topology: a decoder must be unidirectional.*encoder only"):
         Seq2SeqModel(task, m.stack, m.encoder, bi, optimizer=torch.optim.Adam)
 
 
 def test_a_tiny_encoder_decoder_with_attention_fits_a_small_batch_and_logs_its_attention(
-    outputs: Path,
+    outputs: Path, compose, records
 ) -> None:
-    cfg = config(
+    cfg = compose(
         "task=dates",
         "decoder.attention=true",
         "decoder.attention_plots=2",
@@ -147,9 +149,9 @@ def test_a_tiny_encoder_decoder_with_attention_fits_a_small_batch_and_logs_its_a
     assert {"val/exact_match_greedy", "val/exact_match_beam", "val/loss"} <= metrics.keys()
     assert metrics["val/exact_match_baseline"] == pytest.approx(1 / 36525)
     assert metrics["val/solved"] == float(metrics["val/exact_match"] > 0.95)
-    artifacts = {a.path for a in client(outputs).list_artifacts(result.run_id)}
+    artifacts = {a.path for a in records.list_artifacts(result.run_id)}
     assert {"attention.png", "gradient_flow.png", "config.yaml", "checkpoints"} <= artifacts
-    tags = client(outputs).get_run(result.run_id).data.tags
+    tags = records.get_run(result.run_id).data.tags
     assert (tags["seqexp.kernel"], tags["seqexp.kernel.decoder"]) == ("native", "native")  # LSTMs, auto
 
 
@@ -162,7 +164,7 @@ def test_a_tiny_encoder_decoder_with_attention_fits_a_small_batch_and_logs_its_a
         ("training.tbptt_steps=5", r"training.tbptt_steps must be null for an encoder–decoder task"),
     ],
 )
-def test_bad_knobs_are_refused_naming_the_key(bad: str, message: str) -> None:
+def test_bad_knobs_are_refused_naming_the_key(bad: str, message: str, compose) -> None:
     with pytest.raises(ConfigError, match=message):
-        cfg = config("task=dates", bad)
+        cfg = compose("task=dates", bad)
         build_model(cfg, build_task(cfg))

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, client, config, experiment, seqexp
 from omegaconf import DictConfig
+from sizes import TINY
 
 from seqexp.checks import ConfigError
 from seqexp.commands.train import train
@@ -36,16 +37,16 @@ EVERY_TASK = sorted(path.stem for path in (CONF / "task").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("name", EVERY_TASK)
-def test_a_tasks_data_is_a_function_of_its_seed(name: str) -> None:
-    task = build_task(config(f"task={name}", *(["task.corpus_sentences=400"] if name == "lm" else [])))
+def test_a_tasks_data_is_a_function_of_its_seed(name: str, compose) -> None:
+    task = build_task(compose(f"task={name}", *(["task.corpus_sentences=400"] if name == "lm" else [])))
     a, b, c = task.generate(64, 2), task.generate(64, 2), task.generate(64, 4)
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert not torch.equal(a[0], c[0])
 
 
 @pytest.mark.parametrize("name", TASKS)
-def test_each_task_config_builds_its_task_with_its_length(name: str) -> None:
-    cfg = config(f"task={name}")
+def test_each_task_config_builds_its_task_with_its_length(name: str, compose) -> None:
+    cfg = compose(f"task={name}")
     task = build_task(cfg)
     assert type(task) is TASKS[name] and cfg.task.name == name
     assert task.seq_len == cfg.task.seq_len
@@ -67,9 +68,9 @@ def test_each_task_config_builds_its_task_with_its_length(name: str) -> None:
         ("reber", "task.seq_len=5", r"task.seq_len must be >= 8"),
     ],
 )
-def test_a_bad_knob_fails_before_training_naming_the_key(name, bad, message, outputs) -> None:
+def test_a_bad_knob_fails_before_training_naming_the_key(name, bad, message, outputs, compose) -> None:
     with pytest.raises(ConfigError, match=message):
-        train(config(*TINY, f"task={name}", bad), outputs)
+        train(compose(*TINY, f"task={name}", bad), outputs)
     assert not (outputs / "mlflow.db").exists()
 
 
@@ -83,8 +84,10 @@ FIT = {
 }
 
 
-def small_run(name: str, *overrides: str, steps: int, size: int, run_dir: Path) -> tuple[dict, object]:
-    cfg = config(
+def small_run(
+    compose: Callable[..., DictConfig], name: str, *overrides: str, steps: int, size: int, run_dir: Path
+) -> tuple[dict, object]:
+    cfg = compose(
         *QUIET,
         f"task={name}",
         *overrides,
@@ -101,11 +104,13 @@ def small_run(name: str, *overrides: str, steps: int, size: int, run_dir: Path) 
 
 
 @pytest.mark.parametrize("name", FIT)
-def test_a_small_model_fits_a_small_fixed_batch_through_the_framework(name: str, tmp_path: Path) -> None:
+def test_a_small_model_fits_a_small_fixed_batch_through_the_framework(
+    name: str, tmp_path: Path, compose
+) -> None:
     """One batch of 32 examples, every step: the training loss falls far below chance's, and
     the run logs the task's metric, its baseline and the solved flag."""
     overrides, steps, chance = FIT[name]
-    metrics, spec = small_run(name, *overrides, steps=steps, size=32, run_dir=tmp_path)
+    metrics, spec = small_run(compose, name, *overrides, steps=steps, size=32, run_dir=tmp_path)
     assert metrics["train/loss"] < 0.2 * chance
     value = metrics[f"val/{spec.metric}"]
     assert metrics[f"val/{spec.metric}_baseline"] == pytest.approx(spec.baseline)
@@ -114,28 +119,32 @@ def test_a_small_model_fits_a_small_fixed_batch_through_the_framework(name: str,
         assert value > spec.baseline if spec.higher_is_better else value < spec.baseline
 
 
-def test_an_lstm_learns_the_embedded_reber_grammar_and_its_long_range_symbol(tmp_path: Path) -> None:
-    metrics, spec = small_run("reber", "task.seq_len=20", steps=300, size=512, run_dir=tmp_path)
+def test_an_lstm_learns_the_embedded_reber_grammar_and_its_long_range_symbol(tmp_path: Path, compose) -> None:
+    metrics, spec = small_run(compose, "reber", "task.seq_len=20", steps=300, size=512, run_dir=tmp_path)
     assert metrics["val/string_accuracy"] == metrics["val/recall_accuracy"] == 1.0 > spec.baseline
     assert metrics["val/solved"] == 1.0
     assert metrics["val/loss"] < 0.5 < math.log(7), "near the grammar's own entropy per step"
 
 
-def sweep(name: str) -> tuple[DictConfig, list[list[str]]]:
+def sweep(
+    experiment_axes: Callable[[str], tuple[DictConfig, list[list[str]]]], name: str
+) -> tuple[DictConfig, list[list[str]]]:
     """An experiment's config, and the overrides of every job its sweep declares, but for the seed
     (the seeds of a job build the same model)."""
-    cfg, axes = experiment(name)
+    cfg, axes = experiment_axes(name)
     axes = [axis for axis in axes if not axis[0].startswith("seed=")]
     return cfg, [list(job) for job in itertools.product(*axes)]
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_every_job_of_an_experiment_builds_and_records_to_the_experiments_name(name: str) -> None:
-    cfg, jobs = sweep(name)
+def test_every_job_of_an_experiment_builds_and_records_to_the_experiments_name(
+    name: str, compose, experiment_axes
+) -> None:
+    cfg, jobs = sweep(experiment_axes, name)
     assert cfg.logger.experiment == name and cfg.trainer.enable_progress_bar is False and cfg.threads == 1
     assert len(jobs) >= 4 and any(job[0].startswith("cell=") for job in jobs)
     for job in jobs:
-        job_cfg = config(f"+experiment={name}", *job)
+        job_cfg = compose(f"+experiment={name}", *job)
         task = build_task(job_cfg)
         model = build_model(job_cfg, task)
         assert model(task.generate(2, seed=0)[0]).shape[0] == 2
@@ -144,16 +153,16 @@ def test_every_job_of_an_experiment_builds_and_records_to_the_experiments_name(n
     assert len(lengths) >= 2, "each experiment sweeps the length"
 
 
-def test_the_questions_have_their_experiments() -> None:
+def test_the_questions_have_their_experiments(experiment_axes) -> None:
     assert all((CONF / "experiment" / f"{name}.yaml").exists() for name in EXPERIMENTS)
-    assert sweep("vanishing")[0].task.name == "adding"
-    assert sweep("copy_memory")[0].task.name == "copy"
-    assert sweep("peephole_order")[0].task.name == "temporal_order"
+    assert sweep(experiment_axes, "vanishing")[0].task.name == "adding"
+    assert sweep(experiment_axes, "copy_memory")[0].task.name == "copy"
+    assert sweep(experiment_axes, "peephole_order")[0].task.name == "temporal_order"
 
 
-def test_an_experiment_job_leaves_an_mlflow_run_with_the_tasks_metrics(outputs, monkeypatch) -> None:
+def test_an_experiment_job_leaves_an_mlflow_run_with_the_tasks_metrics(run_seqexp, records) -> None:
     """``seqexp -m +experiment=copy_memory`` narrowed to one tiny job on the command line."""
-    seqexp(
+    run_seqexp(
         "-m",
         "+experiment=copy_memory",
         "hydra/launcher=basic",  # one job: no worker processes to start (or to leave behind)
@@ -162,11 +171,9 @@ def test_an_experiment_job_leaves_an_mlflow_run_with_the_tasks_metrics(outputs, 
         "task.seq_len=4",
         "seed=0",
         "model.hidden_size=8",
-        monkeypatch=monkeypatch,
     )
-    mlflow = client(outputs)
-    experiment = mlflow.get_experiment_by_name("copy_memory")
-    [run] = [r for r in mlflow.search_runs([experiment.experiment_id]) if "cell" in r.data.params]
+    experiment = records.get_experiment_by_name("copy_memory")
+    [run] = [r for r in records.search_runs([experiment.experiment_id]) if "cell" in r.data.params]
     assert run.info.status == "FINISHED" and run.info.run_name.startswith("lstm-uni-copy-T4-seed0")
     assert run.data.params["task.seq_len"] == "4" and run.data.params["task.num_symbols"] == "10"
     metrics = run.data.metrics

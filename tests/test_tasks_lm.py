@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import ONE_BATCH, client, config
+from mlflow import MlflowClient
+from sizes import ONE_BATCH
 from torch.utils.data import DataLoader
 
 from seqexp.checks import ConfigError
@@ -77,15 +78,15 @@ def test_the_baseline_is_the_unigram_models_cross_entropy(tmp_path: Path) -> Non
         ("task.seq_len=100000", r"task.seq_len=100000 is longer than the training text"),
     ],
 )
-def test_bad_knobs_are_refused_naming_the_key(bad: str, message: str) -> None:
+def test_bad_knobs_are_refused_naming_the_key(bad: str, message: str, compose) -> None:
     with pytest.raises(ConfigError, match=message):
-        build_task(config("task=lm", "task.corpus_sentences=100", bad))
+        build_task(compose("task=lm", "task.corpus_sentences=100", bad))
 
 
-def test_perplexity_is_e_to_the_mean_cross_entropy_over_all_validation_tokens() -> None:
+def test_perplexity_is_e_to_the_mean_cross_entropy_over_all_validation_tokens(compose) -> None:
     """Over batches of unequal cross-entropy the mean of each batch's perplexity is larger (Jensen):
     the logged perplexity is the unbiased one, e to the logged mean cross-entropy."""
-    cfg = config("task=lm", "task.level=word", "task.corpus_sentences=200", "task.seq_len=8", "logger=none")
+    cfg = compose("task=lm", "task.level=word", "task.corpus_sentences=200", "task.seq_len=8", "logger=none")
     task = build_task(cfg)
     model = build_model(cfg, task)
     with torch.no_grad():  # the model all but sure of token 2: a batch of 2s is easy, one of 3s hard
@@ -158,9 +159,9 @@ def test_sampling_with_unk_rejection_never_gives_unk() -> None:
 
 
 def test_a_tiny_language_model_learns_logs_samples_and_samples_from_its_record(
-    outputs: Path, capsys: pytest.CaptureFixture
+    outputs: Path, capsys: pytest.CaptureFixture, compose, records: MlflowClient
 ) -> None:
-    cfg = config(
+    cfg = compose(
         "task=lm",
         "task.seq_len=24",
         "task.corpus_sentences=400",
@@ -180,10 +181,9 @@ def test_a_tiny_language_model_learns_logs_samples_and_samples_from_its_record(
     assert metrics["val/solved"] == float(
         metrics["val/bits_per_char"] < 0.6 * metrics["val/bits_per_char_baseline"]
     )
-    mlflow = client(outputs)
-    logged = [a.path for a in mlflow.list_artifacts(result.run_id, "samples")]
+    logged = [a.path for a in records.list_artifacts(result.run_id, "samples")]
     assert logged == ["samples/step_0000060.txt", "samples/step_0000120.txt"]
-    text = Path(mlflow.download_artifacts(result.run_id, logged[-1])).read_text()
+    text = Path(records.download_artifacts(result.run_id, logged[-1])).read_text()
     assert text.startswith("1. ") and len(text.splitlines()) >= 3
 
     capsys.readouterr()

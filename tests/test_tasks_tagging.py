@@ -3,11 +3,12 @@ unidirectional and a bidirectional model can learn of the ambiguous words."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import config
+from omegaconf import DictConfig
 
 from seqexp.checks import ConfigError
 from seqexp.commands.train import train
@@ -87,13 +88,13 @@ def test_the_ambiguous_words_places_do_not_narrow_as_the_lookahead_grows(lookahe
         ("task.seq_len=0", r"task.seq_len must be >= 1, the places the ambiguous word can take"),
     ],
 )
-def test_bad_knobs_are_refused_naming_the_key(bad: str, message: str) -> None:
+def test_bad_knobs_are_refused_naming_the_key(bad: str, message: str, compose) -> None:
     with pytest.raises(ConfigError, match=message):
-        build_task(config("task=tagging", "task.lookahead=3", bad))
+        build_task(compose("task=tagging", "task.lookahead=3", bad))
 
 
-def tagging_run(topology: str, run_dir: Path) -> dict[str, float]:
-    cfg = config(
+def tagging_run(compose: Callable[..., DictConfig], topology: str, run_dir: Path) -> dict[str, float]:
+    cfg = compose(
         "task=tagging",
         f"topology={topology}",
         "task.seq_len=5",
@@ -113,9 +114,9 @@ def tagging_run(topology: str, run_dir: Path) -> dict[str, float]:
     return train(cfg, run_dir).metrics
 
 
-def test_only_a_bidirectional_model_tags_the_ambiguous_words(tmp_path: Path) -> None:
-    uni = tagging_run("uni", tmp_path / "uni")
-    bi = tagging_run("bi", tmp_path / "bi")
+def test_only_a_bidirectional_model_tags_the_ambiguous_words(tmp_path: Path, compose) -> None:
+    uni = tagging_run(compose, "uni", tmp_path / "uni")
+    bi = tagging_run(compose, "bi", tmp_path / "bi")
     assert uni["val/accuracy"] > 0.9 and bi["val/accuracy"] > 0.9, "both tag the unambiguous words"
     assert abs(uni["val/ambiguous_accuracy"] - 0.5) < 0.1, "unidirectional: chance on the ambiguous words"
     assert bi["val/ambiguous_accuracy"] > 0.9

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
-from conftest import TINY, client, config
+from sizes import TINY
 
 from seqexp.commands.terminal import ADVERTISEMENT, StepProgressBar, no_advertisements
 from seqexp.commands.train import train
@@ -40,9 +40,9 @@ def test_help_and_the_config_import_no_heavy_library(args: list[str], tmp_path: 
         assert "  impl: loop\n" in done.stdout.split("\nmodel:\n", 1)[1].split("\n\n")[0] + "\n"
 
 
-def test_a_run_shows_no_advertisement_and_lightning_is_left_as_it_was(outputs, caplog) -> None:
+def test_a_run_shows_no_advertisement_and_lightning_is_left_as_it_was(outputs, caplog, compose) -> None:
     caplog.set_level(logging.INFO)
-    train(config(*TINY, "logger=none", "trainer.max_steps=2"), outputs / "run")
+    train(compose(*TINY, "logger=none", "trainer.max_steps=2"), outputs / "run")
     assert ADVERTISEMENT not in caplog.text
     caplog.clear()
     pl.Trainer(logger=False, enable_progress_bar=False)
@@ -53,8 +53,8 @@ def test_a_run_shows_no_advertisement_and_lightning_is_left_as_it_was(outputs, c
     assert "GPU available" in caplog.text, "Lightning's other messages still show"
 
 
-def test_the_progress_bar_counts_steps_towards_max_steps(tmp_path: Path) -> None:
-    cfg = config(*TINY, "trainer.max_steps=7", "data.batches_per_epoch=3")
+def test_the_progress_bar_counts_steps_towards_max_steps(tmp_path: Path, compose) -> None:
+    cfg = compose(*TINY, "trainer.max_steps=7", "data.batches_per_epoch=3")
     task = build_task(cfg)
     bar = StepProgressBar()
     options = trainer_options(cfg) | {
@@ -78,11 +78,11 @@ def test_the_progress_bar_counts_steps_towards_max_steps(tmp_path: Path) -> None
     assert {description.strip() for _, _, description in seen} == {"Step"}
 
 
-def test_system_metrics_are_recorded_when_asked(outputs) -> None:
-    assert not config().logger.system_metrics, "off by default"
+def test_system_metrics_are_recorded_when_asked(outputs, compose, records) -> None:
+    assert not compose().logger.system_metrics, "off by default"
     on = ["logger.system_metrics=true", "logger.system_metrics_interval_s=0.2", "trainer.max_steps=30"]
-    result = train(config(*TINY, *on, "data.batches_per_epoch=10"), outputs / "run")
-    metrics = client(outputs).get_run(result.run_id).data.metrics
+    result = train(compose(*TINY, *on, "data.batches_per_epoch=10"), outputs / "run")
+    metrics = records.get_run(result.run_id).data.metrics
     assert "system/cpu_utilization_percentage" in metrics
     assert "system/system_memory_usage_megabytes" in metrics
 

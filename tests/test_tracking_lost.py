@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TINY
 from mlflow import MlflowClient
+from sizes import TINY
 
 from seqexp.tracking import connection
 from seqexp.tracking.connection import GuardedClient, TrackingLost

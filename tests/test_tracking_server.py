@@ -6,18 +6,20 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import TINY, seqexp
+from sizes import TINY
 
 DEAD = "http://127.0.0.1:9"
 
 
 @pytest.mark.parametrize("multirun", [False, True], ids=["run", "sweep"])
-def test_a_dead_tracking_uri_fails_within_30_s_naming_it(multirun, outputs, monkeypatch, capsys) -> None:
+def test_a_dead_tracking_uri_fails_within_30_s_naming_it(
+    multirun, outputs, monkeypatch, capsys, run_seqexp
+) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", DEAD)
     start = time.monotonic()
 
     with pytest.raises(SystemExit) as exit:
-        seqexp(*(["-m"] if multirun else []), *TINY, monkeypatch=monkeypatch)
+        run_seqexp(*(["-m"] if multirun else []), *TINY)
 
     assert time.monotonic() - start < 30
     said = " ".join((capsys.readouterr().out + str(exit.value.code)).split())

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY, client, config, seqexp
+from mlflow import MlflowClient
 from mlflow.entities import Run
+from sizes import TINY
 
 from seqexp.checks import ConfigError
 from seqexp.commands.rerun import rerun
@@ -16,17 +17,16 @@ from seqexp.commands.train import train
 from seqexp.models.data import DATA_SCHEME
 
 
-def runs(outputs: Path, experiment: str = "adding") -> list[Run]:
+def runs(records: MlflowClient, experiment: str = "adding") -> list[Run]:
     """The training runs (not a sweep's parent run) of ``experiment``."""
-    mlflow = client(outputs)
-    experiment_id = mlflow.get_experiment_by_name(experiment).experiment_id
-    return mlflow.search_runs([experiment_id], "tags.`seqexp.headline` != ''")
+    experiment_id = records.get_experiment_by_name(experiment).experiment_id
+    return records.search_runs([experiment_id], "tags.`seqexp.headline` != ''")
 
 
-def test_a_run_leaves_a_finished_mlflow_record_with_params_metrics_and_config(outputs, monkeypatch) -> None:
-    seqexp(*TINY, "cell=gru", "topology=bi", monkeypatch=monkeypatch)
+def test_a_run_leaves_a_finished_mlflow_record_with_params_metrics_and_config(run_seqexp, records) -> None:
+    run_seqexp(*TINY, "cell=gru", "topology=bi")
 
-    [run] = runs(outputs)
+    [run] = runs(records)
     assert run.info.status == "FINISHED"
     assert "MLFLOW_TRACKING_URI" not in os.environ, (
         "later runs and child processes are not sent to this store"
@@ -52,36 +52,34 @@ def test_a_run_leaves_a_finished_mlflow_record_with_params_metrics_and_config(ou
     assert run.data.tags["seqexp.overrides"].endswith("cell=gru topology=bi")
     assert "seqexp.git_commit" in run.data.tags
 
-    artifacts = client(outputs).list_artifacts(run.info.run_id)
+    artifacts = records.list_artifacts(run.info.run_id)
     assert "config.yaml" in [a.path for a in artifacts]
-    saved = yaml.safe_load(
-        Path(client(outputs).download_artifacts(run.info.run_id, "config.yaml")).read_text()
-    )
+    saved = yaml.safe_load(Path(records.download_artifacts(run.info.run_id, "config.yaml")).read_text())
     assert saved["cell"]["name"] == "gru" and saved["task"]["seq_len"] == 6
-    checkpoints = client(outputs).list_artifacts(run.info.run_id, "checkpoints")
+    checkpoints = records.list_artifacts(run.info.run_id, "checkpoints")
     assert [a.path for a in checkpoints] == ["checkpoints/epoch=1-step=6.ckpt"], (
         "the best checkpoint is an artifact"
     )
 
 
 def test_a_rerun_of_a_record_from_before_the_data_scheme_says_its_data_differ(
-    outputs, monkeypatch, capsys
+    outputs, capsys, run_seqexp, records
 ) -> None:
     """A record without ``seqexp.data_scheme`` drew its data by scheme 1."""
-    seqexp(*TINY, monkeypatch=monkeypatch)
-    [run] = runs(outputs)
-    client(outputs).delete_tag(run.info.run_id, "seqexp.data_scheme")
+    run_seqexp(*TINY)
+    [run] = runs(records)
+    records.delete_tag(run.info.run_id, "seqexp.data_scheme")
     capsys.readouterr()
-    rerun(client(outputs), run.info.run_id, outputs)
+    rerun(records, run.info.run_id, outputs)
     out = " ".join(capsys.readouterr().out.split())
     assert "drew its data by seqexp's data scheme 1 (one fixed training set" in out
     assert f"this rerun draws them by scheme {DATA_SCHEME} (a fresh training batch" in out
 
 
-def test_a_two_job_multirun_leaves_two_runs_whose_params_differ(outputs, monkeypatch) -> None:
-    seqexp("-m", *TINY, "cell=rnn,peephole", monkeypatch=monkeypatch)
+def test_a_two_job_multirun_leaves_two_runs_whose_params_differ(run_seqexp, records) -> None:
+    run_seqexp("-m", *TINY, "cell=rnn,peephole")
 
-    recorded = runs(outputs)
+    recorded = runs(records)
     assert sorted(r.data.params["cell"] for r in recorded) == ["peephole", "rnn"]
     assert all(r.info.status == "FINISHED" for r in recorded)
     assert sorted(r.data.params["cell._target_"] for r in recorded) == [
@@ -91,9 +89,9 @@ def test_a_two_job_multirun_leaves_two_runs_whose_params_differ(outputs, monkeyp
     assert {r.data.tags["seqexp.job"] for r in recorded} == {"0", "1"}
 
 
-def test_an_lstm_learns_the_adding_problem(outputs) -> None:
+def test_an_lstm_learns_the_adding_problem(outputs, compose) -> None:
     """Through the whole framework: far below the baseline on short sequences, in seconds."""
-    cfg = config(
+    cfg = compose(
         "task.seq_len=10",
         "task.train_size=2048",
         "model.hidden_size=32",
@@ -128,10 +126,10 @@ def test_an_lstm_learns_the_adding_problem(outputs) -> None:
         ("cell.nonlinearity=sigmoid", r"cell.nonlinearity must be one of \['relu', 'tanh'\]"),
     ],
 )
-def test_bad_values_fail_before_training_naming_the_key(override, message, outputs) -> None:
+def test_bad_values_fail_before_training_naming_the_key(override, message, outputs, compose) -> None:
     cell = ["cell=rnn"] if "nonlinearity" in override else []
     with pytest.raises(ConfigError, match=message):
-        train(config(*TINY, *cell, override), outputs)
+        train(compose(*TINY, *cell, override), outputs)
     assert not (outputs / "mlflow.db").exists(), "nothing was recorded for a config that cannot run"
 
 
@@ -144,11 +142,9 @@ def test_bad_values_fail_before_training_naming_the_key(override, message, outpu
         ("optimizer=adagrad", ["adam", "adamw", "rmsprop", "sgd"]),
     ],
 )
-def test_unknown_options_are_refused_listing_the_valid_ones(
-    override, options, outputs, monkeypatch, capsys
-) -> None:
+def test_unknown_options_are_refused_listing_the_valid_ones(override, options, capsys, run_seqexp) -> None:
     with pytest.raises(SystemExit) as exit:
-        seqexp(*TINY, override, monkeypatch=monkeypatch)
+        run_seqexp(*TINY, override)
     assert exit.value.code != 0
     err = capsys.readouterr().err
     group, name = override.split("=")
@@ -157,9 +153,9 @@ def test_unknown_options_are_refused_listing_the_valid_ones(
     assert "Traceback" not in err
 
 
-def test_the_command_reports_a_bad_value_without_a_traceback(outputs, monkeypatch, capsys) -> None:
+def test_the_command_reports_a_bad_value_without_a_traceback(capsys, run_seqexp) -> None:
     with pytest.raises(SystemExit) as exit:
-        seqexp(*TINY, "task.seq_len=1", monkeypatch=monkeypatch)
+        run_seqexp(*TINY, "task.seq_len=1")
     assert exit.value.code == 2
     out = capsys.readouterr()
     assert "bad config" in out.out and "task.seq_len must be >= 2" in out.out
