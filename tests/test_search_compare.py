@@ -93,3 +93,10 @@ def test_two_cells_tuned_with_one_budget_and_compared_over_seeds(outputs, capsys
         test = estimate_mean([r.data.metrics["test/mse"] for r in seeds])
         assert row["test/mse"] == f"{test.mean:.4g} ± {test.std:.2g}" and row["seeds"] == "2 of 2"
     assert "trials of Optuna's random sampler" in (root / "report.md").read_text()
+
+    comparison = records.get_run((root / "mlflow_parent_run").read_text())  # one run over it all
+    assert comparison.info.status == "FINISHED" and comparison.data.params["trials"] == "2"
+    assert {a.path for a in records.list_artifacts(comparison.info.run_id)} == {"report.md", "report.csv"}
+    for sweep in ("cell_rnn/tuning", "cell_gru/tuning", "cell_rnn/seeds", "cell_gru/seeds"):
+        sweep_parent = records.get_run((root / sweep / "mlflow_parent_run").read_text())
+        assert sweep_parent.data.tags["mlflow.parentRunId"] == comparison.info.run_id

@@ -20,6 +20,8 @@ from seqexp.search.compare import DEFAULT_SEARCH, Compared, combinations, digest
 if TYPE_CHECKING:  # Hydra, Optuna and MLflow load when a comparison starts, not for --help
     from omegaconf import DictConfig
 
+    from seqexp.tracking.runs import PatientClient
+
 TRIALS, SEEDS = 20, 5
 SWEEPER_ONLY = ("hydra.sweeper.", "hydra/sweeper/")
 """Overrides for the tunings alone (the seeds' sweeps use Hydra's basic sweeper)."""
@@ -101,13 +103,9 @@ def checked_search(searches: list[str]) -> None:
 
 
 def compare(args: argparse.Namespace, searches: list[str]) -> None:
-    import optuna
-    from mlflow.exceptions import MlflowException
-
-    from seqexp.config.build import build_task
+    """Tune, train the seeds and report every config, under one MLflow parent run."""
     from seqexp.search.trials import default_storage
-    from seqexp.tracking.report import sweep_runs
-    from seqexp.tracking.runs import PARENT_RUN_FILE, patient_client, tracking_uri
+    from seqexp.tracking.runs import check_reachable, patient_client, tracking_uri
 
     checked_search(searches)
     configs = combinations(args.overrides)
@@ -115,14 +113,87 @@ def compare(args: argparse.Namespace, searches: list[str]) -> None:
     outputs = Path(first.paths.outputs)
     name = digest(args.overrides, searches, args.trials, args.seeds, args.sampler, args.sampler_seed)
     root = outputs / "compare" / name
-    storage = default_storage(outputs)
+    uri = tracking_uri(outputs)
+    check_reachable(uri)
+    client = patient_client(uri)
+    parent = comparison_run(client, root, first.logger.experiment, outputs, args, searches)
+    try:
+        storage = default_storage(outputs)
+        compared, metric = tuned_and_seeded(args, searches, configs, root, storage, client, parent)
+        show(compared, metric, args, searches, root)
+        for report in ("report.md", "report.csv"):
+            client.log_artifact(parent, str(root / report))
+    except BaseException:
+        client.set_terminated(parent, "FAILED")
+        raise
+    client.set_terminated(parent, "FINISHED")
+    console.print(f"MLflow parent run {parent} at {uri}", soft_wrap=True)
+
+
+def comparison_run(
+    client: PatientClient,
+    root: Path,
+    experiment: str,
+    outputs: Path,
+    args: argparse.Namespace,
+    searches: list[str],
+) -> str:
+    """The comparison's MLflow parent run, over its tunings' and seeds' sweeps: the one an earlier
+    run of the same command opened (reopened), else a new one."""
+    from mlflow.entities import Param
+
+    from seqexp.tracking.runs import PARENT_RUN_FILE, TAG_OVERRIDES, experiment_id
+
+    opened = root / PARENT_RUN_FILE
+    if opened.exists():
+        run_id = opened.read_text().strip()
+        client.update_run(run_id, status="RUNNING")
+        return run_id
+    root.mkdir(parents=True, exist_ok=True)
+    run_id = client.create_run(
+        experiment_id(client, experiment, outputs),
+        run_name=f"compare-{root.name}",
+        tags={TAG_OVERRIDES: " ".join(args.overrides)},
+    ).info.run_id
+    options = {"trials": args.trials, "seeds": args.seeds, "sampler": args.sampler}
+    options |= {"sampler_seed": args.sampler_seed, "search": " ".join(searches)}
+    client.log_batch(run_id, params=[Param(key, str(value)) for key, value in options.items()])
+    opened.write_text(run_id)
+    return run_id
+
+
+def nest(client: PatientClient, parent: str, sweep_dir: Path) -> None:
+    """Put the parent run of the sweep in ``sweep_dir`` under the comparison's run."""
+    from seqexp.tracking.runs import PARENT_RUN_FILE, TAG_PARENT
+
+    client.set_tag((sweep_dir / PARENT_RUN_FILE).read_text().strip(), TAG_PARENT, parent)
+
+
+def tuned_and_seeded(
+    args: argparse.Namespace,
+    searches: list[str],
+    configs: list[tuple[str, list[str]]],
+    root: Path,
+    storage: str,
+    client: PatientClient,
+    parent: str,
+) -> tuple[list[Compared], str]:
+    """Each config tuned (a sweep of the Optuna sweeper), then its tuned config trained at the
+    seeds (a sweep), both nested under ``parent``; what they found, and the task's metric."""
+    import optuna
+    from mlflow.exceptions import MlflowException
+
+    from seqexp.config.build import build_task
+    from seqexp.tracking.report import sweep_runs
+    from seqexp.tracking.runs import PARENT_RUN_FILE
+
     compared: list[Compared] = []
-    metric = None
+    metric = ""
     for label, overrides in configs:
         shared = [o for o in overrides if not o.startswith(SWEEPER_ONLY)]
         spec = build_task(composed(shared)).spec
         metric = metric or spec.metric
-        item = Compared(label, overrides, f"compare-{name}-{safe(label)}")
+        item = Compared(label, overrides, f"compare-{root.name}-{safe(label)}")
         tuning = [
             "-m",
             "hydra/sweeper=optuna",
@@ -137,14 +208,15 @@ def compare(args: argparse.Namespace, searches: list[str]) -> None:
             *searches,
         ]
         seqexp(tuning, f"{label}: tuning")
+        nest(client, parent, root / safe(label) / "tuning")
         tuned(item, optuna.load_study(study_name=item.study, storage=storage))
         if item.chosen:
             seeds_dir = root / safe(label) / "seeds"
             seeds = ",".join(str(seed) for seed in range(1, args.seeds + 1))
-            if not finished(seeds_dir, outputs):
+            if not finished(seeds_dir, client):
                 evaluation = ["-m", f"hydra.sweep.dir={seeds_dir}", *shared, *item.chosen_overrides()]
                 seqexp([*evaluation, f"seed={seeds}"], f"{label}: {args.seeds} seeds of the tuned config")
-            client = patient_client(tracking_uri(outputs))
+            nest(client, parent, seeds_dir)
             try:
                 runs = sweep_runs(client, (seeds_dir / PARENT_RUN_FILE).read_text().strip())
             except (OSError, MlflowException) as error:
@@ -156,18 +228,15 @@ def compare(args: argparse.Namespace, searches: list[str]) -> None:
                 else:
                     item.seeds_failed += 1
         compared.append(item)
-    show(compared, metric, args, searches, root)
+    return compared, metric
 
 
-def finished(seeds_dir: Path, outputs: Path) -> bool:
+def finished(seeds_dir: Path, client: PatientClient) -> bool:
     """Did an earlier run of the same comparison train these seeds to the end?"""
-    from seqexp.tracking.runs import PARENT_RUN_FILE, patient_client, tracking_uri
+    from seqexp.tracking.runs import PARENT_RUN_FILE
 
     parent = seeds_dir / PARENT_RUN_FILE
-    if not parent.exists():
-        return False
-    run = patient_client(tracking_uri(outputs)).get_run(parent.read_text().strip())
-    return run.info.status == "FINISHED"
+    return parent.exists() and client.get_run(parent.read_text().strip()).info.status == "FINISHED"
 
 
 def show(
