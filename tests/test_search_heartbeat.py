@@ -8,10 +8,13 @@ import warnings
 from pathlib import Path
 
 import optuna
+import pytest
+from omegaconf import OmegaConf
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from sizes import TINY
 
+from seqexp.search.sweeper import StudySweeper
 from seqexp.search.trials import OWNER, RETRY_OF, heartbeats, storage
 
 LR = "optimizer.lr"
@@ -58,3 +61,24 @@ def test_a_trial_whose_heartbeats_stopped_is_tried_again_and_one_still_beating_i
     with sqlite3.connect(database) as db:  # the sweeper beat for the trials it ran
         beaten = {trial_id for (trial_id,) in db.execute("SELECT trial_id FROM trial_heartbeats")}
     assert {after.trials[2]._trial_id, after.trials[3]._trial_id} <= beaten
+
+
+@pytest.mark.parametrize(
+    ("heartbeat_s", "refused"), [(0, True), (-5, True), (1.5, True), (None, False), (30, False)]
+)
+def test_heartbeat_s_is_a_positive_whole_number_of_seconds_or_null(heartbeat_s, refused) -> None:
+    settings = {
+        "sampler": OmegaConf.create({"_target_": "optuna.samplers.RandomSampler"}),
+        "direction": "minimize",
+        "storage": None,
+        "study_name": None,
+        "n_trials": 1,
+        "n_jobs": 1,
+        "params": None,
+        "heartbeat_s": heartbeat_s,
+    }
+    if refused:
+        with pytest.raises(ValueError, match="hydra.sweeper.heartbeat_s must be a positive integer"):
+            StudySweeper(**settings)
+    else:
+        assert StudySweeper(**settings).heartbeat_s == heartbeat_s

@@ -100,7 +100,10 @@ class StudySweeper(Sweeper):
     ) -> None:
         if direction not in DIRECTIONS:
             raise ValueError(f"hydra.sweeper.direction must be one of {DIRECTIONS}, not {direction!r}")
-        for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs), ("heartbeat_s", heartbeat_s or 1)):
+        counts = {"n_trials": n_trials, "n_jobs": n_jobs}
+        if heartbeat_s is not None:  # null: no heartbeats
+            counts["heartbeat_s"] = heartbeat_s
+        for key, value in counts.items():
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"hydra.sweeper.{key} must be a positive integer, not {value!r}")
         self.sampler = built(OmegaConf.to_container(sampler, resolve=True), "samplers")
