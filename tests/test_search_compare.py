@@ -13,7 +13,8 @@ from optuna.trial import TrialState, create_trial
 from sizes import TINY
 
 from seqexp.commands.compare import main
-from seqexp.search.compare import Compared, combinations, summary, tuned
+from seqexp.config.compose import combinations
+from seqexp.search.compare import Compared, summary, tuned
 from seqexp.tracking.intervals import estimate_mean
 
 

@@ -22,7 +22,6 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 from rich.table import Table
 
@@ -38,7 +37,7 @@ from seqexp.bench.kernels import (
 from seqexp.commands.train import train
 from seqexp.config.build import build_data, build_model, build_task
 from seqexp.config.checking import options
-from seqexp.config.location import CONF
+from seqexp.config.compose import composed
 
 
 @dataclass
@@ -133,11 +132,6 @@ class StepTimer(pl.Callback):
         Path(self.path).write_text(json.dumps(timing))
 
 
-def compose_config(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("config", overrides=overrides)
-
-
 def seqexp_steps_per_s(cfg: DictConfig, skip: int, run_dir: Path) -> tuple[float, float]:
     """seqexp's whole loop: Lightning, MLflow logging, checkpoints, the diagnostics in the config.
     Steps per second between validations, and overall."""
@@ -177,7 +171,7 @@ def time_loops(overrides: list[str], steps: int, repeats: int) -> list[LoopTimin
     """seqexp's loop against the plain one, with seqexp's default callbacks and without them,
     each measured ``repeats`` times; in turns, the plain loop before and after every one of
     seqexp's measurements (the machine's speed drifts)."""
-    cfg = compose_config([*overrides, f"trainer.max_steps={steps}", "trainer.enable_progress_bar=false"])
+    cfg = composed([*overrides, f"trainer.max_steps={steps}", "trainer.enable_progress_bar=false"])
     skip = steps // 5
     bare = cfg.copy()
     bare.callbacks = {}

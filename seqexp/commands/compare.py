@@ -14,12 +14,10 @@ from rich.console import Console
 from rich.table import Table
 
 from seqexp.checks import ConfigError
-from seqexp.config.location import CONF
-from seqexp.search.compare import DEFAULT_SEARCH, Compared, combinations, digest, safe, summary, tuned
+from seqexp.config.compose import combinations, composed
+from seqexp.search.compare import DEFAULT_SEARCH, Compared, digest, safe, summary, tuned
 
 if TYPE_CHECKING:  # Hydra, Optuna and MLflow load when a comparison starts, not for --help
-    from omegaconf import DictConfig
-
     from seqexp.tracking.runs import PatientClient
 
 TRIALS, SEEDS = 20, 5
@@ -54,19 +52,6 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--sampler-seed", type=int, default=0, help="the sampler's seed (default 0)")
     return p
-
-
-def composed(overrides: list[str]) -> DictConfig:
-    """The config ``seqexp OVERRIDES`` would run."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(str(CONF), version_base="1.3"):
-            return compose("config", overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
 
 
 def seqexp(arguments: list[str], what: str) -> None:
@@ -105,7 +90,7 @@ def checked_search(searches: list[str]) -> None:
 def compare(args: argparse.Namespace, searches: list[str]) -> None:
     """Tune, train the seeds and report every config, under one MLflow parent run."""
     from seqexp.search.trials import default_storage
-    from seqexp.tracking.runs import check_reachable, patient_client, tracking_uri
+    from seqexp.tracking.runs import check_reachable, ends_run, patient_client, tracking_uri
 
     checked_search(searches)
     configs = combinations(args.overrides)
@@ -117,16 +102,12 @@ def compare(args: argparse.Namespace, searches: list[str]) -> None:
     check_reachable(uri)
     client = patient_client(uri)
     parent = comparison_run(client, root, first.logger.experiment, outputs, args, searches)
-    try:
+    with ends_run(client, parent):
         storage = default_storage(outputs)
         compared, metric = tuned_and_seeded(args, searches, configs, root, storage, client, parent)
         show(compared, metric, args, searches, root)
         for report in ("report.md", "report.csv"):
             client.log_artifact(parent, str(root / report))
-    except BaseException:
-        client.set_terminated(parent, "FAILED")
-        raise
-    client.set_terminated(parent, "FINISHED")
     console.print(f"MLflow parent run {parent} at {uri}", soft_wrap=True)
 
 
@@ -140,9 +121,7 @@ def comparison_run(
 ) -> str:
     """The comparison's MLflow parent run, over its tunings' and seeds' sweeps: the one an earlier
     run of the same command opened (reopened), else a new one."""
-    from mlflow.entities import Param
-
-    from seqexp.tracking.runs import PARENT_RUN_FILE, TAG_OVERRIDES, experiment_id
+    from seqexp.tracking.runs import PARENT_RUN_FILE, open_parent_run
 
     opened = root / PARENT_RUN_FILE
     if opened.exists():
@@ -150,14 +129,9 @@ def comparison_run(
         client.update_run(run_id, status="RUNNING")
         return run_id
     root.mkdir(parents=True, exist_ok=True)
-    run_id = client.create_run(
-        experiment_id(client, experiment, outputs),
-        run_name=f"compare-{root.name}",
-        tags={TAG_OVERRIDES: " ".join(args.overrides)},
-    ).info.run_id
     options = {"trials": args.trials, "seeds": args.seeds, "sampler": args.sampler}
     options |= {"sampler_seed": args.sampler_seed, "search": " ".join(searches)}
-    client.log_batch(run_id, params=[Param(key, str(value)) for key, value in options.items()])
+    run_id = open_parent_run(client, experiment, outputs, f"compare-{root.name}", args.overrides, options)
     opened.write_text(run_id)
     return run_id
 

@@ -11,16 +11,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from seqexp.checks import ConfigError
-from seqexp.config.location import CONF
-from seqexp.config.renamed import OVERRIDE, renamed_overrides
+from seqexp.config.compose import combinations, composed, override_key
+from seqexp.config.renamed import renamed_overrides
 from seqexp.search.horizon import check_search, decided, find_horizon
 
 if TYPE_CHECKING:  # MLflow and matplotlib load when a search starts, not for --help
@@ -77,32 +74,6 @@ def parser() -> argparse.ArgumentParser:
         "callbacks.early_stopping=StopOnceSolved, unless the config sets its own)",
     )
     return p
-
-
-def composed(overrides: list[str]) -> DictConfig:
-    """The config ``seqexp OVERRIDES`` would run."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("config", overrides=overrides)
-
-
-def configs(overrides: list[str]) -> list[tuple[str, list[str]]]:
-    """One (label, overrides) per combination of the swept values (``cell=rnn,gru``), the label the
-    swept overrides alone."""
-    parser = OverridesParser.create()
-    parsed = parser.parse_overrides(overrides)
-    swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
-    jobs = [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-    labelled = []
-    for job in jobs:
-        label = " ".join(line for line in job if key_of(line) in swept) or " ".join(job) or "config"
-        labelled.append((label, job))
-    return labelled
-
-
-def key_of(override: str) -> str:
-    match = OVERRIDE.match(override)
-    return match[2] if match else override
 
 
 def safe(label: str) -> str:
@@ -227,7 +198,7 @@ class Plan:
 def planned(args: argparse.Namespace) -> list[Plan]:
     """Every config's search, or a clear error about the first that cannot be searched."""
     plans = []
-    for label, job in configs(renamed_overrides(args.overrides)):
+    for label, job in combinations(renamed_overrides(args.overrides)):
         base = composed(job)
         if base.logger.name != "mlflow":
             raise ConfigError(
@@ -238,7 +209,7 @@ def planned(args: argparse.Namespace) -> list[Plan]:
         lowest, highest = min(args.min_length, start), max(args.max_length, start)
         check_search(args.k, args.n, args.resolution, start, lowest, highest)
         seeds = [base.seed + i for i in range(args.n)]
-        kept = [line for line in job if key_of(line) not in (key, "seed")]
+        kept = [line for line in job if override_key(line) not in (key, "seed")]
         floor = shortest_length(base, key, lowest, start)
         plans.append(Plan(label, kept, key, start, seeds, base.logger.experiment, floor, highest))
     return plans
@@ -284,16 +255,8 @@ def search(
 
 def horizons(args: argparse.Namespace) -> None:
     """Every config's horizon, under one MLflow parent run, with a table, a plot and a summary."""
-    from mlflow.entities import Param
-
     from seqexp.search.horizon_report import plot, table, write_summary
-    from seqexp.tracking.runs import (
-        TAG_OVERRIDES,
-        check_reachable,
-        experiment_id,
-        patient_client,
-        tracking_uri,
-    )
+    from seqexp.tracking.runs import check_reachable, ends_run, open_parent_run, patient_client, tracking_uri
 
     plans = planned(args)
     outputs = Path(composed(plans[0].overrides).paths.outputs)
@@ -303,18 +266,15 @@ def horizons(args: argparse.Namespace) -> None:
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     run_root = outputs / "horizon" / stamp
     run_root.mkdir(parents=True)
-    parent = client.create_run(
-        experiment_id(client, plans[0].experiment, outputs),
-        run_name=f"horizon-{stamp}",
-        tags={TAG_OVERRIDES: " ".join(args.overrides), TAG_HORIZON_DIR: str(run_root.resolve())},
-    ).info.run_id
     options = {name: getattr(args, name) for name in ("k", "n", "resolution", "min_length", "max_length")}
     options |= {
         "length_key": " ".join(sorted({p.length_key for p in plans})),
         "early_stopping": not args.no_early_stopping,
     }
-    client.log_batch(parent, params=[Param(name, str(value)) for name, value in options.items()])
-    try:
+    tags = {TAG_HORIZON_DIR: str(run_root.resolve())}
+    name = f"horizon-{stamp}"
+    parent = open_parent_run(client, plans[0].experiment, outputs, name, args.overrides, options, tags)
+    with ends_run(client, parent):
         searched = []
         for plan in plans:
             searched.append(search(plan, args, client, parent, run_root))
@@ -327,10 +287,6 @@ def horizons(args: argparse.Namespace) -> None:
             write_summary(searched, run_root / "horizon.json"),
         ):
             client.log_artifact(parent, str(path))
-    except BaseException:
-        client.set_terminated(parent, "FAILED")
-        raise
-    client.set_terminated(parent, "FINISHED")
     console.print(f"MLflow parent run {parent} at {uri}; plot and summary in {run_root}", soft_wrap=True)
 
 

@@ -49,18 +49,6 @@ class Compared:
         return "/".join(str(self.trials.get(state, 0)) for state in ("complete", "pruned", "fail"))
 
 
-def combinations(overrides: list[str]) -> list[tuple[str, list[str]]]:
-    """One ``(label, overrides)`` per combination of the swept values (``cell=rnn,gru``), labelled
-    by its swept overrides."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    swept = {o.get_key_element() for o in parsed if o.is_sweep_override()}
-    jobs = [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-    return [(" ".join(o for o in job if o.partition("=")[0] in swept) or "config", job) for job in jobs]
-
-
 def digest(*parts: Any) -> str:
     """A short name for what a comparison is: the same command, the same studies and directory."""
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:10]

@@ -82,6 +82,39 @@ def experiment_id(client: MlflowClient | PatientClient, name: str, outputs: Path
         return experiment.experiment_id
 
 
+def open_parent_run(
+    client: PatientClient,
+    experiment: str,
+    outputs: Path,
+    name: str,
+    overrides: list[str],
+    options: dict[str, Any],
+    tags: dict[str, str] | None = None,
+) -> str:
+    """A parent run for what a command trains (a comparison, a horizon search): named, tagged with
+    the command's overrides, its ``options`` as params."""
+    from mlflow.entities import Param
+
+    run_id = client.create_run(
+        experiment_id(client, experiment, outputs),
+        run_name=name,
+        tags={TAG_OVERRIDES: " ".join(overrides), **(tags or {})},
+    ).info.run_id
+    client.log_batch(run_id, params=[Param(key, str(value)) for key, value in options.items()])
+    return run_id
+
+
+@contextmanager
+def ends_run(client: PatientClient, run_id: str) -> Iterator[None]:
+    """Run the block; then end ``run_id`` FINISHED, or FAILED if the block raised."""
+    try:
+        yield
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+
+
 def ui_command(uri: str) -> str:
     """The command that opens the MLflow UI on ``uri``, on this machine only."""
     return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
