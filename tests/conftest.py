@@ -23,6 +23,7 @@ from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from seqexp.commands import train
+from seqexp.config.compose import composed
 from seqexp.config.location import CONF
 
 
@@ -64,9 +65,7 @@ def compose() -> Callable[..., DictConfig]:
     """``compose(*OVERRIDES)`` is the config ``seqexp OVERRIDES`` would run, composed, not run."""
 
     def compose_config(*overrides: str) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(str(CONF), version_base="1.3"):
-            return hydra.compose("config", overrides=list(overrides))
+        return composed(list(overrides))
 
     return compose_config
 

@@ -29,6 +29,14 @@ def test_each_combination_of_the_swept_values_is_a_config_labelled_by_them() -> 
     assert found[1][1] == ["cell=rnn", "task=adding", "topology=bi"]
 
 
+def test_a_config_with_nothing_swept_is_labelled_by_all_its_overrides() -> None:
+    assert combinations(["+callbacks.x={a:1}", "cell=gru"]) == [
+        ("+callbacks.x={a:1} cell=gru", ["+callbacks.x={a:1}", "cell=gru"])
+    ]
+    assert combinations([]) == [("config", [])]
+    assert [label for label, _ in combinations(["+seed=1,2", "cell=gru"])] == ["+seed=1", "+seed=2"]
+
+
 def test_the_table_states_the_budget_the_choice_and_the_test_metric_with_its_interval() -> None:
     study = optuna.create_study()
     lr = FloatDistribution(1e-4, 1e-1, log=True)
