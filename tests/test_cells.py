@@ -1,4 +1,4 @@
-"""The cells compute exactly NOTATION.md's functions, and equal torch's where torch has them."""
+"""The cells compute exactly seqexp/cells/NOTATION.md's functions, and equal torch's where torch has them."""
 
 from __future__ import annotations
 
@@ -153,7 +153,8 @@ def test_forget_bias_sets_the_initial_forget_gate_bias() -> None:
     assert not torch.equal(cell.block(cell.b, "u"), torch.full((N_A,), 2.5))
 
 
-# --- NOTATION.md, transcribed: one function per cell, one line per equation, W [a, x] as written.
+# --- seqexp/cells/NOTATION.md, transcribed: one function per cell, one line per equation,
+# W [a, x] as written.
 
 
 def sigma(z: Tensor) -> Tensor:

@@ -78,6 +78,15 @@ def test_a_search_that_is_not_a_sweep_is_refused_before_anything_runs(outputs, c
     assert not outputs.exists()
 
 
+def test_help_prints_a_single_percent_sign(capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["--help"])
+    assert stopped.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "with 95% intervals" in out
+    assert "%%" not in out
+
+
 @pytest.mark.slow
 def test_two_cells_tuned_with_one_budget_and_compared_over_seeds(outputs, capsys, records) -> None:
     pruner = "hydra.sweeper.pruner.n_warmup_steps=3"  # the tunings' alone, not the seeds' sweeps

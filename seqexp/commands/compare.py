@@ -34,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
         description="Compare configs fairly: each combination of the comma-separated values is tuned "
         "with the same search (--search) and the same number of trials (--trials) on its validation "
         "metric, at seed 0; each tuned config is then trained at seeds 1..--seeds and the configs are "
-        "compared on the test metric of their selected checkpoints, with 95%% intervals. Running the "
+        "compared on the test metric of their selected checkpoints, with 95% intervals. Running the "
         "same command again continues where it stopped (the studies are stored; finished seeds kept).",
         epilog="e.g. seqexp-compare cell=rnn,gru,lstm,peephole task=adding task.seq_len=100",
     )
