@@ -14,6 +14,7 @@ from sizes import TINY
 
 from seqexp.checks import ConfigError
 from seqexp.commands.train import train
+from seqexp.config.build import build_task
 from seqexp.config.memory import check_fits, estimate
 from seqexp.tasks.adding import AddingTask
 
@@ -81,15 +82,28 @@ def test_every_problem_of_a_config_is_reported_at_once(outputs, compose) -> None
 
 def test_the_memory_estimate_grows_with_the_sequence_and_refuses_what_does_not_fit(compose) -> None:
     cfg = compose(*TINY)
-    spec = AddingTask(seq_len=6, train_size=64, val_size=32).spec
-    small = sum(estimate(cfg, spec).values())
-    cfg.task.seq_len = 600
-    assert sum(estimate(cfg, spec).values()) == pytest.approx(100 * small, rel=0.05)
-    check_fits(cfg, spec, available=10**9)
+    small = sum(estimate(cfg, build_task(cfg)).values())
+    task = build_task(compose(*TINY, "task.seq_len=600"))
+    assert sum(estimate(cfg, task).values()) == pytest.approx(100 * small, rel=0.05)
+    check_fits(cfg, task, available=10**9)
     with pytest.raises(
         ConfigError, match=r"needs about 0.0\d+ GiB \(the data .*\) but 0.000977 GiB of memory is available"
     ):
-        check_fits(cfg, spec, available=2**20)
+        check_fits(cfg, task, available=2**20)
+
+
+class TenTimesLonger(AddingTask):
+    """A task whose inputs are longer than its ``seq_len``, and says so."""
+
+    @property
+    def steps(self) -> int:
+        return 10 * self.seq_len
+
+
+def test_the_memory_estimate_counts_the_tasks_own_length(compose) -> None:
+    cfg = compose(*TINY)
+    longer = estimate(cfg, TenTimesLonger(seq_len=6, train_size=64, val_size=32))
+    assert longer == estimate(cfg, AddingTask(seq_len=60, train_size=64, val_size=32))
 
 
 def test_any_max_steps_ends_with_a_validation_and_a_checkpoint_of_the_final_state(

@@ -1,22 +1,45 @@
 """Every task's length knob (``Task.length_key``, what ``seqexp-horizon`` varies) lengthens the
-dependency its model must bridge, measured on the data it generates."""
+dependency its model must bridge, measured on the data it generates. The tasks are the options of
+the ``task`` config group, found as Hydra finds them: a task added as a YAML is checked with no edit
+here (its dependency is measured where its class, or a class it derives from, has a measure)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
+from itertools import pairwise
 from pathlib import Path
 
-import hydra
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor
 
 from seqexp.config.build import build_task
+from seqexp.config.compose import composed, options
 from seqexp.config.location import CONF
 from seqexp.tasks import Task
-from seqexp.tasks.reber import PAD
-from seqexp.tasks.tagging import INDEX, NAME_CUES, THING_CUES
-from seqexp.tasks.temporal_order import END, X, Y
+from seqexp.tasks.adding import AddingTask
+from seqexp.tasks.agreement import AgreementTask
+from seqexp.tasks.copy import CopyTask
+from seqexp.tasks.dates import DatesTask
+from seqexp.tasks.digits import DigitsTask
+from seqexp.tasks.lm import LanguageModelTask
+from seqexp.tasks.reber import PAD, ReberTask
+from seqexp.tasks.tagging import INDEX, NAME_CUES, THING_CUES, TaggingTask
+from seqexp.tasks.temporal_order import END, TemporalOrderTask, X, Y
+
+LENGTHS = (12, 24, 48)
+CONFIGS = {name: (f"task={name}",) for name in options("task")} | {
+    "reber_exact": ("task=reber", "task.lengths=exact"),
+}
+"""Every option of the ``task`` group, and the variants whose knob only an override turns on."""
+
+
+@cache
+def built(*overrides: str) -> Task:
+    """The task ``seqexp OVERRIDES`` would train on (built once per module: lm reads a corpus)."""
+    return build_task(composed(list(overrides)))
 
 
 def adding(task: Task, inputs: Tensor, targets: Tensor) -> Tensor:
@@ -57,39 +80,59 @@ def temporal_order(task: Task, inputs: Tensor, targets: Tensor) -> Tensor:
     return (end - first).float()
 
 
-DISTANCES: dict[str, tuple[list[str], Callable[[Task, Tensor, Tensor], Tensor]]] = {
-    "adding": ([], adding),
-    "agreement": ([], agreement),
-    "copy": (["task.num_symbols=3"], copy),
-    "reber": (["task.lengths=exact"], reber),
-    "tagging": ([], tagging),
-    "temporal_order": ([], temporal_order),
+MEASURES: dict[type[Task], Callable[[Task, Tensor, Tensor], Tensor]] = {
+    AddingTask: adding,
+    AgreementTask: agreement,
+    CopyTask: copy,
+    ReberTask: reber,
+    TaggingTask: tagging,
+    TemporalOrderTask: temporal_order,
 }
-"""Each task whose length knob sets a dependency: the overrides it needs, and the distance each
-example makes its model bridge."""
-NO_KNOB = {"dates": "pads the source", "digits": "64 pixels or 8 rows", "lm": "a context window"}
+"""The distance each example makes its model bridge, by task class (a subclass is measured as the
+class it derives from)."""
+NO_KNOB = {
+    DatesTask: "pads the source",
+    DigitsTask: "64 pixels or 8 rows",
+    LanguageModelTask: "a context window",
+}
 """Tasks whose lengths set no dependency distance."""
 
 
-def test_every_task_is_checked() -> None:
-    tasks = {path.stem for path in (CONF / "task").glob("*.yaml")}
-    assert tasks == set(DISTANCES) | set(NO_KNOB)
+def measure(task: Task) -> Callable[[Task, Tensor, Tensor], Tensor] | None:
+    return next((MEASURES[cls] for cls in type(task).__mro__ if cls in MEASURES), None)
 
 
-@pytest.mark.parametrize("name", sorted(DISTANCES))
-def test_a_longer_length_knob_means_a_longer_dependency(name: str, compose) -> None:
-    overrides, distance = DISTANCES[name]
+def test_every_task_yaml_is_an_option() -> None:
+    assert options("task") == sorted(path.stem for path in (CONF / "task").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_a_length_knob_is_an_integer_task_key_that_changes_the_data(name: str, compose) -> None:
+    cfg = compose(*CONFIGS[name])
+    key = built(*CONFIGS[name]).length_key
+    if key is None:
+        return
+    assert key.startswith("task.") and isinstance(OmegaConf.select(cfg, key), int), key
+    inputs = [built(*CONFIGS[name], f"{key}={length}").generate(8, seed=0)[0] for length in LENGTHS]
+    assert all(a.shape != b.shape or not torch.equal(a, b) for a, b in pairwise(inputs)), key
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_a_longer_length_knob_means_a_longer_dependency(name: str) -> None:
+    task = built(*CONFIGS[name])
+    key, distance = task.length_key, measure(task)
+    if key is None:
+        pytest.skip(f"{type(task).__name__} has no length knob")
+    if distance is None:
+        pytest.skip(f"no measure of {type(task).__name__}'s dependency here")
     measured = []
-    for length in (12, 24, 48):
-        cfg = compose(f"task={name}", *overrides)
-        key = build_task(cfg).length_key
-        assert key is not None and key.startswith("task.") and key.removeprefix("task.") in cfg.task
-        cfg = compose(f"task={name}", *overrides, f"{key}={length}")
-        task = build_task(cfg)
+    for length in LENGTHS:
+        task = built(*CONFIGS[name], f"{key}={length}")
         inputs, targets = task.generate(400, seed=length)
         measured.append(distance(task, inputs, targets).mean().item())
     assert measured[0] < measured[1] < measured[2], measured
-    assert measured[2] - measured[0] >= (48 - 12) / 4, f"the distance grows with the length: {measured}"
+    growth = (LENGTHS[-1] - LENGTHS[0]) / 4
+    assert measured[2] - measured[0] >= growth, f"the distance grows with the length: {measured}"
 
 
 def test_tagging_and_reber_distances_are_their_lengths_exactly(compose) -> None:
@@ -100,9 +143,9 @@ def test_tagging_and_reber_distances_are_their_lengths_exactly(compose) -> None:
     assert set(reber(reber_task, *reber_task.generate(200, seed=0)).tolist()) == {40.0 - 2}
 
 
-@pytest.mark.parametrize("name", sorted(NO_KNOB))
-def test_tasks_without_a_dependency_length_have_no_knob(name: str, compose) -> None:
-    assert hydra.utils.get_class(compose(f"task={name}").task._target_).length_key is None
+@pytest.mark.parametrize("task_class", NO_KNOB, ids=lambda cls: cls.__name__)
+def test_tasks_without_a_dependency_length_have_no_knob(task_class: type[Task]) -> None:
+    assert task_class.length_key is None, NO_KNOB[task_class]
 
 
 def test_classic_reber_sets_no_dependency_length(compose) -> None:

@@ -98,7 +98,7 @@ def train(
 
     def task_and_model() -> tuple[Task, TaskModule]:
         task = build_task(cfg)
-        check_fits(cfg, task.spec)
+        check_fits(cfg, task)
         return task, build_model(cfg, task)
 
     check_config(cfg, trial=task_and_model)  # with a bad value, a build error is listed with it

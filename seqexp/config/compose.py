@@ -1,6 +1,7 @@
 """The configs a command that drives ``seqexp`` works with (``seqexp-compare``, ``seqexp-horizon``,
-the bench): the config ``seqexp OVERRIDES`` would run, and one override list per combination of a
-sweep's values. Hydra loads when they are called, not on import (``--help`` stays fast)."""
+the bench): the config ``seqexp OVERRIDES`` would run, one override list per combination of a
+sweep's values, and a config group's options. Hydra loads when they are called, not on import
+(``--help`` stays fast)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,20 @@ def composed(overrides: list[str]) -> DictConfig:
     try:
         with initialize_config_dir(str(CONF), version_base="1.3"):
             return compose("config", overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def options(group: str) -> list[str]:
+    """The options of config group ``group`` (``task``: ``adding``, ``copy``, ...), sorted, as Hydra
+    finds them: a file ``conf/<group>/<name>.yaml`` is one, with nothing else to list it."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            return sorted(GlobalHydra.instance().config_loader().get_group_options(group))
     finally:
         GlobalHydra.instance().clear()
 

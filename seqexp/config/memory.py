@@ -1,5 +1,6 @@
-"""Will a run fit in memory? An estimate from the config and the task's spec, before anything is
-allocated, so that a run too large for the machine is refused instead of failing mid-way."""
+"""Will a run fit in memory? An estimate from the config and the built task (its spec, lengths and
+split sizes), before any data or model is allocated, so that a run too large for the machine is
+refused instead of failing mid-way."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from seqexp.checks import ConfigError
-from seqexp.tasks import TaskSpec
+from seqexp.tasks import Task
 
 FLOAT = 4
 TOKEN = 8
@@ -31,11 +32,12 @@ def available_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
-def estimate(cfg: DictConfig, spec: TaskSpec) -> dict[str, int]:
+def estimate(cfg: DictConfig, task: Task) -> dict[str, int]:
     """Bytes the run needs, by what needs them: an upper estimate of the data and model a run
-    holds at once, not a measurement."""
-    seq_len, batch = cfg.task.seq_len, cfg.data.batch_size
-    examples = (cfg.task.get("train_size") or batch) + cfg.task.val_size + (cfg.task.get("test_size") or 0)
+    holds at once, not a measurement. The task says its length (:attr:`Task.steps`) and its
+    splits' sizes; the config says the batch and the model."""
+    spec, seq_len, batch = task.spec, task.steps, cfg.data.batch_size
+    examples = (task.train_size or batch) + task.val_size + task.test_size
     per_step_input = TOKEN if spec.tokens else spec.input_size * FLOAT
     output_len = spec.output_length or seq_len
     example_bytes = seq_len * per_step_input + output_len * spec.output_size * FLOAT
@@ -53,9 +55,9 @@ def estimate(cfg: DictConfig, spec: TaskSpec) -> dict[str, int]:
     }
 
 
-def check_fits(cfg: DictConfig, spec: TaskSpec, available: int | None = None) -> None:
-    """Refuse a config whose estimate exceeds the memory available, with the estimate."""
-    needs = estimate(cfg, spec)
+def check_fits(cfg: DictConfig, task: Task, available: int | None = None) -> None:
+    """Refuse a config whose estimate for ``task`` exceeds the memory available, with the estimate."""
+    needs = estimate(cfg, task)
     available = available_bytes() if available is None else available
     total = sum(needs.values())
     if total > available:

@@ -94,6 +94,14 @@ class Task(ABC):
         fixed pool of data draws each split from its own part of it."""
         return self.generate(n, seed)
 
+    @property
+    def steps(self) -> int:
+        """Time steps per input that the memory check counts (:mod:`seqexp.config.memory`):
+        ``seq_len``. A task whose inputs are longer may say so here; copy (``T + 2K``), tagging
+        (``seq_len + lookahead``) and agreement (``seq_len + 5``) do not, so that their estimates
+        stay as they were."""
+        return self.seq_len
+
     def distinct_inputs(self) -> float:
         """How many distinct inputs the generator can draw, or a lower bound of it (``math.inf``
         where they are real-valued): where the validation and test sets are a negligible share
