@@ -12,14 +12,14 @@ from mlflow import MlflowClient
 from sizes import TINY
 from torch import Tensor, nn
 
-from seqexp.cells import LSTMCell, RecurrentCell, RNNCell, State
+from seqexp.cells import LSTMCell, PeepholeLSTMCell, RecurrentCell, RNNCell, SelectiveSSMCell, State
 from seqexp.commands.train import train
 from seqexp.diagnostics.flow_plots import FlowHistory
 from seqexp.diagnostics.gradients import (
     Diverged,
     NonFiniteGuard,
     group_norms,
-    parameter_group,
+    parameter_groups,
     step_gradient_norms,
 )
 from seqexp.layers.recurrent import RecurrentStack
@@ -120,21 +120,25 @@ def test_on_a_linear_rnn_with_recurrent_weight_w_the_ratio_is_w_to_the_t_minus_1
     torch.testing.assert_close(curve[:-1] / curve[1:], torch.full((seq_len - 1,), w, dtype=torch.float64))
 
 
-@pytest.mark.parametrize(
-    ("name", "group"),
-    [
-        ("encoder.weight", "input"),
-        ("stack.layers.0.0.W_x", "input"),
-        ("stack.layers.1.0.W_a", "recurrent"),
-        ("stack.layers.0.0.p_f", "recurrent"),
-        ("stack.layers.0.0.b", "bias"),
-        ("stack.layers.0.0.b_cc", "bias"),
-        ("head.weight", "head"),
-        ("head.bias", "head"),
-    ],
-)
-def test_parameter_groups(name: str, group: str) -> None:
-    assert parameter_group(name) == group
+def test_parameter_groups_come_from_the_cells() -> None:
+    model = adding_model(RecurrentStack(PeepholeLSTMCell, 2, 4, num_layers=2))
+    groups = parameter_groups(model)
+
+    assert groups["stack.layers.0.0.W_x"] == "input"
+    assert groups["stack.layers.1.0.W_a"] == "recurrent"
+    assert groups["stack.layers.0.0.p_f"] == "recurrent"
+    assert groups["stack.layers.0.0.b"] == "bias"
+    assert groups["head.weight"] == groups["head.bias"] == "head"
+    assert set(groups) == {name for name, _ in model.named_parameters()}
+
+
+def test_a_cell_of_its_own_names_its_groups() -> None:
+    model = adding_model(RecurrentStack(SelectiveSSMCell, 2, 4))
+    groups = parameter_groups(model)
+
+    assert groups["stack.layers.0.0.A_log"] == "recurrent"
+    assert groups["stack.layers.0.0.W_B"] == "selection"
+    assert groups["stack.layers.0.0.W_u"] == "input"
 
 
 @pytest.mark.parametrize("impl", ["custom", "native"])

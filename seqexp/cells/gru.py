@@ -19,6 +19,9 @@ class SimpleGRUCell(RecurrentCell):
 
     blocks = ("u", "c")
 
+    def kernel_equations(self) -> tuple[str, dict[str, Tensor]]:
+        return "gru_simple", {"W_x": self.W_x, "b": self.b, "W_a": self.W_a}
+
     def step(self, wx_t: Tensor, state: State) -> State:
         (c_prev,) = state
         u, c = (wx_t + c_prev @ self.W_a.T).chunk(2, dim=-1)
@@ -54,6 +57,10 @@ class GRUCell(RecurrentCell):
     @property
     def native(self) -> type[nn.RNNBase] | None:  # type: ignore[override]
         return nn.GRU if self.reset_after else None
+
+    def kernel_equations(self) -> tuple[str, dict[str, Tensor]] | None:
+        """The course form has seqexp's kernel; torch's form runs on torch.nn.GRU."""
+        return None if self.reset_after else ("gru", {"W_x": self.W_x, "b": self.b, "W_a": self.W_a})
 
     def step(self, wx_t: Tensor, state: State) -> State:
         (c_prev,) = state

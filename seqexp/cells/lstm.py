@@ -35,6 +35,14 @@ class LSTMCell(RecurrentCell):
         with torch.no_grad():
             self.block(self.b, "f").fill_(self.forget_bias)
 
+    def after_scheme(self) -> None:
+        """An initialisation scheme keeps ``b_f`` at ``forget_bias`` (and peepholes at zero)."""
+        super().after_scheme()
+        self.block(self.b, "f").fill_(self.forget_bias)
+
+    def kernel_equations(self) -> tuple[str, dict[str, Tensor]]:
+        return "lstm", {"W_x": self.W_x, "b": self.b, "W_a": self.W_a, "peepholes": None}
+
     def step(self, wx_t: Tensor, state: State) -> State:
         a_prev, c_prev = state
         u, f, c, o = (wx_t + a_prev @ self.W_a.T).chunk(4, dim=-1)
@@ -66,6 +74,10 @@ class PeepholeLSTMCell(LSTMCell):
         self.p_u = nn.Parameter(torch.zeros(hidden_size))
         self.p_f = nn.Parameter(torch.zeros(hidden_size))
         self.p_o = nn.Parameter(torch.zeros(hidden_size))
+
+    def kernel_equations(self) -> tuple[str, dict[str, Tensor]]:
+        peepholes = torch.stack([self.p_u, self.p_f, self.p_o])
+        return "lstm", {"W_x": self.W_x, "b": self.b, "W_a": self.W_a, "peepholes": peepholes}
 
     def step(self, wx_t: Tensor, state: State) -> State:
         a_prev, c_prev = state

@@ -30,6 +30,9 @@ class RNNCell(RecurrentCell):
     def native_options(self) -> dict[str, Any]:
         return {"nonlinearity": self.nonlinearity}
 
+    def kernel_equations(self) -> tuple[str, dict[str, Tensor]]:
+        return f"rnn_{self.nonlinearity}", {"W_x": self.W_x, "b": self.b, "W_a": self.W_a}
+
     def step(self, wx_t: Tensor, state: State) -> State:
         (a_prev,) = state
         a = self.g(wx_t + a_prev @ self.W_a.T)

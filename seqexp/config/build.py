@@ -16,8 +16,9 @@ from torch import nn
 from seqexp.checks import ConfigError
 from seqexp.config.checking import instantiate, options
 from seqexp.config.renamed import with_keys_moved
+from seqexp.layers import BlockStack, RecurrentStack, Stack
 from seqexp.layers.initialization import initialized
-from seqexp.layers.recurrent import CellFactory, RecurrentStack
+from seqexp.layers.recurrent import CellFactory
 from seqexp.models.budget import hidden_size_for_budget, trainable_parameters
 from seqexp.models.data import TaskData
 from seqexp.models.encoder_decoder import Seq2SeqModel
@@ -48,16 +49,7 @@ def build_model(cfg: DictConfig, task: Task) -> SequenceModel | Seq2SeqModel:
         encoder, input_size = nn.Identity(), spec.input_size
     with config_errors():
         make_cell = partial(hydra.utils.get_class(cfg.cell._target_), **cell_options)
-        stack = RecurrentStack(
-            initialized(make_cell, cfg.init.scheme),
-            input_size=input_size,
-            hidden_size=cfg.model.hidden_size,
-            num_layers=cfg.topology.num_layers,
-            bidirectional=cfg.topology.bidirectional,
-            dropout=cfg.topology.dropout,
-            impl=cfg.model.impl,
-            input_dropout=cfg.topology.input_dropout,
-        )
+        stack = build_stack(cfg, initialized(make_cell, cfg.init.scheme), input_size)
         if spec.shape == "encoder_decoder":
             return build_seq2seq(cfg, task, stack, encoder, make_cell)
         model_class, extra = SequenceModel, {}
@@ -72,6 +64,25 @@ def build_model(cfg: DictConfig, task: Task) -> SequenceModel | Seq2SeqModel:
             tbptt_steps=cfg.training.tbptt_steps,
             **extra,
         )
+
+
+def build_stack(cfg: DictConfig, make_cell: CellFactory, input_size: int) -> Stack:
+    """The topology's stack of cells: residual blocks where ``topology.block`` is set (and
+    ``topology.bidirectional`` false), else layers of one direction or two."""
+    topology = cfg.topology
+    common = {"num_layers": topology.num_layers, "dropout": topology.dropout, "impl": cfg.model.impl}
+    common |= {"input_dropout": topology.input_dropout}
+    if topology.get("block") is None:
+        return RecurrentStack(
+            make_cell, input_size, cfg.model.hidden_size, bidirectional=topology.bidirectional, **common
+        )
+    if topology.bidirectional:
+        raise ValueError(
+            "topology.bidirectional must be false with topology.block: the blocks run left to right"
+        )
+    return BlockStack(
+        make_cell, input_size, cfg.model.hidden_size, **options(topology.block, drop=()), **common
+    )
 
 
 def budget_hidden_size(cfg: DictConfig, task: Task) -> int:
@@ -93,7 +104,7 @@ def sized(cfg: DictConfig, hidden_size: int) -> DictConfig:
 def build_seq2seq(
     cfg: DictConfig,
     task: Task,
-    stack: RecurrentStack,
+    stack: Stack,
     encoder: nn.Module,
     make_cell: CellFactory,
 ) -> Seq2SeqModel:
@@ -101,6 +112,11 @@ def build_seq2seq(
     ``num_layers`` in one direction, and reads ``[embed(y<t-1>), context<t>]`` with attention."""
     if cfg.training.tbptt_steps is not None:
         raise ValueError("training.tbptt_steps must be null for an encoder–decoder task (full BPTT only)")
+    if not isinstance(stack, RecurrentStack):
+        raise ValueError(
+            "topology: an encoder–decoder task (task=dates) takes uni, bi, deep or deep_bi; "
+            "topology=block is for the sequence and language tasks"
+        )
     context = stack.output_size if cfg.decoder.attention else 0
     decoder = RecurrentStack(
         initialized(make_cell, cfg.init.scheme),

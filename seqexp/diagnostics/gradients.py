@@ -9,8 +9,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from seqexp.cells import Recurrence
 from seqexp.checks import at_least
 from seqexp.diagnostics.flow_plots import FlowHistory, plot_history
 from seqexp.models.recording import recorder_of
@@ -60,38 +61,44 @@ def step_gradient_norms(model: SequenceModel, x: Tensor, y: Tensor) -> dict[str,
     }
 
 
-def parameter_group(name: str) -> str:
-    """``input`` (encoder, ``W_x``), ``recurrent`` (``W_a``, peepholes), ``bias``, ``head``, or
-    ``other`` (a parameter of none of these, e.g. an attention layer's)."""
-    leaf = name.rsplit(".", 1)[-1]
-    if name.startswith("head."):
-        return "head"
-    if name.startswith("encoder.") or leaf == "W_x":
-        return "input"
-    if leaf in ("W_a", "p_u", "p_f", "p_o"):
-        return "recurrent"
-    if leaf in ("b", "b_cc"):
-        return "bias"
-    return "other"
+def parameter_groups(model: nn.Module) -> dict[str, str]:
+    """Each parameter's group: ``head``, ``input`` (the encoder), ``other`` (a parameter of no cell,
+    e.g. an attention layer's or a block's norm), or the group its cell gives it
+    (:attr:`Recurrence.gradient_groups`: ``input``, ``recurrent``, ``bias``, ...)."""
+    groups = {name: "other" for name, _ in model.named_parameters()}
+    for prefix, module in model.named_modules():
+        if prefix in ("head", "encoder"):
+            groups |= {
+                f"{prefix}.{name}": "head" if prefix == "head" else "input"
+                for name, _ in module.named_parameters()
+            }
+        if isinstance(module, Recurrence):
+            for name, _ in module.named_parameters(recurse=False):
+                groups[f"{prefix}.{name}"] = module.gradient_groups.get(name, "other")
+    return groups
 
 
 def group_norms(model: SequenceModel) -> dict[str, Tensor]:
-    """Gradient norms per :func:`parameter_group`, per block of the stacked weights (``block_u``,
-    ``block_f``, ``block_c``, ``block_o``: the course's gates and candidate) and in ``total``."""
+    """Gradient norms per :func:`parameter_groups` group, per block of the cells' stacked weights
+    (``block_u``, ``block_f``, ``block_c``, ``block_o``: the course's gates and candidate) and in
+    ``total``."""
     squares: dict[str, Tensor] = {}
 
     def add(key: str, value: Tensor) -> None:
         squares[key] = squares.get(key, 0) + value
 
-    blocks, rows = model.stack.blocks, len(model.stack.blocks) * model.stack.hidden_size
+    groups = parameter_groups(model)
     for name, p in model.named_parameters():
-        if p.grad is None:
+        if p.grad is not None:
+            add(groups[name], p.grad.detach().square().sum())
+    for cell in model.modules():
+        if not isinstance(cell, Recurrence) or len(cell.blocks) < 2:
             continue
-        g = p.grad.detach()
-        add(parameter_group(name), g.square().sum())
-        if len(blocks) > 1 and name.startswith("stack.") and g.shape[0] == rows:
-            for block, part in zip(blocks, g.chunk(len(blocks)), strict=True):
-                add(f"block_{block}", part.square().sum())
+        rows = len(cell.blocks) * cell.hidden_size
+        for p in cell.parameters(recurse=False):
+            if p.grad is not None and p.grad.shape[0] == rows:
+                for block, part in zip(cell.blocks, p.grad.detach().chunk(len(cell.blocks)), strict=True):
+                    add(f"block_{block}", part.square().sum())
     total = sum(v for k, v in squares.items() if not k.startswith("block_"))
     return {k: v.sqrt() for k, v in (squares | {"total": total}).items()}
 

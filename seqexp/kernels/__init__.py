@@ -9,8 +9,16 @@ readable reference), through the fastest kernel there is for the cell and device
   oneDNN's (:mod:`seqexp.kernels.onednn`);
 - ``manual`` — torch ops with the backward pass written by hand (:mod:`seqexp.kernels.manual`),
   on any device, and wherever the Triton kernel does not take the input;
-- ``loop`` — the cell's own step-by-step loop through autograd, for a cell with no kernel here
-  (the GRU with ``reset_after``, whose fast path is torch.nn.GRU).
+- ``scan`` — a parallel scan over time, for a recurrence linear in its state
+  (:class:`~seqexp.cells.LinearRecurrence`: minGRU, minLSTM, LRU, the selective SSM), on any device
+  (:mod:`seqexp.kernels.scan`);
+- ``cell`` — the cell's own whole-sequence fast path (:attr:`~seqexp.cells.Recurrence.fast_path`);
+- ``loop`` — the cell's own step-by-step loop through autograd, for a cell with none of these
+  (the GRU with ``reset_after``, whose fast path is torch.nn.GRU; the sLSTM).
+
+A cell says which applies through the cell protocol (:mod:`seqexp.cells.base`): the kernels'
+equations it computes (:meth:`~seqexp.cells.RecurrentCell.kernel_equations`), that it is linear in
+its state, or a fast path of its own. Nothing here names a cell.
 """
 
 from __future__ import annotations
@@ -24,17 +32,20 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RecurrentCell, RNNCell, SimpleGRUCell, State
-from seqexp.kernels import manual, onednn
+from seqexp.cells import LinearRecurrence, Recurrence, RecurrentCell, State
+from seqexp.kernels import manual, onednn, scan
 
-Kernel = Literal["triton", "onednn", "manual", "loop"]
+Kernel = Literal["triton", "onednn", "manual", "scan", "cell", "loop"]
 
 
-def has_kernel(cell: RecurrentCell) -> bool:
-    """Whether a whole-sequence kernel computes this cell."""
-    return isinstance(cell, LSTMCell | RNNCell | SimpleGRUCell) or (
-        isinstance(cell, GRUCell) and not cell.reset_after
-    )
+def equations(cell: Recurrence) -> tuple[str, dict[str, Tensor]] | None:
+    """The kernels' equations ``cell`` computes, and their tensors; ``None`` where it has none."""
+    return cell.kernel_equations() if isinstance(cell, RecurrentCell) else None
+
+
+def has_kernel(cell: Recurrence) -> bool:
+    """Whether a whole-sequence kernel (seqexp's, a scan, or the cell's own) computes this cell."""
+    return isinstance(cell, LinearRecurrence) or cell.fast_path or equations(cell) is not None
 
 
 @cache
@@ -53,11 +64,11 @@ def fall_back(reason: str) -> None:
     )
 
 
-def backend(cell: RecurrentCell, like: Tensor) -> ModuleType:
-    """The module whose kernel runs ``cell`` on inputs like ``like``: fused (Triton) on CUDA,
-    onednn for a float32 LSTM on CPU where it can be built, else manual."""
+def backend(family: str, like: Tensor) -> ModuleType:
+    """The module whose kernel runs the equations ``family`` on inputs like ``like``: fused
+    (Triton) on CUDA, onednn for a float32 LSTM on CPU where it can be built, else manual."""
     if like.device.type == "cpu":
-        compiled = isinstance(cell, LSTMCell) and like.dtype in onednn.DTYPES
+        compiled = family == "lstm" and like.dtype in onednn.DTYPES
         return onednn if compiled and onednn.library() is not None else manual
     if not like.is_cuda:
         return manual
@@ -71,31 +82,39 @@ def backend(cell: RecurrentCell, like: Tensor) -> ModuleType:
     return fused
 
 
-def kernel_for(cell: RecurrentCell, like: Tensor) -> Kernel:
+def kernel_for(cell: Recurrence, like: Tensor) -> Kernel:
     """The kernel :func:`run` takes for ``cell`` on inputs like ``like``."""
-    if not has_kernel(cell):
+    if isinstance(cell, LinearRecurrence):
+        return "scan"
+    if cell.fast_path:
+        return "cell"
+    found = equations(cell)
+    if found is None:
         return "loop"
-    return backend(cell, like).NAME
+    return backend(found[0], like).NAME
 
 
-def run(cell: RecurrentCell, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-    """Run ``cell`` over a time-major sequence ``x`` (T, B, n_x) from ``state`` (zeros if
-    ``None``): returns ``a<1..T>`` (T, B, n_a) and the last state."""
+def run(cell: Recurrence, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+    """Run ``cell`` over a time-major sequence ``x`` (T, B, n_x) from ``state`` (its initial state
+    if ``None``): returns ``a<1..T>`` (T, B, n_a) and the last state."""
     if state is None:
         state = cell.initial_state(x.shape[1], x)
-    if not has_kernel(cell):
+    if isinstance(cell, LinearRecurrence):
+        return scan.run(cell, x, state)
+    if cell.fast_path:
+        return cell.sequence(x, state)
+    found = equations(cell)
+    if found is None:
         outputs, state = cell.steps(x, state)
         return torch.stack(outputs), state
-    kernels = backend(cell, x)
-    if isinstance(cell, LSTMCell):
-        peepholes = (
-            torch.stack([cell.p_u, cell.p_f, cell.p_o]) if isinstance(cell, PeepholeLSTMCell) else None
-        )
-        outputs, c = kernels.lstm(x, cell.W_x, cell.b, cell.W_a, *state, peepholes)
+    family, w = found
+    kernels = backend(family, x)
+    if family == "lstm":
+        outputs, c = kernels.lstm(x, w["W_x"], w["b"], w["W_a"], *state, w["peepholes"])
         return outputs, (outputs[-1], c)
-    wx = kernels.project(x, cell.W_x, cell.b)
-    if isinstance(cell, RNNCell):
-        outputs = kernels.RNNSequence.apply(wx, cell.W_a, state[0], cell.nonlinearity == "relu")
+    wx = kernels.project(x, w["W_x"], w["b"])
+    if family.startswith("rnn"):
+        outputs = kernels.RNNSequence.apply(wx, w["W_a"], state[0], family == "rnn_relu")
     else:
-        outputs = kernels.GRUSequence.apply(wx, cell.W_a, state[0])
+        outputs = kernels.GRUSequence.apply(wx, w["W_a"], state[0])
     return outputs, (outputs[-1],)

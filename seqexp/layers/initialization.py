@@ -2,7 +2,9 @@
 that act before the first step.
 
 Each scheme sets every block (gate or candidate) of ``W_x`` and ``W_a`` on its own, as if it were
-a layer of its own. The forget-gate bias of an LSTM (``cell.forget_bias``) is kept. Pure torch.
+a layer of its own, and leaves the rest to the cell (:meth:`RecurrentCell.after_scheme`: an LSTM
+keeps its ``forget_bias``). A cell names the schemes that apply to it
+(:attr:`Recurrence.init_schemes`); the others are refused. Pure torch.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seqexp.cells import LSTMCell, RecurrentCell
+from seqexp.cells import Recurrence, RecurrentCell
+from seqexp.checks import ConfigError
 from seqexp.layers.recurrent import CellFactory
 
 IRNN_INPUT_STD = 0.001
@@ -54,18 +57,14 @@ SCHEMES = {"xavier": xavier, "he": he, "orthogonal": orthogonal, "identity": ide
 
 
 @torch.no_grad()
-def initialize(cell: RecurrentCell, scheme: str) -> RecurrentCell:
-    """Re-initialise ``cell`` in place by ``scheme``; the other parameters of a cell (a GRU's
-    ``b_cc``, an LSTM's peepholes) are zeroed, and an LSTM's ``b_f`` is its ``forget_bias``."""
-    check_scheme(scheme)
+def initialize(cell: Recurrence, scheme: str) -> Recurrence:
+    """Re-initialise ``cell`` in place by ``scheme``, then let it set what the scheme does not."""
+    check_scheme(scheme, cell)
     if scheme == "default":
         return cell
+    assert isinstance(cell, RecurrentCell)  # the block schemes apply to block cells alone
     SCHEMES[scheme](cell)
-    for name, p in cell.named_parameters():
-        if name not in ("W_x", "W_a", "b"):
-            nn.init.zeros_(p)
-    if isinstance(cell, LSTMCell):
-        cell.block(cell.b, "f").fill_(cell.forget_bias)
+    cell.after_scheme()
     return cell
 
 
@@ -73,12 +72,18 @@ def initialized(make_cell: CellFactory, scheme: str) -> CellFactory:
     """``make_cell`` whose cells come out initialised by ``scheme``."""
     check_scheme(scheme)
 
-    def make(input_size: int, hidden_size: int) -> RecurrentCell:
+    def make(input_size: int, hidden_size: int) -> Recurrence:
         return initialize(make_cell(input_size, hidden_size), scheme)
 
     return make
 
 
-def check_scheme(scheme: str) -> None:
+def check_scheme(scheme: str, cell: Recurrence | None = None) -> None:
+    """A :class:`ConfigError` unless ``scheme`` is a scheme, and one that applies to ``cell``."""
     if scheme != "default" and scheme not in SCHEMES:
-        raise ValueError(f"init.scheme must be one of {['default', *SCHEMES]} (got {scheme!r})")
+        raise ConfigError(f"init.scheme must be one of {['default', *SCHEMES]} (got {scheme!r})")
+    if cell is not None and scheme not in cell.init_schemes:
+        raise ConfigError(
+            f"init.scheme={scheme} does not apply to {type(cell).__name__}: {cell.init_note}. "
+            f"Its schemes: {list(cell.init_schemes)}"
+        )

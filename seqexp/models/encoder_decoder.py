@@ -11,13 +11,13 @@ import torch
 from torch import Tensor, nn
 
 from seqexp.checks import at_least
+from seqexp.layers import Stack
 from seqexp.layers.attention import AdditiveAttention, Bridge
-from seqexp.layers.recurrent import RecurrentStack, StackRun, StackState
+from seqexp.layers.recurrent import StackRun, StackState
 from seqexp.models.attention_plots import plot_attention
 from seqexp.models.sequence import OptimizerFactory, SchedulerFactory, TaskModule
 from seqexp.tasks import Task
 
-Stack = RecurrentStack
 ATTENTION_PLOT = "attention.png"
 
 

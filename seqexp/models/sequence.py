@@ -11,7 +11,8 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from seqexp.layers.recurrent import RecurrentStack, StackRun, StackState
+from seqexp.layers import Stack
+from seqexp.layers.recurrent import StackRun, StackState
 from seqexp.models.budget import trainable_parameters
 from seqexp.models.recording import NoRecorder, Recorder
 from seqexp.tasks import Task
@@ -153,7 +154,7 @@ class TaskModule(pl.LightningModule):
         tags = {
             KERNEL_TAG + ("" if name == "stack" else f".{name}"): module.kernel(like)
             for name, module in self.named_children()
-            if isinstance(module, RecurrentStack)
+            if isinstance(module, Stack)
         }
         self.recorder.set_tags(tags)
         for logger in self.loggers:
@@ -217,7 +218,7 @@ class SequenceModel(TaskModule):
     def __init__(
         self,
         task: Task,
-        stack: RecurrentStack,
+        stack: Stack,
         encoder: nn.Module,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
