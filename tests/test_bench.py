@@ -23,7 +23,9 @@ def test_peak_memory_is_the_most_in_use_at_once() -> None:
 def test_tiny_bench_reports_kernels_loops_and_startup(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     out = tmp_path / "bench.json"
-    cells = ["--cells", "lstm", "peephole", "gru_reset_after"]
+    (tmp_path / "conf" / "cell").mkdir(parents=True)  # a cell option of one's own, found by --config-dir
+    (tmp_path / "conf" / "cell" / "gru_reset_after.yaml").write_text("defaults: [gru, _self_]\nreset_after: true\n")
+    cells = ["--config-dir", str(tmp_path / "conf"), "--cells", "lstm", "peephole", "gru_reset_after", "mingru"]
     main(["--tiny", *cells, "--topologies", "uni", "deep_bi", "--loop", "--check", "--json", str(out)])
 
     result = json.loads(out.read_text())
@@ -38,6 +40,8 @@ def test_tiny_bench_reports_kernels_loops_and_startup(tmp_path, monkeypatch) -> 
             ("peephole", "loop"),
             ("gru_reset_after", "loop"),  # no kernel of seqexp's own: its loop
             ("gru_reset_after", "native"),
+            ("mingru", "scan"),  # a linear recurrence: a scan, against nn.LSTM
+            ("mingru", "loop"),
         ]
         for topology in ("uni", "deep_bi")
     }
@@ -48,7 +52,7 @@ def test_tiny_bench_reports_kernels_loops_and_startup(tmp_path, monkeypatch) -> 
         assert k["saved_mb"] > 0 and k["size"] == [2, 5, 3, 4]
         assert k["peak_mb"] > 0 and k["reference_peak_mb"] > 0
     checks = {(c["cell"], c["kernel"]): c for c in result["checks"]}
-    assert set(checks) == {("lstm", "onednn"), ("peephole", "onednn")}
+    assert set(checks) == {("lstm", "onednn"), ("peephole", "onednn"), ("mingru", "scan")}
     assert all(c["output_error"] < 1e-6 and c["gradient_error"] < 1e-5 for c in checks.values())
     assert [loop["label"] for loop in result["loops"]] == [
         "seqexp, default callbacks",

@@ -1,10 +1,13 @@
 """How fast seqexp's recurrences are against torch.nn's, and whether its kernels are right.
 
 Every time is the median of repeats of one batch's forward+backward, next to torch.nn's kernel
-of the same topology (``nn.RNN`` / ``GRU`` / ``LSTM``: oneDNN on CPU, cuDNN on GPU) and to
-``nn.LSTM``, both timed in the same run on the same inputs. Pure torch (no Hydra or MLflow), so
-that ``python -m seqexp.bench.kernels --device cuda`` runs on a bare GPU machine; ``seqexp-bench``
-runs the same measurements beside its loop and start-up ones.
+of the same topology (``nn.RNN`` / ``GRU`` / ``LSTM``: oneDNN on CPU, cuDNN on GPU, the one whose
+equations are nearest the cell's) and to ``nn.LSTM``, both timed in the same run on the same
+inputs. ``block`` times a cell in two residual blocks whose parameters match ``nn.LSTM``'s.
+
+The cells are the ``cell`` config group's options, shipped or in a ``--config-dir`` of one's own,
+built as a run builds them (Hydra composes them: ``hydra-core`` is all it needs beside torch);
+``seqexp-bench`` runs the same measurements beside its loop and start-up ones.
 """
 
 from __future__ import annotations
@@ -29,33 +32,74 @@ from rich.table import Table
 from torch import nn
 
 from seqexp import kernels
-from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RNNCell, SimpleGRUCell
+from seqexp.cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
+from seqexp.layers import BlockStack
 from seqexp.layers.recurrent import CellFactory, RecurrentStack
+from seqexp.models.budget import hidden_size_for_budget, trainable_parameters
 
 console = Console(width=None if sys.stdout.isatty() else 200)  # piped: whole rows, not wrapped cells
-CPU_SIZES = [(64, 100, 32, 128), (64, 500, 2, 128), (128, 200, 64, 256)]
+CPU_SIZES = [(64, 100, 32, 128), (64, 1000, 32, 128), (64, 500, 2, 128), (128, 200, 64, 256)]
 """(B, T, n_x, n_a) of the CPU targets."""
 GPU_SIZES = [(64, 100, 32, 128), (64, 100, 512, 512), (64, 1000, 32, 128), (256, 200, 64, 256)]
 """(B, T, n_x, n_a) of the GPU targets."""
 TINY_SIZES = [(2, 5, 3, 4)]
-CELLS: dict[str, CellFactory] = {
-    "rnn": RNNCell,
-    "gru_simple": SimpleGRUCell,
-    "gru": partial(GRUCell, reset_after=False),
-    "gru_reset_after": partial(GRUCell, reset_after=True),
-    "lstm": LSTMCell,
-    "peephole": PeepholeLSTMCell,
-}
 REFERENCE: dict[str, CellFactory] = {
-    "rnn": RNNCell,
+    "rnn_tanh": RNNCell,
+    "rnn_relu": partial(RNNCell, nonlinearity="relu"),
     "gru_simple": partial(GRUCell, reset_after=True),
     "gru": partial(GRUCell, reset_after=True),
-    "gru_reset_after": partial(GRUCell, reset_after=True),
     "lstm": LSTMCell,
-    "peephole": LSTMCell,
 }
-"""The torch.nn kernel each cell is compared with: nn.RNN, nn.GRU or nn.LSTM."""
-TOPOLOGIES = {"uni": (1, False), "bi": (1, True), "deep": (3, False), "deep_bi": (2, True)}
+"""The torch.nn kernel nearest each of the kernels' equations: nn.RNN, nn.GRU or nn.LSTM."""
+TOPOLOGIES = {
+    "uni": (1, False),
+    "bi": (1, True),
+    "deep": (3, False),
+    "deep_bi": (2, True),
+    "block": (2, False),
+}
+"""(layers, bidirectional) of each topology timed; ``block`` is two residual blocks."""
+
+
+def shipped_cells() -> list[str]:
+    """The options of the ``cell`` config group that seqexp ships."""
+    from seqexp.config.compose import options
+
+    return options("cell")
+
+
+def cell_factory(name: str, config_dir: Path | None = None) -> CellFactory:
+    """The cells of option ``name`` of the ``cell`` group (in ``config_dir`` too), with its options."""
+    from hydra.utils import get_class
+
+    from seqexp.config.checking import options
+    from seqexp.config.compose import composed
+
+    search = [f"hydra.searchpath=[file://{config_dir.resolve()}]"] if config_dir else []
+    node = composed([*search, f"cell={name}"]).cell
+    return partial(get_class(node._target_), **options(node, drop=("name", "_target_")))
+
+
+def reference_for(make_cell: CellFactory) -> CellFactory:
+    """The cell whose torch.nn kernel a cell of ``make_cell`` is compared with: its own where torch
+    has it, the nearest to its equations, or nn.LSTM for a cell torch has nothing like."""
+    cell = make_cell(1, 4)
+    if cell.native is not None:
+        return make_cell
+    found = kernels.equations(cell)
+    return REFERENCE[found[0]] if found else LSTMCell
+
+
+def block_stack(make_cell: CellFactory, n_x: int, parameters: int, impl: str) -> BlockStack:
+    """Two residual blocks of ``make_cell`` whose width gives them about ``parameters`` parameters."""
+
+    def count(width: int) -> int:
+        with torch.device("meta"):
+            return trainable_parameters(BlockStack(make_cell, n_x, width))
+
+    return BlockStack(make_cell, n_x, hidden_size_for_budget(count, parameters, tolerance=0.15), impl=impl)
+
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -163,20 +207,28 @@ def forward_backward(stack: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return run
 
 
-def stacks_to_time(cell: str, topology: str, n_x: int, n_a: int, loop: bool) -> dict[str, nn.Module]:
-    """seqexp's stack through its kernels, step by step (``loop``), and on torch.nn where it can."""
+def stacks_to_time(
+    make_cell: CellFactory, topology: str, n_x: int, n_a: int, loop: bool
+) -> dict[str, nn.Module]:
+    """seqexp's stack through its kernels, step by step (``loop``), and on torch.nn where it can;
+    for ``block``, two residual blocks with as many parameters as nn.LSTM(n_x, n_a)."""
     num_layers, bidirectional = TOPOLOGIES[topology]
-    custom = RecurrentStack(CELLS[cell], n_x, n_a, num_layers, bidirectional, impl="custom")
+    if topology == "block":
+        lstm_parameters = 4 * n_a * (n_x + n_a + 2)
+        impls = ("custom", "loop") if loop and kernels.has_kernel(make_cell(1, 4)) else ("custom",)
+        return {impl: block_stack(make_cell, n_x, lstm_parameters, impl) for impl in impls}
+    custom = RecurrentStack(make_cell, n_x, n_a, num_layers, bidirectional, impl="custom")
     stacks: dict[str, nn.Module] = {"custom": custom}
     if loop and kernels.has_kernel(custom.layers[0][0]):
-        stacks["loop"] = RecurrentStack(CELLS[cell], n_x, n_a, num_layers, bidirectional, impl="loop")
+        stacks["loop"] = RecurrentStack(make_cell, n_x, n_a, num_layers, bidirectional, impl="loop")
     if custom.layers[0][0].native is not None:
-        stacks["native"] = RecurrentStack(CELLS[cell], n_x, n_a, num_layers, bidirectional, impl="native")
+        stacks["native"] = RecurrentStack(make_cell, n_x, n_a, num_layers, bidirectional, impl="native")
     return stacks
 
 
 def time_kernel(
     cell: str,
+    make_cell: CellFactory,
     topology: str,
     size: tuple[int, int, int, int],
     repeats: int,
@@ -188,19 +240,22 @@ def time_kernel(
     num_layers, bidirectional = TOPOLOGIES[topology]
     x = torch.randn(B, T, n_x, device=device, dtype=dtype)
 
-    def native(make_cell: CellFactory) -> nn.Module:
+    def native(make_reference: CellFactory) -> nn.Module:
         """torch.nn's own module (cuDNN, oneDNN) for the cell, with its weights in one block."""
-        cell = make_cell(n_x, n_a)
-        assert cell.native is not None
-        rnn = cell.native(
-            n_x, n_a, num_layers, bidirectional=bidirectional, batch_first=True, **cell.native_options()
+        reference = make_reference(n_x, n_a)
+        assert isinstance(reference, RecurrentCell) and reference.native is not None
+        rnn = reference.native(
+            n_x, n_a, num_layers, bidirectional=bidirectional, batch_first=True, **reference.native_options()
         )
         return rnn.to(device, dtype)
 
-    stacks = {"reference": native(REFERENCE[cell])}
-    if REFERENCE[cell] is not LSTMCell:
+    reference = LSTMCell if topology == "block" else reference_for(make_cell)
+    if topology == "block":
+        num_layers = 1  # the blocks are compared with one nn.LSTM layer of as many parameters
+    stacks = {"reference": native(reference)}
+    if reference is not LSTMCell:
         stacks["nn.LSTM"] = native(LSTMCell)
-    for name, stack in stacks_to_time(cell, topology, n_x, n_a, loop).items():
+    for name, stack in stacks_to_time(make_cell, topology, n_x, n_a, loop).items():
         stacks[name] = stack.to(device, dtype)
     runs = {name: forward_backward(stack, x) for name, stack in stacks.items()}
     ms = median_ms(runs, repeats, device)
@@ -212,7 +267,7 @@ def time_kernel(
             topology,
             size,
             str(dtype).removeprefix("torch."),
-            kernels.kernel_for(stack.layers[0][0], x) if name == "custom" else name,
+            stack.kernel(x) if name == "custom" else name,
             ms[name],
             ms["reference"],
             ms.get("nn.LSTM", ms["reference"]),
@@ -239,16 +294,21 @@ class KernelCheck:
 
 
 def check_kernel(
-    cell: str, size: tuple[int, int, int, int], device: torch.device, dtype: torch.dtype
+    cell: str,
+    make_cell: CellFactory,
+    size: tuple[int, int, int, int],
+    device: torch.device,
+    dtype: torch.dtype,
 ) -> KernelCheck:
     """seqexp's kernel against the cells' own step-by-step loop (float32) on random inputs."""
     B, T, n_x, n_a = size
     torch.manual_seed(0)
-    reference = RecurrentStack(CELLS[cell], n_x, n_a, impl="loop").to(device)
-    if isinstance(reference.layers[0][0], PeepholeLSTMCell):
-        for p in reference.parameters():  # peepholes start at 0: make them count
-            nn.init.uniform_(p, -0.3, 0.3)
-    fast = RecurrentStack(CELLS[cell], n_x, n_a).to(device, dtype)
+    reference = RecurrentStack(make_cell, n_x, n_a, impl="loop").to(device)
+    with torch.no_grad():  # parameters that start at 0 (peepholes) made to count
+        for p in reference.parameters():
+            if not p.any():
+                nn.init.uniform_(p, -0.3, 0.3)
+    fast = RecurrentStack(make_cell, n_x, n_a, impl="custom").to(device, dtype)
     fast.load_state_dict(reference.state_dict())
     x = torch.randn(B, T, n_x, device=device)
     weights = torch.randn(B, T, n_a, device=device)
@@ -267,7 +327,7 @@ def check_kernel(
         cell,
         size,
         str(dtype).removeprefix("torch."),
-        kernels.kernel_for(fast.layers[0][0], x.to(dtype)),
+        fast.kernel(x.to(dtype)),
         (out_fast - out_ref).abs().max().item(),
         gradient_error,
     )
@@ -340,7 +400,18 @@ def machine(device: torch.device) -> dict[str, object]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
+    parser.add_argument(
+        "--cells",
+        nargs="+",
+        default=None,
+        help="cell config options (default: every shipped one)",
+    )
+    parser.add_argument(
+        "--config-dir",
+        type=Path,
+        default=None,
+        help="a config dir of one's own (its cell/ options)",
+    )
     parser.add_argument("--topologies", nargs="+", default=list(TOPOLOGIES), choices=list(TOPOLOGIES))
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -356,12 +427,13 @@ def run_kernels(args: argparse.Namespace, sizes: list[tuple[int, int, int, int]]
     torch.backends.cudnn.allow_tf32 = False
     result: dict[str, object] = {}
     dtypes = [DTYPES[name] for name in args.dtypes]
+    cells = {name: cell_factory(name, args.config_dir) for name in args.cells or shipped_cells()}
     if args.check:
         checks = [
-            check_kernel(cell, size, device, dtype)
+            check_kernel(cell, make_cell, size, device, dtype)
             for dtype in dtypes
-            for cell in args.cells
-            if kernels.has_kernel(CELLS[cell](1, 1))
+            for cell, make_cell in cells.items()
+            if kernels.has_kernel(make_cell(1, 4))
             for size in sizes
         ]
         console.print(check_table(checks))
@@ -369,10 +441,10 @@ def run_kernels(args: argparse.Namespace, sizes: list[tuple[int, int, int, int]]
     timings = [
         timing
         for dtype in dtypes
-        for cell in args.cells
+        for cell in cells
         for topology in args.topologies
         for size in sizes
-        for timing in time_kernel(cell, topology, size, args.repeats, device, dtype, args.loop)
+        for timing in time_kernel(cell, cells[cell], topology, size, args.repeats, device, dtype, args.loop)
     ]
     console.print(kernel_table(timings))
     result["kernels"] = [asdict(t) | {"ratio": t.ratio, "lstm_ratio": t.lstm_ratio} for t in timings]
