@@ -23,9 +23,10 @@ def test_peak_memory_is_the_most_in_use_at_once() -> None:
 def test_tiny_bench_reports_kernels_loops_and_startup(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     out = tmp_path / "bench.json"
-    (tmp_path / "conf" / "cell").mkdir(parents=True)  # a cell option of one's own, found by --config-dir
-    (tmp_path / "conf" / "cell" / "gru_reset_after.yaml").write_text("defaults: [gru, _self_]\nreset_after: true\n")
-    cells = ["--config-dir", str(tmp_path / "conf"), "--cells", "lstm", "peephole", "gru_reset_after", "mingru"]
+    own = tmp_path / "conf"  # a cell option of one's own, found by --config-dir
+    (own / "cell").mkdir(parents=True)
+    (own / "cell" / "gru_reset_after.yaml").write_text("defaults: [gru, _self_]\nreset_after: true\n")
+    cells = ["--config-dir", str(own), "--cells", "lstm", "peephole", "gru_reset_after", "mingru"]
     main(["--tiny", *cells, "--topologies", "uni", "deep_bi", "--loop", "--check", "--json", str(out)])
 
     result = json.loads(out.read_text())
