@@ -1,4 +1,5 @@
-"""``model.param_budget``: every cell and topology lands within 5% of the budget."""
+"""``model.param_budget``: the hidden size that spends it (every cell and topology within 5%:
+test_every_cell.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ from seqexp.checks import ConfigError
 from seqexp.config.build import build_model, build_task
 from seqexp.models.budget import hidden_size_for_budget, trainable_parameters
 
-CELLS = ("rnn", "gru", "gru_simple", "lstm", "peephole")
-TOPOLOGIES = ("uni", "bi", "deep", "deep_bi")
 SMALL_TASK = ("task.train_size=32", "task.val_size=32")
 
 
@@ -22,12 +21,17 @@ def build(compose: Callable[..., DictConfig], *overrides: str) -> torch.nn.Modul
     return build_model(cfg, build_task(cfg))
 
 
-@pytest.mark.parametrize("topology", TOPOLOGIES)
-@pytest.mark.parametrize("cell", CELLS)
-def test_every_cell_and_topology_lands_within_5_percent_of_the_budget(cell, topology, compose) -> None:
-    model = build(compose, f"cell={cell}", f"topology={topology}", "model.param_budget=20000")
+def test_a_cell_that_takes_only_multiples_gets_a_multiple(compose) -> None:
+    """The sLSTM's heads split its units evenly: the budget searches multiples of the heads."""
+    model = build(compose, "cell=slstm", "cell.num_heads=4", "topology=block", "model.param_budget=200000")
 
-    assert trainable_parameters(model) == pytest.approx(20_000, rel=0.05)
+    assert model.stack.hidden_size % 4 == 0
+    assert trainable_parameters(model) == pytest.approx(200_000, rel=0.05)
+
+
+def test_a_budget_no_multiple_can_meet_says_so(compose) -> None:
+    with pytest.raises(ConfigError, match=r"no hidden size \(a multiple of 8\) gives this model"):
+        build(compose, "cell=slstm", "cell.num_heads=8", "topology=deep", "model.param_budget=20000")
 
 
 @pytest.mark.parametrize(

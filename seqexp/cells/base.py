@@ -61,6 +61,11 @@ class Recurrence(nn.Module, ABC):
         self.input_size = input_size
         self.hidden_size = hidden_size
 
+    @classmethod
+    def hidden_size_multiple(cls, **options: Any) -> int:
+        """Hidden sizes a cell of these constructor ``options`` takes are multiples of this."""
+        return 1
+
     def project_input(self, x: Tensor) -> Tensor:
         """What :meth:`step` reads at each step, for all steps at once (T, B, ...): ``x`` itself
         unless the cell computes something of ``x`` alone for every step in one product."""

@@ -3,6 +3,8 @@ exponential input gate, a normaliser and a stabiliser, and head-wise recurrent w
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -29,7 +31,7 @@ class SLSTMCell(Recurrence):
     gradient_groups = {"W": "input", "R": "recurrent", "b": "bias"}
     GATES = ("z", "i", "f", "o")
 
-    def __init__(self, input_size: int, hidden_size: int, num_heads: int = 4) -> None:
+    def __init__(self, input_size: int, hidden_size: int, num_heads: int = 1) -> None:
         super().__init__(input_size, hidden_size)
         if num_heads < 1 or hidden_size % num_heads:
             raise ValueError(
@@ -45,6 +47,11 @@ class SLSTMCell(Recurrence):
         nn.init.uniform_(self.R, -(head**-0.5), head**-0.5)
         with torch.no_grad():  # forget gates start open: b_f spread over [3, 6] (seqexp's choice)
             self.b[2 * hidden_size : 3 * hidden_size] = torch.linspace(3.0, 6.0, hidden_size)
+
+    @classmethod
+    def hidden_size_multiple(cls, num_heads: int = 1, **options: Any) -> int:
+        """The heads split the hidden units evenly."""
+        return max(num_heads, 1)
 
     def project_input(self, x: Tensor) -> Tensor:
         """``W x<t> + b`` for every step at once."""

@@ -87,13 +87,17 @@ def build_stack(cfg: DictConfig, make_cell: CellFactory, input_size: int) -> Sta
 
 def budget_hidden_size(cfg: DictConfig, task: Task) -> int:
     """The hidden size whose whole model (encoder, stacks, head: all it trains) has about
-    ``model.param_budget`` parameters, counted on models built on the meta device (no memory)."""
+    ``model.param_budget`` parameters, counted on models built on the meta device (no memory),
+    among the sizes the cell takes (multiples of :meth:`Recurrence.hidden_size_multiple`)."""
+    with config_errors():
+        cell_class = hydra.utils.get_class(cfg.cell._target_)
+    multiple = cell_class.hidden_size_multiple(**options(cfg.cell, drop=("name", "_target_")))
 
     def count(hidden_size: int) -> int:
         with torch.device("meta"):
             return trainable_parameters(build_model(sized(cfg, hidden_size), task))
 
-    return hidden_size_for_budget(count, cfg.model.param_budget)
+    return hidden_size_for_budget(count, cfg.model.param_budget, multiple=multiple)
 
 
 def sized(cfg: DictConfig, hidden_size: int) -> DictConfig:
