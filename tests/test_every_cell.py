@@ -12,6 +12,8 @@ from omegaconf import DictConfig
 from torch import nn
 
 from seqexp import kernels
+from seqexp.cells import RecurrentCell
+from seqexp.checks import ConfigError
 from seqexp.config.build import build_model, build_task
 from seqexp.config.compose import options
 from seqexp.layers import Stack
@@ -127,3 +129,23 @@ def test_a_kernel_is_named_for_every_cell(cell, compose) -> None:
 
     assert stack.kernel(torch.zeros(1)) in ("onednn", "manual", "scan", "cell", "loop")
     assert kernels.has_kernel(first) == (stack.kernel(torch.zeros(1)) != "loop")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_an_encoder_decoder_takes_every_cell_and_bridges_only_the_course_cells_states(cell, compose) -> None:
+    """A unidirectional encoder hands its state on as it is; a bidirectional one through a bridge
+    made for states of activations, refused, with the reason, for a cell whose state is not."""
+    cfg = compose(*SMALL, "task=dates", f"cell={cell}", "topology=uni")
+    model = build_model(cfg, build_task(cfg))
+    x, y = model.task.examples("val", 4, seed=0)
+    run = model.encode(x)
+    assert model.task.loss(model.decode(run, forced=y)[0], y).isfinite()
+    tokens, log_p = model.decode_beam(run, width=2)  # beams copy the state of any shape
+    assert tokens.shape[0] == 4 and log_p.isfinite().all()
+
+    bidirectional = compose(*SMALL, "task=dates", f"cell={cell}", "topology=bi")
+    if isinstance(model.stack.layers[0][0], RecurrentCell):
+        build_model(bidirectional, build_task(bidirectional))
+    else:
+        with pytest.raises(ConfigError, match="a bidirectional encoder hands its last states"):
+            build_model(bidirectional, build_task(bidirectional))
