@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mlflow import MlflowClient
-
 from seqexp.tracking.report import report_sweep, write_report
-from seqexp.tracking.runs import PARENT_RUN_FILE, tracking_uri
+from seqexp.tracking.runs import PARENT_RUN_FILE, store_client, tracking_uri
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="where to write the report (default: outputs/reports/...)")
     args = parser.parse_args(argv)
 
-    client = MlflowClient(tracking_uri(args.outputs))
+    client = store_client(tracking_uri(args.outputs))
     if args.sweep:
         sweep_dir = Path(args.sweep)
         parent = (sweep_dir / PARENT_RUN_FILE).read_text().strip() if sweep_dir.is_dir() else args.sweep

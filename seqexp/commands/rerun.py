@@ -33,6 +33,7 @@ from seqexp.tracking.runs import (
     TAG_RUN_DIR,
     check_reachable,
     quiet_artifact_downloads,
+    store_client,
     tracking_uri,
 )
 
@@ -138,7 +139,7 @@ def command(prog: str, description: str, action: Any) -> None:
     uri = tracking_uri(args.outputs)
     try:
         check_reachable(uri)
-        action(MlflowClient(uri), args)
+        action(store_client(uri), args)
     except ConfigError as error:
         raise SystemExit(f"{prog}: {error}") from None
     except RunFailed as failure:

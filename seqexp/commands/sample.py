@@ -16,7 +16,7 @@ from seqexp.config.build import build_model, build_task
 from seqexp.models.language import LanguageModel
 from seqexp.tracking.checkpoints import LAST, checkpoint_dir
 from seqexp.tracking.records import CORPUS_FILE, CORPUS_TAG, check_corpus, check_record, migrated
-from seqexp.tracking.runs import CONFIG_ARTIFACT, TAG_RUN_DIR, check_reachable, tracking_uri
+from seqexp.tracking.runs import CONFIG_ARTIFACT, TAG_RUN_DIR, check_reachable, store_client, tracking_uri
 
 
 def from_checkpoint(path: Path) -> tuple[DictConfig, Path, str | None]:
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             uri = tracking_uri(args.outputs)
             check_reachable(uri)
-            cfg, checkpoint, digest = from_run(MlflowClient(uri), args.source)
+            cfg, checkpoint, digest = from_run(store_client(uri), args.source)
         model = load_model(cfg, checkpoint, digest, args.trust)
         options = dict(cfg.sampling) | {
             key: value

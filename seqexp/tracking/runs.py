@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
 import random
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -24,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities import rank_zero_only
+from sqlalchemy.engine import make_url
 
 import seqexp
 from seqexp.checks import ConfigError
@@ -211,9 +214,43 @@ class PatientClient:
         return patiently
 
 
+def local_store(uri: str) -> Path | None:
+    """The file (``sqlite:///…``) or directory (``file:…``, a path) of the local store at ``uri``;
+    ``None`` for a tracking or database server, which guards its own schema, or an in-memory one."""
+    scheme = urlsplit(uri).scheme
+    if scheme == "sqlite":
+        database = make_url(uri).database
+        return Path(database) if database and database != ":memory:" else None
+    if scheme == "file":
+        return Path(url2pathname(urlsplit(uri).path))
+    return Path(uri) if not scheme else None
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Hold, across processes, an exclusive lock on the local store at ``uri`` (``<store>.lock``,
+    beside it) while the block runs. MLflow creates and migrates a store's schema when a process
+    first opens it, and processes doing that at once break each other (``duplicate column name``)."""
+    store = local_store(uri)
+    if store is None:
+        yield
+        return
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{store}.lock", "a") as lock:  # closing the file releases the lock
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def store_client(uri: str) -> MlflowClient:
+    """A client of the store at ``uri``, made under :func:`store_lock`: the first client in a process
+    creates or migrates the store's schema (MLflow then reuses that store in the process)."""
+    with store_lock(uri):
+        return MlflowClient(uri)
+
+
 def patient_client(uri: str) -> PatientClient:
-    """A client of the store at ``uri`` that waits out other jobs' locks."""
-    return PatientClient(MlflowClient(uri))
+    """A client of the store at ``uri`` (:func:`store_client`) that waits out other jobs' locks."""
+    return PatientClient(store_client(uri))
 
 
 class RunLogger(MLFlowLogger):

@@ -71,8 +71,9 @@ def job_experiments(config: DictConfig) -> set[str]:
 
 
 class SweepRun(Callback):
-    """Hydra callback: opens the parent run when a multirun starts, and closes it, with the
-    sweep's report (tables and plots) as artifacts, when it ends.
+    """Hydra callback: opens the parent run when a multirun starts (or, if it cannot, stops the
+    sweep before any job runs), and closes it, with the sweep's report (tables and plots) as
+    artifacts, when it ends.
 
     Jobs find the parent's id in a file in the sweep directory, so they can run in other
     processes or on other machines (joblib, SLURM) that share that directory.
@@ -87,10 +88,23 @@ class SweepRun(Callback):
             check_reachable(uri)
         except TrackingUnreachable as error:
             raise SystemExit(f"seqexp: {error}") from None
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            parent = self.open_parent(config, uri, outputs, sweep_dir)
+        except Exception as error:  # Hydra would only warn, and the jobs would run unlinked
+            cause = (str(error).strip().splitlines() or [""])[0]
+            raise SystemExit(
+                f"seqexp: the sweep's parent run could not be made in the MLflow store at {uri} "
+                f"({type(error).__name__}: {cause}); no job was run"
+            ) from error
+        (sweep_dir / PARENT_RUN_FILE).write_text(parent)
+
+    @staticmethod
+    def open_parent(config: DictConfig, uri: str, outputs: Path, sweep_dir: Path) -> str:
+        """The id of a new parent run for the sweep in ``sweep_dir``, its jobs' experiments made."""
         client = patient_client(uri)
         for name in sorted(job_experiments(config)):  # before the jobs race to create them
             experiment_id(client, name, outputs)
-        sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         run = client.create_run(
             experiment_id(client, config.logger.experiment, outputs),
@@ -100,7 +114,7 @@ class SweepRun(Callback):
                 TAG_OVERRIDES: " ".join(config.hydra.overrides.task),
             },
         )
-        (sweep_dir / PARENT_RUN_FILE).write_text(run.info.run_id)
+        return run.info.run_id
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         parent_file = Path(config.hydra.sweep.dir) / PARENT_RUN_FILE
