@@ -1,5 +1,6 @@
-"""A Lightning callback for tests that run ``seqexp`` in other processes: it writes, per rank, the
-global step of every validation, checkpoint and training batch (with its examples' digests)."""
+"""Lightning callbacks for tests that run ``seqexp`` in other processes: one writes, per rank, the
+global step of every validation, checkpoint and training batch (with its examples' digests), the
+other the model's weights before and after training."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 
 
 class StepProbe(pl.Callback):
@@ -38,6 +40,29 @@ class StepProbe(pl.Callback):
 
     def on_save_checkpoint(self, trainer: pl.Trainer, *args: Any) -> None:
         self.write(trainer, "checkpoint")
+
+
+class WeightsProbe(pl.Callback):
+    """Saves the model's weights, per rank, when training starts and when it ends
+    (``<path>.rank<r>.start.pt``, ``<path>.rank<r>.end.pt``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def save(self, trainer: pl.Trainer, pl_module: pl.LightningModule, when: str) -> None:
+        weights = {name: value.detach().clone() for name, value in pl_module.state_dict().items()}
+        torch.save(weights, f"{self.path}.rank{trainer.global_rank}.{when}.pt")
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.save(trainer, pl_module, "start")
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.save(trainer, pl_module, "end")
+
+
+def weights(path: Path, rank: int, when: str) -> dict[str, torch.Tensor]:
+    """The weights that rank ``rank`` saved when training started or ended (``when``)."""
+    return torch.load(f"{path}.rank{rank}.{when}.pt")
 
 
 def events(path: Path, rank: int, event: str) -> list[dict[str, Any]]:
