@@ -12,7 +12,7 @@ from torch import Tensor
 
 from seqexp import kernels
 from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RNNCell, SimpleGRUCell
-from seqexp.kernels import fused, manual, onednn
+from seqexp.kernels import fused, manual, onednn, scan
 from seqexp.layers.recurrent import CellFactory, RecurrentStack
 
 CELLS: dict[str, CellFactory] = {
@@ -238,3 +238,18 @@ def test_launches_keep_every_program_of_a_batch_block_running_at_once(monkeypatc
             blocks = -(-batch // launch.batch)
             assert launch.splits == 1 or blocks * launch.splits <= 132
     assert fused.choose_launch(64, 512, torch.float32, torch.device("cuda")).splits > 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+def test_the_linear_scans_hand_written_backward_is_its_gradient(dtype: torch.dtype) -> None:
+    """``h<t> = λ<t> ⊙ h<t-1> + β<t>``, real or complex (the LRU's), with λ per step or shared
+    (a view expanded over time and batch, as a time-invariant cell gives it)."""
+    T, B, S = 6, 2, 3
+    lam, beta = (torch.randn(T, B, S, dtype=dtype, requires_grad=True) for _ in range(2))
+    shared = torch.randn(S, dtype=dtype, requires_grad=True)
+    h0 = torch.randn(B, S, dtype=dtype, requires_grad=True)
+
+    assert torch.autograd.gradcheck(scan.linear_scan, (lam, beta, h0))
+    assert torch.autograd.gradcheck(lambda s, b, h: scan.linear_scan(s.expand(T, B, S), b, h), (shared, beta, h0))
+    h = scan.linear_scan(lam, beta, h0)
+    torch.testing.assert_close(h[1], lam[1] * (lam[0] * h0 + beta[0]) + beta[1])

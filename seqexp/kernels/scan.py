@@ -45,8 +45,10 @@ class LinearScan(torch.autograd.Function):
         g = grad_h.clone(memory_format=torch.contiguous_format)
         for t in range(g.shape[0] - 2, -1, -1):
             g[t].addcmul_(lam[t + 1], g[t + 1])
-        h_before = torch.cat([h0[None], h[:-1]]).conj()
-        return g * h_before, g, lam[0] * g[0]
+        grad_lam = torch.empty_like(g)
+        torch.mul(g[0], h0.conj(), out=grad_lam[0])
+        torch.mul(g[1:], h[:-1].conj(), out=grad_lam[1:])  # ∂L/∂λ<t> = g<t> ⊙ conj(h<t-1>)
+        return grad_lam, g, lam[0] * g[0]
 
 
 def linear_scan(lam: Tensor, beta: Tensor, h0: Tensor) -> Tensor:
