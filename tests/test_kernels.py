@@ -250,6 +250,7 @@ def test_the_linear_scans_hand_written_backward_is_its_gradient(dtype: torch.dty
     h0 = torch.randn(B, S, dtype=dtype, requires_grad=True)
 
     assert torch.autograd.gradcheck(scan.linear_scan, (lam, beta, h0))
-    assert torch.autograd.gradcheck(lambda s, b, h: scan.linear_scan(s.expand(T, B, S), b, h), (shared, beta, h0))
+    expanded = lambda s, b, h: scan.linear_scan(s.expand(T, B, S), b, h)  # noqa: E731
+    assert torch.autograd.gradcheck(expanded, (shared, beta, h0))
     h = scan.linear_scan(lam, beta, h0)
     torch.testing.assert_close(h[1], lam[1] * (lam[0] * h0 + beta[0]) + beta[1])
