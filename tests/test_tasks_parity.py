@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from sizes import TINY
 
 from seqexp.tasks.parity import PAD, ParityTask
+
+TINY_WITHOUT_LENGTH = [o for o in TINY if not o.startswith("task.seq_len")]
 
 
 def real_lengths(inputs: torch.Tensor) -> torch.Tensor:
@@ -64,3 +67,12 @@ def test_accuracy_and_chance() -> None:
 def test_bad_lengths_are_refused(options, message) -> None:
     with pytest.raises(ValueError, match=message):
         ParityTask(**options)
+
+
+def test_a_run_records_in_distribution_and_out_of_length_accuracy(run_seqexp, records) -> None:
+    """A task without ``seq_len`` (parity's lengths are a range) names and records its runs."""
+    run_seqexp("task=parity", "task.max_len=6", "task.test_max_len=20", *TINY_WITHOUT_LENGTH)
+
+    (run,) = records.search_runs([records.get_experiment_by_name("parity").experiment_id])
+    assert run.info.run_name.startswith("lstm-uni-parity-seed0") and run.info.status == "FINISHED"
+    assert {"val/accuracy", "test/accuracy", "test/accuracy_baseline"} <= set(run.data.metrics)

@@ -124,8 +124,10 @@ def ui_command(uri: str) -> str:
 
 
 def run_name(cfg: DictConfig) -> str:
-    """E.g. ``lstm-uni-adding-T50-seed0``."""
-    return f"{cfg.cell.name}-{cfg.topology.name}-{cfg.task.name}-T{cfg.task.seq_len}-seed{cfg.seed}"
+    """E.g. ``lstm-uni-adding-T50-seed0`` (no ``T…`` for a task without ``seq_len``, e.g. parity)."""
+    length = cfg.task.get("seq_len")
+    task = cfg.task.name if length is None else f"{cfg.task.name}-T{length}"
+    return f"{cfg.cell.name}-{cfg.topology.name}-{task}-seed{cfg.seed}"
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
