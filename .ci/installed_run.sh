@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # seqexp as a user installs it: build the wheel, install it in a fresh virtual environment (reusing
-# this Python's torch and other dependencies, but seqexp itself from the wheel), and run a short
-# seqexp from a directory outside the checkout; the run must record the onednn kernel.
+# the torch and other dependencies of the python running this script, but seqexp itself from the
+# wheel), and run a short seqexp from a directory outside the checkout; the run must record the
+# onednn kernel. Works from a plain interpreter and from inside a virtual environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 checkout=$(pwd)
@@ -10,7 +11,23 @@ trap 'rm -rf "$scratch"' EXIT
 
 python -m pip wheel --quiet --no-deps --no-build-isolation . -w "$scratch/wheel"
 rm -rf build
-python -m venv --system-site-packages "$scratch/venv"
+# The fresh venv imports from the directories this python imports from (its sys.path, one a line
+# in a .pth file, after the venv's own site-packages), less the checkout. `venv --system-site-packages`
+# would give it the *base* interpreter's site-packages, not those of the venv this script may run in,
+# where a contributor's hydra and torch are. The directories' own .pth files are not run: the
+# checkout's editable seqexp stays out of sight, and seqexp comes from the wheel.
+python -m venv "$scratch/venv"
+site_packages=$("$scratch/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+python - "$checkout" >"$site_packages/current_env.pth" <<'PY'
+import sys
+from pathlib import Path
+
+checkout = Path(sys.argv[1]).resolve()
+for entry in sys.path:
+    path = Path(entry or ".").resolve()
+    if path.is_dir() and not path.is_relative_to(checkout):
+        print(path)
+PY
 "$scratch/venv/bin/python" -m pip install --quiet --no-deps --force-reinstall "$scratch"/wheel/seqexp-*.whl
 
 mkdir "$scratch/elsewhere"
