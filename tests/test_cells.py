@@ -6,8 +6,9 @@ from functools import partial
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.func import functional_call
+from training import trained
 
 from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RecurrentCell, RNNCell, SimpleGRUCell
 from seqexp.layers.recurrent import RecurrentStack
@@ -111,18 +112,7 @@ def test_native_and_custom_stacks_train_identically(cell: str, topology: str) ->
     batches = [
         (torch.randn(B, T, N_X, dtype=torch.float64), torch.randn(B, dtype=torch.float64)) for _ in range(20)
     ]
-    for stack in stacks.values():
-        head = nn.Linear(stack.output_size, 1).double()
-        nn.init.constant_(head.weight, 0.1)
-        nn.init.zeros_(head.bias)
-        optimizer = torch.optim.Adam([*stack.parameters(), *head.parameters()], lr=1e-2, weight_decay=1e-3)
-        for x, y in batches:
-            optimizer.zero_grad()
-            loss = (head(stack(x)[1]).squeeze(-1) - y).square().mean()
-            loss.backward()
-            optimizer.step()
-
-    native, custom = (dict(stacks[impl].named_parameters()) for impl in ("native", "custom"))
+    native, custom = (trained(stacks[impl], batches) for impl in ("native", "custom"))
     assert native.keys() == custom.keys()
     assert sum(p.numel() for p in native.values()) == sum(p.numel() for p in custom.values())
     for name, p in custom.items():

@@ -10,6 +10,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 from torch import nn
+from training import trained
 
 from seqexp import kernels
 from seqexp.cells import RecurrentCell
@@ -98,18 +99,9 @@ def test_the_kernel_and_the_loop_train_the_same_parameters_the_same_way(cell, co
     batches = [
         (torch.randn(B, T, 2, dtype=torch.float64), torch.randn(B, dtype=torch.float64)) for _ in range(20)
     ]
-    for stack in stacks.values():
-        head = nn.Linear(stack.output_size, 1).double()
-        nn.init.constant_(head.weight, 0.1)
-        nn.init.zeros_(head.bias)
-        optimizer = torch.optim.Adam([*stack.parameters(), *head.parameters()], lr=1e-2, weight_decay=1e-3)
-        for x, y in batches:
-            optimizer.zero_grad()
-            (head(stack(x)[1]).squeeze(-1) - y).square().mean().backward()
-            optimizer.step()
+    custom, loop = (trained(stacks[impl], batches) for impl in ("custom", "loop"))
 
-    loop = dict(stacks["loop"].named_parameters())
-    for name, p in stacks["custom"].named_parameters():
+    for name, p in custom.items():
         torch.testing.assert_close(p, loop[name], rtol=0, atol=1e-9, msg=name)
     assert stacks["loop"].kernel(torch.zeros(1)) == "loop"
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+from training import trained
 
 from seqexp import kernels
 from seqexp.cells import LSTMCell, PeepholeLSTMCell
@@ -236,21 +237,6 @@ FLOAT32_TRAINING = {"rtol": 0.0, "atol": 1e-6}
 of parameters near 1. Over 100 seeds the LSTM stays within 2.5e-7; the peephole LSTM does but for a
 rare parameter whose first Adam step, on a gradient that weight decay brings near zero, amplifies
 float32 rounding (up to 8e-6, each float32 kernel then as far from float64 as the other)."""
-
-
-def trained(stack: RecurrentStack, batches: list[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
-    """``stack``'s parameters after 20 steps of Adam with weight decay on ``batches``, through a
-    linear head on its summary."""
-    head = nn.Linear(stack.output_size, 1)
-    nn.init.constant_(head.weight, 0.1)
-    nn.init.zeros_(head.bias)
-    optimizer = torch.optim.Adam([*stack.parameters(), *head.parameters()], lr=1e-2, weight_decay=1e-3)
-    for x, y in batches:
-        optimizer.zero_grad()
-        loss = (head(stack(x)[1]).squeeze(-1) - y).square().mean()
-        loss.backward()
-        optimizer.step()
-    return {name: p.detach().clone() for name, p in stack.named_parameters()}
 
 
 @pytest.mark.parametrize("topology", TRAINING_TOPOLOGIES)

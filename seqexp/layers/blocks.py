@@ -66,7 +66,7 @@ class BlockStack(nn.Module):
         impl: Impl = "auto",
     ) -> None:
         super().__init__()
-        check_topology(num_layers, dropout, input_dropout)
+        check_topology(num_layers, dropout, input_dropout, impl)
         if norm not in NORMS:
             raise ValueError(f"topology.norm must be one of {list(NORMS)} (got {norm!r})")
         at_least("topology.mlp_expansion", mlp_expansion, 0.01)

@@ -77,9 +77,7 @@ class RecurrentStack(nn.Module):
         impl: Impl = "auto",
     ) -> None:
         super().__init__()
-        check_topology(num_layers, dropout, input_dropout)
-        if impl not in IMPLS:
-            raise ValueError(f"model.impl must be one of {list(IMPLS)} (got {impl!r})")
+        check_topology(num_layers, dropout, input_dropout, impl)
         self.hidden_size = hidden_size
         self.num_directions = 2 if bidirectional else 1
         self.output_size = hidden_size * self.num_directions
@@ -196,8 +194,10 @@ def summarize(outputs: Tensor, hidden_size: int) -> Tensor:
     return torch.cat([outputs[:, -1, :hidden_size], outputs[:, 0, hidden_size:]], dim=-1)
 
 
-def check_topology(num_layers: int, dropout: float, input_dropout: float = 0.0) -> None:
+def check_topology(num_layers: int, dropout: float, input_dropout: float = 0.0, impl: str = "auto") -> None:
     at_least("topology.num_layers", num_layers, 1)
+    if impl not in IMPLS:
+        raise ValueError(f"model.impl must be one of {list(IMPLS)} (got {impl!r})")
     for key, p in (("dropout", dropout), ("input_dropout", input_dropout)):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"topology.{key} must be in [0, 1) (got {p})")

@@ -7,16 +7,16 @@ import math
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from seqexp.checks import at_least
-from seqexp.tasks.base import Task, TaskSpec
+from seqexp.tasks.base import TaskSpec
+from seqexp.tasks.scored import IGNORE, ScoredStepsTask
 
-BLANK, IGNORE = 0, -100
-"""The filler token between queries, and the target of a step that is not scored."""
+BLANK = 0
+"""The filler token between queries."""
 
 
-class RecallTask(Task):
+class RecallTask(ScoredStepsTask):
     """``num_kv_pairs`` pairs ``k₁ v₁ k₂ v₂ …`` (distinct keys from the first half of the
     vocabulary, values from the second), then the rest of the ``seq_len`` steps blank but for
     each key once more, in random order at random positions: a query. At a query's step the
@@ -73,11 +73,3 @@ class RecallTask(Task):
         inputs.scatter_(1, query_steps, keys.gather(1, order))
         targets = torch.full_like(inputs, IGNORE).scatter_(1, query_steps, values.gather(1, order))
         return inputs, targets
-
-    def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
-        return F.cross_entropy(prediction.flatten(0, 1), target.flatten(), ignore_index=IGNORE)
-
-    def metrics(self, prediction: Tensor, target: Tensor) -> dict[str, Tensor]:
-        scored = target != IGNORE
-        right = (prediction.argmax(-1) == target) & scored
-        return {"accuracy": right.sum() / scored.sum(), "xent": self.loss(prediction, target)}

@@ -7,15 +7,13 @@ import math
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from seqexp.checks import at_least
-from seqexp.tasks.base import Task, TaskSpec
+from seqexp.tasks.base import TaskSpec
+from seqexp.tasks.scored import IGNORE, ScoredStepsTask
 
-IGNORE = -100
 
-
-class SelectiveCopyTask(Task):
+class SelectiveCopyTask(ScoredStepsTask):
     """``num_tokens`` data tokens (of ``vocab_size``) at random positions among ``seq_len``
     steps of blanks, then ``num_tokens`` copy markers; at each marker the target is the next data
     token, in their order. Only the markers' steps are scored; ``accuracy`` counts the copied
@@ -71,11 +69,3 @@ class SelectiveCopyTask(Task):
         targets = torch.full_like(inputs, IGNORE)
         targets[:, T:] = tokens
         return inputs, targets
-
-    def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
-        return F.cross_entropy(prediction.flatten(0, 1), target.flatten(), ignore_index=IGNORE)
-
-    def metrics(self, prediction: Tensor, target: Tensor) -> dict[str, Tensor]:
-        scored = target != IGNORE
-        right = (prediction.argmax(-1) == target) & scored
-        return {"accuracy": right.sum() / scored.sum(), "xent": self.loss(prediction, target)}
