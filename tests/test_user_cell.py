@@ -11,6 +11,7 @@ import pytest
 from sizes import TINY
 
 from seqexp.bench.kernels import main as bench
+from seqexp.commands.rerun import rerun
 
 CELL = '''
 import torch
@@ -133,3 +134,13 @@ def test_a_cell_of_ones_own_is_benched(config_dir, tmp_path) -> None:
     assert [(k["cell"], k["kernel"]) for k in result["kernels"]] == [("leaky", "scan")]
     (check,) = result["checks"]
     assert check["output_error"] < 1e-6 and check["gradient_error"] < 1e-5
+
+
+def test_a_run_of_ones_own_cell_reruns_exactly(config_dir, outputs, run_seqexp, records) -> None:
+    run_seqexp("--config-dir", str(config_dir), "cell=leaky", "topology=block", *TINY)
+    (original,) = records.search_runs([records.get_experiment_by_name("adding").experiment_id])
+
+    result, matches = rerun(records, original.info.run_id, outputs)
+
+    assert matches and result.metrics["val/mse"] == original.data.metrics["val/mse"]
+    assert records.get_run(result.run_id).data.tags["seqexp.kernel"] == "scan"
