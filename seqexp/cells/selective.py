@@ -83,4 +83,4 @@ class SelectiveSSMCell(LinearRecurrence):
 
     def readout(self, h: Tensor, x: Tensor) -> Tensor:
         u, _, _, C = self.selection(x)
-        return (h @ C[..., None])[..., 0] + self.D * u
+        return (h * C[..., None, :]).sum(-1) + self.D * u  # C<t> · h<t>, per channel
