@@ -9,9 +9,9 @@ readable reference), through the fastest kernel there is for the cell and device
   oneDNN's (:mod:`seqexp.kernels.onednn`);
 - ``manual`` — torch ops with the backward pass written by hand (:mod:`seqexp.kernels.manual`),
   on any device, and wherever the Triton kernel does not take the input;
-- ``scan`` — a parallel scan over time, for a recurrence linear in its state
-  (:class:`~seqexp.cells.LinearRecurrence`: minGRU, minLSTM, LRU, the selective SSM), on any device
-  (:mod:`seqexp.kernels.scan`);
+- ``scan`` — the scan of a recurrence linear in its state, with a hand-written backward
+  (:class:`~seqexp.cells.LinearRecurrence`: minGRU, minLSTM, LRU, the selective SSM), on any
+  device (:mod:`seqexp.kernels.scan`);
 - ``cell`` — the cell's own whole-sequence fast path (:attr:`~seqexp.cells.Recurrence.fast_path`);
 - ``loop`` — the cell's own step-by-step loop through autograd, for a cell with none of these
   (the GRU with ``reset_after``, whose fast path is torch.nn.GRU; the sLSTM).

@@ -24,7 +24,8 @@ CellFactory = Callable[[int, int], RecurrentCell]
 Impl = Literal["auto", "native", "custom", "loop"]
 IMPLS = ("auto", "native", "custom", "loop")
 StackState = tuple[Tensor, ...]
-"""A whole stack's state in torch.nn's layout: ``a`` (and ``c``), each (layers * directions, B, n_a)."""
+"""A whole stack's state, each of its cells' state tensors stacked over layers and directions: in
+torch.nn's layout for the course's cells, ``a`` (and ``c``), each (layers * directions, B, n_a)."""
 
 
 @dataclass(frozen=True)
