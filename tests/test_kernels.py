@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from seqexp import kernels
-from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RNNCell, SimpleGRUCell
+from seqexp.cells import GRUCell, LSTMCell, PeepholeLSTMCell, RecurrentCell, RNNCell, SimpleGRUCell
 from seqexp.kernels import fused, manual, onednn, scan
 from seqexp.layers.recurrent import CellFactory, RecurrentStack
 
@@ -254,3 +254,24 @@ def test_the_linear_scans_hand_written_backward_is_its_gradient(dtype: torch.dty
     assert torch.autograd.gradcheck(expanded, (shared, beta, h0))
     h = scan.linear_scan(lam, beta, h0)
     torch.testing.assert_close(h[1], lam[1] * (lam[0] * h0 + beta[0]) + beta[1])
+
+
+def test_a_cell_with_a_fast_path_of_its_own_runs_on_it() -> None:
+    class OwnPath(RNNCell):
+        """An RNN whose whole-sequence path is its own (here: the loop, counted)."""
+
+        fast_path = True
+        kernel_equations = RecurrentCell.kernel_equations  # not the kernels' RNN: its own path
+        calls = 0
+
+        def sequence(self, x: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple:
+            OwnPath.calls += 1
+            return super().sequence(x, state)
+
+    cell = OwnPath(3, 4)
+    x = torch.randn(5, 2, 3)
+
+    assert kernels.kernel_for(cell, x) == "cell" and kernels.has_kernel(cell)
+    outputs, _ = kernels.run(cell, x)
+    assert OwnPath.calls == 1
+    torch.testing.assert_close(outputs, cell(x)[0])

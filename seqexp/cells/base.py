@@ -5,7 +5,7 @@
 - :class:`RecurrentCell` — the course's cells, whose parameters are stacked ``W_x``, ``W_a`` and
   ``b`` blocks (vanilla RNN, GRUs, LSTMs);
 - :class:`LinearRecurrence` — a recurrence linear in its state, ``h<t> = λ<t> ⊙ h<t-1> + β<t>``,
-  which a parallel scan can run over the whole sequence at once (minGRU, LRU, selective SSMs).
+  which a scan runs over the whole sequence at once (minGRU, minLSTM, LRU, selective SSMs).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Recurrence(nn.Module, ABC):
     - :attr:`init_schemes`, the ``init.scheme`` values that apply (others are refused, with
       :attr:`init_note` as the reason);
     - optionally a whole-sequence fast path (:meth:`sequence`), or, by deriving from
-      :class:`LinearRecurrence`, that a parallel scan runs it.
+      :class:`LinearRecurrence`, that a scan runs it.
     """
 
     gradient_groups: ClassVar[dict[str, str]] = {}
@@ -51,6 +51,8 @@ class Recurrence(nn.Module, ABC):
     """Names of stacked weight blocks whose gradients the diagnostics report apart (``u``, ``f``, ...)."""
     native: ClassVar[type[nn.RNNBase] | None] = None
     """The torch.nn module that computes exactly this function, if there is one."""
+    fast_path: ClassVar[bool] = False
+    """Whether :meth:`sequence` is a whole-sequence fast path of the cell's own."""
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -95,9 +97,6 @@ class Recurrence(nn.Module, ABC):
             state = self.step(u_t, state)
             outputs.append(state[0])
         return outputs, state
-
-    fast_path: ClassVar[bool] = False
-    """Whether :meth:`sequence` is a whole-sequence fast path of the cell's own."""
 
     def sequence(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """``a<1..T>`` (T, B, n_a) and the last state: a cell with a :attr:`fast_path` computes here
