@@ -16,7 +16,15 @@ from seqexp.tracking.intervals import (
     mean_verdict,
     rate_verdict,
 )
-from seqexp.tracking.report import solved, solved_source, summarize, summary_shown, verdicts, write_report
+from seqexp.tracking.report import (
+    processes,
+    solved,
+    solved_source,
+    summarize,
+    summary_shown,
+    verdicts,
+    write_report,
+)
 
 T_975_DF2 = 4.302652729911275  # t_{0.975} with 2 degrees of freedom (tables)
 T_975_DF1 = 12.706204736174705
@@ -144,7 +152,9 @@ def test_verdicts_compare_groups_that_differ_in_one_swept_value() -> None:
     assert "T=50: cell=gru vs cell=rnn: val/accuracy: no difference at n = 3" in lines[2]
 
 
-def record(mlflow, experiment: str, cell: str, seed: int, status: str, metrics: dict[str, float]) -> None:
+def record(
+    mlflow, experiment: str, cell: str, seed: int, status: str, metrics: dict[str, float], **params: str
+) -> None:
     run = mlflow.create_run(
         experiment,
         run_name=f"{cell}-seed{seed}",
@@ -156,6 +166,8 @@ def record(mlflow, experiment: str, cell: str, seed: int, status: str, metrics: 
     )
     mlflow.log_param(run.info.run_id, "cell", cell)
     mlflow.log_param(run.info.run_id, "seed", seed)
+    for name, value in params.items():
+        mlflow.log_param(run.info.run_id, name.replace("__", "."), value)
     for name, value in metrics.items():
         mlflow.log_metric(run.info.run_id, name, value)
     if status == "FAILED":
@@ -221,3 +233,46 @@ def test_runs_are_judged_solved_on_test_where_they_have_it_else_on_validation() 
     assert solved_source(runs) == "test, else val"
     assert solved_source(runs.iloc[[0, 2]]) == "test"  # a failed run has no test: it is not "val"
     assert solved_source(runs.drop(columns="test/solved")) == "val"
+
+
+@pytest.mark.parametrize(
+    ("params", "count"),
+    [
+        ({}, 1),  # recorded before DDP: one process
+        ({"trainer.devices": "2"}, 2),
+        ({"trainer.devices": "[0, 3]", "trainer.num_nodes": "2"}, 4),
+        ({"trainer.devices": "1", "trainer.accumulate_grad_batches": "4"}, 4),  # 4 batches a step
+        ({"trainer.devices": "auto"}, math.nan),  # Lightning's choice: the record cannot say
+        ({"trainer.devices": "-1"}, math.nan),
+    ],
+)
+def test_the_processes_that_drew_a_batch_at_each_step_are_read_from_the_record(params, count) -> None:
+    assert processes(params) == count or (math.isnan(count) and math.isnan(processes(params)))
+
+
+def test_the_report_gives_the_median_sequences_seen_until_solved_and_the_share_solved(
+    outputs: Path, records
+) -> None:
+    experiment = records.create_experiment("adding")
+    for seed, step in enumerate([500, 1000, 2000]):  # 32,000, 64,000, 128,000 sequences
+        metrics = {"val/mse": 0.001, "val/solved": 1, "val/solved_step": step}
+        record(records, experiment, "gru", seed, "FINISHED", metrics, data__batch_size="64")
+    unsolved = {"val/mse": 0.1, "val/solved": 0}
+    record(records, experiment, "gru", 3, "FINISHED", unsolved, data__batch_size="64")
+    ddp = {"data__batch_size": "64", "trainer__devices": "2"}  # two processes of 64 at every step
+    record(records, experiment, "rnn", 0, "FINISHED", {"val/mse": 0.001, "val/solved_step": 100}, **ddp)
+
+    numbers = write_report(records, records.search_runs([experiment]), outputs / "r", "adding")
+
+    numbers = numbers.set_index("cell")
+    assert numbers.loc["gru", "sequences to solve median"] == 64_000
+    assert numbers.loc["gru", "sequences to solve share"] == 3 / 4  # the unsolved run has none
+    assert numbers.loc["rnn", "sequences to solve median"] == 100 * 64 * 2
+    summary = (outputs / "r" / "summary.md").read_text()
+    assert "| 64,000 (3 of 4 runs) " in summary and "| 12,800 (1 of 1 runs) " in summary
+    per_run = pd.read_csv(outputs / "r" / "runs.csv").sequences_to_solve
+    assert sorted(per_run.dropna()) == [12_800, 32_000, 64_000, 128_000]
+
+    record(records, experiment, "rnn", 1, "FINISHED", {"val/solved_step": 100}, trainer__devices="auto")
+    numbers = write_report(records, records.search_runs([experiment]), outputs / "r2", "adding")
+    assert numbers.set_index("cell").loc["rnn", "sequences to solve (per process) median"] == 6_400

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,11 @@ TEST_SOLVED = "test/solved"
 WALL = "wall_s"
 NOT_AVERAGED = (SOLVED, TEST_SOLVED, SOLVED_STEP)
 """Metrics with columns of their own: the solve rate and how fast."""
+BATCH_SIZE = "data.batch_size"
+PROCESSES = "processes"
+"""Per run: the processes that each drew a batch at every step (DDP's world size); NaN if unknown."""
+SEQUENCES = "sequences_to_solve"
+"""Per run: the training sequences drawn until its first solved validation (NaN: never solved)."""
 
 
 def swept_keys(runs: list[Run]) -> list[str]:
@@ -63,9 +69,23 @@ def swept_keys(runs: list[Run]) -> list[str]:
     )
 
 
+def processes(params: dict[str, str]) -> float:
+    """The processes that drew a batch at every step: ``trainer.devices`` (a count or a list of
+    devices) × ``trainer.num_nodes`` × ``trainer.accumulate_grad_batches``, where recorded (1 where
+    not); NaN where the record cannot say (``devices: auto`` or ``-1``: Lightning's choice)."""
+    devices = params.get("trainer.devices", "1").strip()
+    if devices.startswith("["):
+        count = float(len([d for d in devices.strip("[]").split(",") if d.strip()]))
+    else:
+        count = float(devices) if devices.isdigit() and int(devices) > 0 else math.nan
+    others = (params.get(key, "1") for key in ("trainer.num_nodes", "trainer.accumulate_grad_batches"))
+    return count * math.prod(float(n) if n.isdigit() else math.nan for n in others)
+
+
 def runs_frame(runs: list[Run], keys: list[str]) -> pd.DataFrame:
-    """One row per run: id, name, status, failure, seed, wall time (s), swept values (as numbers
-    where they are numbers, so that lengths sort as numbers) and final metrics."""
+    """One row per run: id, name, status, failure, seed, wall time (s), batch size and processes,
+    swept values (as numbers where they are numbers, so that lengths sort as numbers) and final
+    metrics."""
     frame = pd.DataFrame(
         {
             "run_id": run.info.run_id,
@@ -74,6 +94,8 @@ def runs_frame(runs: list[Run], keys: list[str]) -> pd.DataFrame:
             "failure": run.data.tags.get(TAG_FAILURE, ""),
             "seed": run.data.params.get("seed", ""),
             WALL: (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else math.nan,
+            BATCH_SIZE: float(run.data.params.get(BATCH_SIZE, math.nan)),
+            PROCESSES: processes(run.data.params),
             **{key: run.data.params[key] for key in keys},
             **run.data.metrics,
         }
@@ -103,6 +125,23 @@ def judged_metric(frame: pd.DataFrame, metric: str) -> str:
     """What verdicts are on: the headline's ``test/`` value where the runs have one, else ``metric``."""
     test = "test/" + metric.removeprefix("val/")
     return test if test in frame else metric
+
+
+def per_process(frame: pd.DataFrame) -> bool:
+    """Are sequences counted per process: does a solved run not record how many processes it had?"""
+    return bool(column(frame, PROCESSES)[column(frame, SOLVED_STEP).notna()].isna().any())
+
+
+def sequences_to_solve(frame: pd.DataFrame) -> pd.Series:
+    """Per run, the training sequences it drew until its first solved validation, what papers
+    report: ``val/solved_step`` × ``data.batch_size`` × processes (per process, without the last
+    factor, wherever a solved run does not record its processes); NaN for a run never solved."""
+    sequences = column(frame, SOLVED_STEP) * column(frame, BATCH_SIZE)
+    return sequences if per_process(frame) else sequences * column(frame, PROCESSES)
+
+
+def sequences_header(frame: pd.DataFrame) -> str:
+    return "sequences to solve" + (" (per process)" if per_process(frame) else "")
 
 
 def solved_source(frame: pd.DataFrame) -> str:
@@ -148,6 +187,8 @@ class GroupSummary:
     """Solved runs of all runs."""
     solved_steps: MeanEstimate
     """``val/solved_step`` over the finished runs that were solved at some validation."""
+    sequences: list[float]
+    """The training sequences each of those runs drew until then (:func:`sequences_to_solve`)."""
     params: list[int]
     """The distinct trainable parameter counts (``model/params``) of the group's runs."""
     wall_s: MeanEstimate
@@ -168,6 +209,7 @@ def summarize(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> list[
             metrics={metric: estimate_mean(finished_values(group, metric)) for metric in metrics},
             solved=estimate_rate(int(solved(group).sum()), len(group)),
             solved_steps=estimate_mean(finished_values(group, SOLVED_STEP)),
+            sequences=finished_values(group, SEQUENCES),
             params=sorted({int(p) for p in group[PARAMS].dropna()}) if PARAMS in group else [],
             wall_s=estimate_mean(group[WALL].dropna().tolist()),
         )
@@ -175,9 +217,10 @@ def summarize(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> list[
     ]
 
 
-def summary_numbers(summaries: list[GroupSummary], detailed: list[str]) -> pd.DataFrame:
+def summary_numbers(summaries: list[GroupSummary], detailed: list[str], sequences: str) -> pd.DataFrame:
     """The summaries as numbers (``summary.csv``): per metric its mean and sample std (empty for
-    one run), and for the ``detailed`` metrics the 95% t-interval; the solve rate's Wilson interval."""
+    one run), and for the ``detailed`` metrics the 95% t-interval; the solve rate's Wilson interval;
+    the median of the ``sequences`` to solve and the share of runs solved at some validation."""
     rows = []
     for summary in summaries:
         row: dict[str, Any] = {**summary.values, "runs": summary.runs, "failed": summary.failed}
@@ -197,6 +240,8 @@ def summary_numbers(summaries: list[GroupSummary], detailed: list[str]) -> pd.Da
             "solved ci_high": nan_if_none(interval and interval.high),
             "solved_step mean": summary.solved_steps.mean,
             "solved_step n": summary.solved_steps.n,
+            f"{sequences} median": median(summary.sequences),
+            f"{sequences} share": len(summary.sequences) / summary.runs,
             "params": summary.params[0] if len(summary.params) == 1 else math.nan,
             "wall_s mean": summary.wall_s.mean,
         }
@@ -204,9 +249,12 @@ def summary_numbers(summaries: list[GroupSummary], detailed: list[str]) -> pd.Da
     return pd.DataFrame(rows)
 
 
-def summary_shown(summaries: list[GroupSummary], detailed: list[str], solved_by: str) -> pd.DataFrame:
+def summary_shown(
+    summaries: list[GroupSummary], detailed: list[str], solved_by: str, sequences: str = "sequences to solve"
+) -> pd.DataFrame:
     """The summaries as text: ``mean ± std`` per metric, the 95% interval of the ``detailed``
-    ones, the solve rate with its interval, how fast, the parameters and the time per run."""
+    ones, the solve rate with its interval, how fast (steps, and the median of the ``sequences``),
+    the parameters and the time per run."""
     rows = []
     for summary in summaries:
         row: dict[str, str] = {str(k): str(v) for k, v in summary.values.items()}
@@ -218,6 +266,7 @@ def summary_shown(summaries: list[GroupSummary], detailed: list[str], solved_by:
                 row[f"{metric} 95% CI"] = interval_text(estimate)
         row[f"solved ({solved_by})"] = rate_text(summary.solved)
         row["solved at step"] = steps_text(summary.solved_steps, summary.runs)
+        row[sequences] = sequences_text(summary.sequences, summary.runs)
         row["params"] = params_text(summary.params)
         row["wall per run"] = duration_text(summary.wall_s.mean)
         rows.append(row)
@@ -254,6 +303,7 @@ def runs_shown(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.D
     shown[f"solved ({solved_source(frame)})"] = solved(frame).map({True: "yes", False: "no"})
     steps = column(frame, SOLVED_STEP)
     shown["solved at step"] = [f"{s:.0f}" if pd.notna(s) else "not solved" for s in steps]
+    shown[sequences_header(frame)] = [count_text(s) if pd.notna(s) else "–" for s in column(frame, SEQUENCES)]
     shown["params"] = [f"{p:,.0f}" if pd.notna(p) else "–" for p in column(frame, PARAMS)]
     shown["wall"] = [duration_text(s) for s in frame[WALL]]
     return shown.sort_values([*keys, "seed"], kind="stable")
@@ -294,6 +344,22 @@ def steps_text(steps: MeanEstimate, runs: int) -> str:
         return "not solved"
     spread = "" if steps.std is None else f" ± {steps.std:.0f}"
     return f"{steps.mean:.0f}{spread} ({steps.n} of {runs} runs)"
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def count_text(count: float) -> str:
+    """A count to 3 significant digits, in full: ``12,800``, not ``1.28e+04``."""
+    return f"{float(f'{count:.3g}'):,.0f}"
+
+
+def sequences_text(sequences: list[float], runs: int) -> str:
+    """The median of the runs solved at some validation, and how many of all runs those are."""
+    if not sequences:
+        return "not solved"
+    return f"{count_text(median(sequences))} ({len(sequences)} of {runs} runs)"
 
 
 def params_text(params: list[int]) -> str:
@@ -367,13 +433,14 @@ def write_report(client: MlflowClient, runs: list[Run], out: Path, title: str) -
     out.mkdir(parents=True, exist_ok=True)
     keys = swept_keys(runs)
     frame = runs_frame(runs, keys)
+    frame[SEQUENCES] = sequences_to_solve(frame)
     metric = headline(runs)
     judged = judged_metric(frame, metric)
     detailed = sorted({metric, judged})
     shown_columns = shown_metrics(frame, metric)  # a metric no run logged (every run failed): n = 0
     summaries = summarize(frame, keys, shown_columns + [m for m in detailed if m not in shown_columns])
-    numbers = summary_numbers(summaries, detailed)
-    shown = summary_shown(summaries, detailed, solved_source(frame))
+    numbers = summary_numbers(summaries, detailed, sequences_header(frame))
+    shown = summary_shown(summaries, detailed, solved_source(frame), sequences_header(frame))
     per_run = runs_shown(frame, keys, detailed)
     failed = frame[frame.status != FINISHED][["run", *keys, "seed", "status", "failure"]]
     judgements = verdicts(summaries, keys, judged, higher_is_better(runs))
@@ -381,8 +448,10 @@ def write_report(client: MlflowClient, runs: list[Run], out: Path, title: str) -
     note = (
         "Per group: mean ± sample std over the runs that finished; the 95% t-interval of the mean "
         "(none for one run); runs solved of all runs, failed ones counted as unsolved, with the 95% "
-        "Wilson interval; the mean val/solved_step of the runs that were solved. A verdict needs the "
-        "two 95% intervals apart."
+        "Wilson interval; the mean val/solved_step of the runs that were solved at some validation, and "
+        "the median training sequences they drew until then (val/solved_step × data.batch_size × the "
+        "processes of a DDP run), with how many runs those are. A verdict needs the two 95% intervals "
+        "apart."
     )
     console.print(rich_table(shown, title))
     console.print(note, soft_wrap=True)
