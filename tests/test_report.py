@@ -12,8 +12,11 @@ from seqexp.tracking.intervals import (
     Interval,
     MeanEstimate,
     estimate_mean,
+    estimate_metric,
+    estimate_positive,
     estimate_rate,
     mean_verdict,
+    metric_range,
     rate_verdict,
 )
 from seqexp.tracking.report import (
@@ -46,6 +49,63 @@ def test_two_values_use_one_degree_of_freedom() -> None:
     assert estimate.std == pytest.approx(0.2 / math.sqrt(2))
     half = T_975_DF1 * estimate.std / math.sqrt(2)  # = 12.706 · 0.1
     assert estimate.interval.high - estimate.mean == pytest.approx(half) == pytest.approx(1.2706205)
+
+
+def test_an_interval_of_a_quantity_that_cannot_be_negative_is_of_its_geometric_mean_above_zero() -> None:
+    values = [0.001, 0.003, 0.009]  # one seed 9 times worse than another, as losses over seeds are
+    assert estimate_mean(values).interval.low == pytest.approx(-0.00601, abs=1e-5)  # a negative MSE
+
+    estimate = estimate_positive(values)
+
+    assert (estimate.mean, estimate.std) == (estimate_mean(values).mean, estimate_mean(values).std)
+    assert estimate.geometric_mean == pytest.approx(0.003) == estimate.centre
+    half = T_975_DF2 * math.log(3) / math.sqrt(3)  # the logs are ln 0.003 ± ln 3: s_log = ln 3
+    assert (
+        estimate.interval.low == pytest.approx(0.003 * math.exp(-half)) == pytest.approx(0.000196, abs=1e-6)
+    )
+    assert estimate.interval.high == pytest.approx(0.003 * math.exp(half)) == pytest.approx(0.0460, abs=1e-4)
+
+
+def test_a_zero_among_non_negative_values_clips_the_means_t_interval_at_zero() -> None:
+    estimate = estimate_positive([0.0, 0.001, 0.002])  # no logarithm of 0
+
+    assert estimate.geometric_mean is None and estimate.centre == estimate.mean == pytest.approx(0.001)
+    assert estimate.interval == Interval(0.0, pytest.approx(0.001 + T_975_DF2 * 0.001 / math.sqrt(3)))
+
+
+def test_an_accuracys_interval_stays_within_zero_and_one() -> None:
+    estimate = estimate_metric("val/accuracy", [0.97, 1.0, 1.0])  # the t-interval reaches 1.04
+
+    assert estimate.interval.high == 1.0 and estimate.geometric_mean is None
+    assert estimate.interval.low == pytest.approx(0.99 - T_975_DF2 * estimate.std / math.sqrt(3))
+    assert estimate_metric("val/accuracy", [0.0, 0.0, 0.03]).interval.low == 0.0
+
+
+@pytest.mark.parametrize(
+    ("metric", "kind"),
+    [
+        ("val/mse", "non-negative"),
+        ("test/xent", "non-negative"),
+        ("train/loss", "non-negative"),
+        ("val/perplexity", "non-negative"),
+        ("val/bits_per_char", "non-negative"),
+        ("val/mse_baseline", "non-negative"),
+        ("val/accuracy", "fraction"),
+        ("test/string_accuracy", "fraction"),
+        ("val/exact_match", "fraction"),
+        ("val/solved_step", None),
+        ("val/grad_norm_ratio", None),
+    ],
+)
+def test_a_metrics_range_is_known_by_its_name(metric: str, kind: str | None) -> None:
+    assert metric_range(metric) == kind
+
+
+def test_verdicts_on_geometric_intervals_go_by_where_the_intervals_lie() -> None:
+    low, high = estimate_positive([0.001, 0.0012, 0.0011]), estimate_positive([0.1, 0.12, 0.11])
+
+    assert mean_verdict("gru", low, "rnn", high, higher_is_better=False) == "gru beats rnn"
+    assert mean_verdict("gru", low, "rnn", high, higher_is_better=True) == "rnn beats gru"
 
 
 def test_one_value_has_no_std_and_no_interval() -> None:
@@ -124,7 +184,7 @@ def test_a_failed_run_counts_in_the_group_as_unsolved_and_not_in_the_mean() -> N
     assert shown.loc["gru", "solved (val)"] == "2/3 [21%, 94%]"
     assert shown.loc["rnn", "val/mse"] == "0.17"  # one run: no "± 0"
     assert shown.loc["gru", "val/mse_baseline"] == "0.1667"  # the same for every run: no "± 0" either
-    assert shown.loc["rnn", "val/mse 95% CI"] == "none at n = 1"
+    assert shown.loc["rnn", "val/mse 95% CI (geom. mean)"] == "none at n = 1"
     assert shown.loc["rnn", "solved at step"] == "not solved"
     assert shown.loc["rnn", "params"] == "1,089"
     assert verdicts([gru, rnn], ["cell"], "val/mse", higher=False) == [
@@ -191,7 +251,12 @@ def test_the_report_lists_failed_runs_as_unsolved_with_params_and_wall_time(outp
     assert numbers.loc["gru", "runs"] == 3 and numbers.loc["gru", "failed"] == 1
     assert numbers.loc["gru", "val/mse mean"] == pytest.approx(0.005)
     assert numbers.loc["gru", "val/mse std"] == pytest.approx(0.002 / math.sqrt(2))
-    assert numbers.loc["gru", "val/mse ci_high"] == pytest.approx(0.005 + T_975_DF1 * 0.001)
+    # val/mse cannot be negative: the interval of its geometric mean, from the logs' t-interval
+    log_half = T_975_DF1 * (math.log(0.006) - math.log(0.004)) / 2  # s_log / √2 = |difference| / 2
+    assert numbers.loc["gru", "val/mse gmean"] == pytest.approx(math.sqrt(0.004 * 0.006))
+    assert numbers.loc["gru", "val/mse ci_high"] == pytest.approx(
+        math.sqrt(0.004 * 0.006) * math.exp(log_half)
+    )
     assert numbers.loc["gru", "solved rate"] == pytest.approx(2 / 3)
     assert math.isnan(numbers.loc["rnn", "val/mse std"]) and math.isnan(numbers.loc["rnn", "val/mse ci_low"])
     assert numbers.loc["rnn", "params"] == 1153

@@ -15,7 +15,7 @@ from sizes import TINY
 from seqexp.commands.compare import main
 from seqexp.config.compose import combinations
 from seqexp.search.compare import Compared, summary, tuned
-from seqexp.tracking.intervals import estimate_mean
+from seqexp.tracking.intervals import estimate_mean, estimate_positive
 
 
 def test_each_combination_of_the_swept_values_is_a_config_labelled_by_them() -> None:
@@ -63,8 +63,9 @@ def test_the_table_states_the_budget_the_choice_and_the_test_metric_with_its_int
 
     assert gru.chosen == {"optimizer.lr": 0.003} and gru.best_value == 0.2
     assert row["tuned"] == "optimizer.lr=0.003" and row["trials (done/pruned/failed)"] == "2/1/1"
-    interval = estimate_mean([0.1, 0.2, 0.3]).interval
-    assert row["test/mse"] == "0.2 ± 0.1" and row["95% CI"] == f"[{interval.low:.4g}, {interval.high:.4g}]"
+    interval = estimate_positive([0.1, 0.2, 0.3]).interval  # the t-interval's low end is -0.048
+    assert row["test/mse"] == "0.2 ± 0.1" and interval.low == pytest.approx(0.0457, abs=1e-4)
+    assert row["95% CI (geom. mean)"] == f"[{interval.low:.4g}, {interval.high:.4g}]"
     assert row["seeds"] == "3 of 3" and row["solved (test)"].startswith("2/3 [")
     assert nothing["tuned"] == "no trial completed" and nothing["seeds"] == "–"
     assert math.isnan(rnn.best_value)

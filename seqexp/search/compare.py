@@ -78,12 +78,13 @@ def summary(compared: list[Compared], metric: str) -> pd.DataFrame:
     metric, and the test metric over seeds (mean ± std, 95% t-interval) with the solve rate."""
     import pandas as pd
 
-    from seqexp.tracking.intervals import estimate_mean, estimate_rate
+    from seqexp.tracking.intervals import estimate_metric, estimate_rate, metric_range
     from seqexp.tracking.report import interval_text, mean_text, rate_text
 
+    geometric = metric_range(metric) == "non-negative"
     rows = []
     for item in compared:
-        test = estimate_mean(item.test)
+        test = estimate_metric(f"test/{metric}", item.test)
         rate = estimate_rate(sum(item.solved), len(item.solved) + item.seeds_failed)
         rows.append(
             {
@@ -92,7 +93,7 @@ def summary(compared: list[Compared], metric: str) -> pd.DataFrame:
                 "trials (done/pruned/failed)": item.trials_text(),
                 f"best val/{metric}": f"{item.best_value:.4g}",
                 f"test/{metric}": mean_text(test),
-                "95% CI": interval_text(test),
+                "95% CI" + (" (geom. mean)" if geometric else ""): interval_text(test, geometric),
                 "seeds": f"{test.n} of {len(item.solved) + item.seeds_failed}" if item.chosen else "–",
                 "solved (test)": rate_text(rate),
             }

@@ -1,15 +1,26 @@
 """The arithmetic of a comparison over seeds: the mean with its t-interval, a solve rate with its
-Wilson interval, and verdicts that need the two intervals apart."""
+Wilson interval, and verdicts that need the two intervals apart.
+
+An interval stays within the range its metric's values can take. A metric that cannot be negative
+(an MSE, a cross-entropy, a loss, a perplexity) gets the t-interval of the mean of its logarithms,
+back-transformed: an interval of the geometric mean, positive, and as skewed as such metrics are
+over seeds (one seed at 1e-4, another at 0.1). A metric in [0, 1] (an accuracy) keeps the t-interval
+of its mean, clipped to [0, 1]: the mean lies in that range, so the clipping loses no coverage."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from scipy import stats
 
 CONFIDENCE = 0.95
+NON_NEGATIVE = ("mse", "xent", "loss", "perplexity", "bits_per_char", "nll")
+"""Metrics whose name contains one of these cannot be negative."""
+FRACTIONS = ("accuracy", "exact_match")
+"""Metrics whose name contains one of these lie in [0, 1]."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,13 @@ class MeanEstimate:
     mean: float
     std: float | None
     interval: Interval | None
+    geometric_mean: float | None = None
+    """Set where ``interval`` is an interval of the geometric mean (:func:`estimate_positive`)."""
+
+    @property
+    def centre(self) -> float:
+        """What ``interval`` is an interval of: the geometric mean where set, else the mean."""
+        return self.mean if self.geometric_mean is None else self.geometric_mean
 
 
 @dataclass(frozen=True)
@@ -45,8 +63,13 @@ class RateEstimate:
         return self.successes / self.n if self.n else math.nan
 
 
-def estimate_mean(values: Sequence[float], confidence: float = CONFIDENCE) -> MeanEstimate:
-    """``mean ± t_{(1+confidence)/2, n-1} · s / √n`` with the sample std ``s``."""
+def estimate_mean(
+    values: Sequence[float],
+    confidence: float = CONFIDENCE,
+    within: tuple[float, float] = (-math.inf, math.inf),
+) -> MeanEstimate:
+    """``mean ± t_{(1+confidence)/2, n-1} · s / √n`` with the sample std ``s``, clipped to
+    ``within``, the range the values can take (and so their mean)."""
     n = len(values)
     if n == 0:
         return MeanEstimate(0, math.nan, None, None)
@@ -55,7 +78,38 @@ def estimate_mean(values: Sequence[float], confidence: float = CONFIDENCE) -> Me
         return MeanEstimate(1, mean, None, None)
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
     half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * std / math.sqrt(n)
-    return MeanEstimate(n, mean, std, Interval(mean - half, mean + half))
+    low, high = within
+    return MeanEstimate(n, mean, std, Interval(max(low, mean - half), min(high, mean + half)))
+
+
+def estimate_positive(values: Sequence[float], confidence: float = CONFIDENCE) -> MeanEstimate:
+    """For values that cannot be negative: the mean and std as :func:`estimate_mean`'s, and the
+    t-interval of the mean of ``log(values)`` back-transformed, ``exp(m ± t · s_log / √n)``: an
+    interval of the geometric mean ``exp(m)``, always above zero. Where a value is 0 (no logarithm)
+    the mean's t-interval clipped at 0 instead (``geometric_mean`` then ``None``)."""
+    plain = estimate_mean(values, confidence, within=(0.0, math.inf))
+    if plain.n == 0 or min(values) <= 0:
+        return plain
+    logs = estimate_mean([math.log(v) for v in values], confidence)
+    interval = logs.interval and Interval(math.exp(logs.interval.low), math.exp(logs.interval.high))
+    return MeanEstimate(plain.n, plain.mean, plain.std, interval, math.exp(logs.mean))
+
+
+def metric_range(metric: str) -> Literal["non-negative", "fraction"] | None:
+    """What values ``metric`` can take, by its name (``val/mse``, ``test/accuracy``); ``None``: any."""
+    name = metric.rpartition("/")[2]
+    if any(word in name for word in NON_NEGATIVE):
+        return "non-negative"
+    return "fraction" if any(word in name for word in FRACTIONS) else None
+
+
+def estimate_metric(metric: str, values: Sequence[float], confidence: float = CONFIDENCE) -> MeanEstimate:
+    """``values`` of ``metric`` estimated within their range: a geometric-mean interval for a
+    non-negative metric, a t-interval clipped to [0, 1] for a fraction, else a t-interval."""
+    kind = metric_range(metric)
+    if kind == "non-negative":
+        return estimate_positive(values, confidence)
+    return estimate_mean(values, confidence, (0.0, 1.0) if kind == "fraction" else (-math.inf, math.inf))
 
 
 def estimate_rate(successes: int, n: int, confidence: float = CONFIDENCE) -> RateEstimate:
@@ -80,7 +134,7 @@ def mean_verdict(a: str, a_mean: MeanEstimate, b: str, b_mean: MeanEstimate, hig
     """``"A beats B"`` where the two intervals do not overlap, else ``"no difference at n = …"``."""
     if a_mean.interval is None or b_mean.interval is None or a_mean.interval.overlaps(b_mean.interval):
         return f"no difference at {sizes(a_mean.n, b_mean.n)}"
-    a_higher = a_mean.mean > b_mean.mean
+    a_higher = a_mean.interval.low > b_mean.interval.high
     winner, loser = (a, b) if a_higher == higher_is_better else (b, a)
     return f"{winner} beats {loser}"
 

@@ -23,8 +23,10 @@ from seqexp.tracking.intervals import (
     MeanEstimate,
     RateEstimate,
     estimate_mean,
+    estimate_metric,
     estimate_rate,
     mean_verdict,
+    metric_range,
     rate_verdict,
 )
 from seqexp.tracking.runs import (
@@ -182,7 +184,8 @@ class GroupSummary:
     failed: int
     """Runs that did not finish (failed, diverged, killed): counted as unsolved."""
     metrics: dict[str, MeanEstimate]
-    """Each metric's final value, over the runs that finished."""
+    """Each metric's final value, over the runs that finished, its interval within the metric's
+    range (:func:`~seqexp.tracking.intervals.estimate_metric`)."""
     solved: RateEstimate
     """Solved runs of all runs."""
     solved_steps: MeanEstimate
@@ -206,7 +209,7 @@ def summarize(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> list[
             values=values,
             runs=len(group),
             failed=int((group.status != FINISHED).sum()),
-            metrics={metric: estimate_mean(finished_values(group, metric)) for metric in metrics},
+            metrics={metric: estimate_metric(metric, finished_values(group, metric)) for metric in metrics},
             solved=estimate_rate(int(solved(group).sum()), len(group)),
             solved_steps=estimate_mean(finished_values(group, SOLVED_STEP)),
             sequences=finished_values(group, SEQUENCES),
@@ -219,7 +222,8 @@ def summarize(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> list[
 
 def summary_numbers(summaries: list[GroupSummary], detailed: list[str], sequences: str) -> pd.DataFrame:
     """The summaries as numbers (``summary.csv``): per metric its mean and sample std (empty for
-    one run), and for the ``detailed`` metrics the 95% t-interval; the solve rate's Wilson interval;
+    one run), and for the ``detailed`` metrics the 95% interval (of the geometric mean ``gmean``
+    for a metric that cannot be negative); the solve rate's Wilson interval;
     the median of the ``sequences`` to solve and the share of runs solved at some validation."""
     rows = []
     for summary in summaries:
@@ -229,6 +233,7 @@ def summary_numbers(summaries: list[GroupSummary], detailed: list[str], sequence
             if metric in detailed:
                 row |= {
                     f"{metric} n": estimate.n,
+                    f"{metric} gmean": nan_if_none(estimate.geometric_mean),
                     f"{metric} ci_low": nan_if_none(estimate.interval and estimate.interval.low),
                     f"{metric} ci_high": nan_if_none(estimate.interval and estimate.interval.high),
                 }
@@ -263,7 +268,8 @@ def summary_shown(
             # a baseline is the task's, the same for every run: no spread to show
             row[metric] = mean_text(estimate, spread=not metric.endswith("_baseline"))
             if metric in detailed:
-                row[f"{metric} 95% CI"] = interval_text(estimate)
+                geometric = metric_range(metric) == "non-negative"
+                row[interval_header(metric)] = interval_text(estimate, geometric)
         row[f"solved ({solved_by})"] = rate_text(summary.solved)
         row["solved at step"] = steps_text(summary.solved_steps, summary.runs)
         row[sequences] = sequences_text(summary.sequences, summary.runs)
@@ -327,9 +333,18 @@ def mean_text(estimate: MeanEstimate, spread: bool = True) -> str:
     return f"{estimate.mean:.4g} ± {estimate.std:.2g}"
 
 
-def interval_text(estimate: MeanEstimate) -> str:
+def interval_header(metric: str) -> str:
+    """The heading of ``metric``'s interval: of its geometric mean where it cannot be negative."""
+    return f"{metric} 95% CI" + (" (geom. mean)" if metric_range(metric) == "non-negative" else "")
+
+
+def interval_text(estimate: MeanEstimate, geometric: bool = False) -> str:
+    """``[low, high]``; said to be the mean's where a ``geometric`` one was headed but a value was 0."""
     interval = estimate.interval
-    return f"[{interval.low:.4g}, {interval.high:.4g}]" if interval else f"none at n = {estimate.n}"
+    if interval is None:
+        return f"none at n = {estimate.n}"
+    of_mean = " (of the mean: a value is 0)" if geometric and estimate.geometric_mean is None else ""
+    return f"[{interval.low:.4g}, {interval.high:.4g}]{of_mean}"
 
 
 def rate_text(rate: RateEstimate) -> str:
@@ -380,20 +395,23 @@ def label(values: dict[str, Any]) -> str:
 
 def plot_metric_vs_length(frame: pd.DataFrame, keys: list[str], metric: str, path: Path) -> bool:
     """``metric`` against ``task.seq_len``, one line per combination of the other swept keys,
-    with the 95% t-interval of the mean as error bars (none for one run)."""
+    through the mean with its 95% interval as error bars (none for one run): the geometric mean
+    and its interval for a metric that cannot be negative."""
     finished = frame[frame.status == FINISHED]
     if "task.seq_len" not in keys or finished.empty:
         return False
     fig, ax = plt.subplots(figsize=(6, 4))
     for values, group in groups(finished, [k for k in keys if k != "task.seq_len"]):
         by_length = {
-            int(length): estimate_mean(finished_values(rows, metric))
+            int(length): estimate_metric(metric, finished_values(rows, metric))
             for length, rows in group.groupby("task.seq_len")
         }
         lengths = sorted(by_length)
-        means = [by_length[t].mean for t in lengths]
-        halves = [e.interval.high - e.mean if e.interval else 0.0 for e in map(by_length.get, lengths)]
-        ax.errorbar(lengths, means, yerr=halves, marker="o", capsize=3, label=label(values))
+        estimates = [by_length[t] for t in lengths]
+        centres = [e.centre for e in estimates]
+        below = [e.centre - e.interval.low if e.interval else 0.0 for e in estimates]
+        above = [e.interval.high - e.centre if e.interval else 0.0 for e in estimates]
+        ax.errorbar(lengths, centres, yerr=[below, above], marker="o", capsize=3, label=label(values))
     if f"{metric}_baseline" in finished:
         ax.axhline(finished[f"{metric}_baseline"].mean(), color="grey", linestyle="--", label="baseline")
     ax.set(
@@ -446,8 +464,11 @@ def write_report(client: MlflowClient, runs: list[Run], out: Path, title: str) -
     judgements = verdicts(summaries, keys, judged, higher_is_better(runs))
 
     note = (
-        "Per group: mean ± sample std over the runs that finished; the 95% t-interval of the mean "
-        "(none for one run); runs solved of all runs, failed ones counted as unsolved, with the 95% "
+        "Per group: mean ± sample std over the runs that finished; the 95% interval (none for one "
+        "run): for a metric that cannot be negative (mse, xent, loss, perplexity) the t-interval of the "
+        "mean of the logarithms, back-transformed, an interval of the geometric mean that stays above "
+        "0; for an accuracy the t-interval of the mean clipped to [0, 1]; else the t-interval of the "
+        "mean; runs solved of all runs, failed ones counted as unsolved, with the 95% "
         "Wilson interval; the mean val/solved_step of the runs that were solved at some validation, and "
         "the median training sequences they drew until then (val/solved_step × data.batch_size × the "
         "processes of a DDP run), with how many runs those are. A verdict needs the two 95% intervals "
