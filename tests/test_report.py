@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from seqexp.tracking import report
 from seqexp.tracking.intervals import (
     Interval,
     MeanEstimate,
@@ -341,3 +342,37 @@ def test_the_report_gives_the_median_sequences_seen_until_solved_and_the_share_s
     record(records, experiment, "rnn", 1, "FINISHED", {"val/solved_step": 100}, trainer__devices="auto")
     numbers = write_report(records, records.search_runs([experiment]), outputs / "r2", "adding")
     assert numbers.set_index("cell").loc["rnn", "sequences to solve (per process) median"] == 6_400
+
+
+def test_learning_curves_are_each_groups_geometric_mean_with_a_95_percent_band(
+    outputs: Path, records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    experiment = records.create_experiment("adding")
+    curves = {  # per cell, each seed's val/mse at steps 0, 250, 500; gru's seeds 1, 2 stopped at 250
+        "gru": [[0.1, 0.01, 0.001], [0.1, 0.001], [0.1, 0.01]],
+        "rnn": [[0.2, 0.2, 0.2], [0.2, 0.1, 0.05], [0.2, 0.15, 0.1]],
+    }
+    for cell, seeds in curves.items():
+        for seed, history in enumerate(seeds):
+            record(records, experiment, cell, seed, "FINISHED", {})
+            [run] = records.search_runs([experiment], f"attributes.run_name = '{cell}-seed{seed}'")
+            for i, value in enumerate(history):
+                records.log_metric(run.info.run_id, "val/mse", value, step=250 * i)
+    record(records, experiment, "rnn", 3, "FAILED", {"val/mse": math.inf})  # diverged: not averaged
+    figures = []
+    monkeypatch.setattr(report, "save", lambda fig, path: figures.append(fig))
+
+    write_report(records, records.search_runs([experiment]), outputs / "r", "adding")
+
+    [ax] = figures[-1].axes
+    gru, rnn = ax.get_lines()  # one line per group, not per run
+    assert gru.get_label() == "cell=gru (3 runs)" and rnn.get_label() == "cell=rnn (3 runs)"
+    assert list(gru.get_xdata()) == [0, 250, 500]
+    assert gru.get_ydata()[1] == pytest.approx((0.01 * 0.001 * 0.01) ** (1 / 3))  # the geometric mean
+    assert gru.get_ydata()[2] == pytest.approx(0.001)  # the one run that went on
+    gru_band, rnn_band = ax.collections
+    interval = estimate_positive([0.2, 0.1, 0.15]).interval
+    band = rnn_band.get_paths()[0].vertices
+    assert sorted(set(band[band[:, 0] == 250, 1])) == pytest.approx([interval.low, interval.high])
+    assert (band[:, 1] > 0).all() and ax.get_yscale() == "log"
+    assert gru_band.get_paths()[0].vertices[:, 0].max() == 250  # no band from one run

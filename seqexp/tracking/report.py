@@ -422,18 +422,46 @@ def plot_metric_vs_length(frame: pd.DataFrame, keys: list[str], metric: str, pat
     return True
 
 
+def curve(histories: list[dict[int, float]], metric: str) -> list[tuple[int, MeanEstimate]]:
+    """A group's learning curve: at every step some run logged, the estimate of ``metric`` over
+    the runs that logged it there (finite values only), within the metric's range."""
+    steps = sorted(set().union(*histories))
+    at = ([h[step] for h in histories if step in h and math.isfinite(h[step])] for step in steps)
+    return [(step, estimate_metric(metric, values)) for step, values in zip(steps, at, strict=True) if values]
+
+
 def plot_learning_curves(
     client: MlflowClient, frame: pd.DataFrame, keys: list[str], metric: str, path: Path
 ) -> None:
-    """Every run's ``metric`` over training steps, overlaid, one colour per group."""
+    """Each group's ``metric`` over training steps, over the runs that finished: at each step the
+    mean (the geometric mean for a metric that cannot be negative) with its 95% interval over seeds
+    as a band where two runs or more logged that step. A run that stopped early (once solved)
+    leaves the later steps to the runs that went on."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for colour, (values, group) in enumerate(groups(frame, keys)):
-        for i, run_id in enumerate(group.run_id):
-            points = sorted((m.step, m.value) for m in client.get_metric_history(run_id, metric))
-            if points:
-                steps, history = zip(*points, strict=True)
-                ax.plot(steps, history, color=f"C{colour % 10}", label=label(values) if i == 0 else None)
-    ax.set(xlabel="step", ylabel=metric, yscale="log")
+    finished = frame[frame.status == FINISHED]
+    for colour, (values, group) in enumerate(groups(finished, keys)):
+        histories = [
+            {m.step: m.value for m in client.get_metric_history(run_id, metric)} for run_id in group.run_id
+        ]
+        points = curve([h for h in histories if h], metric)
+        if not points:
+            continue
+        steps, estimates = zip(*points, strict=True)
+        name = f"{label(values)} ({sum(map(bool, histories))} runs)"
+        ax.plot(steps, [e.centre for e in estimates], color=f"C{colour % 10}", label=name)
+        banded = [(step, e.interval) for step, e in points if e.interval]
+        if banded:
+            ax.fill_between(
+                [step for step, _ in banded],
+                [interval.low for _, interval in banded],
+                [interval.high for _, interval in banded],
+                color=f"C{colour % 10}",
+                alpha=0.25,
+                linewidth=0,
+            )
+    geometric = metric_range(metric) == "non-negative"
+    centre = "geometric mean" if geometric else "mean"
+    ax.set(xlabel="step", ylabel=f"{metric}: {centre}, 95% band", yscale="log" if geometric else "linear")
     if ax.get_legend_handles_labels()[0]:  # no curve when every run failed before logging one
         ax.legend(fontsize="small")
     save(fig, path)
