@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from io import StringIO
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from rich.console import Console
 
 from seqexp.tracking import report
 from seqexp.tracking.intervals import (
@@ -21,7 +23,9 @@ from seqexp.tracking.intervals import (
     rate_verdict,
 )
 from seqexp.tracking.report import (
+    print_frame,
     processes,
+    runs_shown,
     solved,
     solved_source,
     summarize,
@@ -184,7 +188,7 @@ def test_a_failed_run_counts_in_the_group_as_unsolved_and_not_in_the_mean() -> N
     shown = summary_shown([gru, rnn], ["val/mse"], "val").set_index("cell")
     assert shown.loc["gru", "solved (val)"] == "2/3 [21%, 94%]"
     assert shown.loc["rnn", "val/mse"] == "0.17"  # one run: no "± 0"
-    assert shown.loc["gru", "val/mse_baseline"] == "0.1667"  # the same for every run: no "± 0" either
+    assert shown.loc["gru", "val/mse_baseline"] == "0.167"  # the same for every run: no "± 0" either
     assert shown.loc["rnn", "val/mse 95% CI (geom. mean)"] == "none at n = 1"
     assert shown.loc["rnn", "solved at step"] == "not solved"
     assert shown.loc["rnn", "params"] == "1,089"
@@ -376,3 +380,46 @@ def test_learning_curves_are_each_groups_geometric_mean_with_a_95_percent_band(
     assert sorted(set(band[band[:, 0] == 250, 1])) == pytest.approx([interval.low, interval.high])
     assert (band[:, 1] > 0).all() and ax.get_yscale() == "log"
     assert gru_band.get_paths()[0].vertices[:, 0].max() == 250  # no band from one run
+
+
+def test_a_sweeps_tables_fit_an_80_column_terminal_or_log_without_cutting_a_value() -> None:
+    rows = [
+        {
+            "cell": cell,
+            "task.seq_len": length,
+            "status": "FINISHED",
+            "seed": seed,
+            "run": f"{cell}-uni-adding-T{length}-seed{seed}",
+            **{
+                f"{stage}/{name}": 0.0123 * (1 + seed) / length
+                for stage in ("val", "test")
+                for name in ("mse", "loss")
+            },
+            "val/mse_baseline": 1 / 6,
+            "train/mse": 0.0111 * (1 + seed),
+            "val/solved": 1,
+            "val/solved_step": 750.0 * (1 + seed),
+            "sequences_to_solve": 48_000.0 * (1 + seed),
+            "model/params": 12_673,
+        }
+        for cell in ("lstm", "peephole")
+        for length in (50, 100)
+        for seed in range(3)
+    ]
+    runs = frame(rows)
+    keys = ["cell", "task.seq_len"]
+    metrics = ["test/loss", "test/mse", "train/mse", "val/loss", "val/mse", "val/mse_baseline"]
+    shown = summary_shown(summarize(runs, keys, metrics), ["val/mse", "test/mse"], "test")
+    out = StringIO()
+
+    print_frame(shown, "sweep 2026-12-07_10-00-00", keys, Console(width=80, file=out))
+    print_frame(runs_shown(runs, keys, ["val/mse", "test/mse"]), "runs", ["run"], Console(width=80, file=out))
+
+    printed = out.getvalue()
+    assert "…" not in printed and max(map(len, printed.splitlines())) <= 80
+    assert "0.000492 ± 0.00025" in printed  # test/mse of lstm at T=50: 3 significant digits
+    lstm_50 = shown.iloc[0]
+    assert lstm_50["val/mse 95% CI (geom. mean)"] in printed and lstm_50["sequences to solve"] in printed
+    for cell in shown.to_numpy().ravel():  # every value whole, on one line
+        assert str(cell) in printed
+    assert "lstm-uni-adding-T100-seed2" in printed

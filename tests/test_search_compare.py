@@ -65,7 +65,7 @@ def test_the_table_states_the_budget_the_choice_and_the_test_metric_with_its_int
     assert row["tuned"] == "optimizer.lr=0.003" and row["trials (done/pruned/failed)"] == "2/1/1"
     interval = estimate_positive([0.1, 0.2, 0.3]).interval  # the t-interval's low end is -0.048
     assert row["test/mse"] == "0.2 ± 0.1" and interval.low == pytest.approx(0.0457, abs=1e-4)
-    assert row["95% CI (geom. mean)"] == f"[{interval.low:.4g}, {interval.high:.4g}]"
+    assert row["95% CI (geom. mean)"] == f"[{interval.low:.3g}, {interval.high:.3g}]"
     assert row["seeds"] == "3 of 3" and row["solved (test)"].startswith("2/3 [")
     assert nothing["tuned"] == "no trial completed" and nothing["seeds"] == "–"
     assert math.isnan(rnn.best_value)
@@ -110,7 +110,7 @@ def test_two_cells_tuned_with_one_budget_and_compared_over_seeds(outputs, capsys
         assert sorted(r.data.params["seed"] for r in seeds) == ["1", "2"]
         assert {float(r.data.params["optimizer.lr"]) for r in seeds} == {study.best_params["optimizer.lr"]}
         test = estimate_mean([r.data.metrics["test/mse"] for r in seeds])
-        assert row["test/mse"] == f"{test.mean:.4g} ± {test.std:.2g}" and row["seeds"] == "2 of 2"
+        assert row["test/mse"] == f"{test.mean:.3g} ± {test.std:.2g}" and row["seeds"] == "2 of 2"
     assert "trials of Optuna's random sampler" in (root / "report.md").read_text()
 
     comparison = records.get_run((root / "mlflow_parent_run").read_text())  # one run over it all

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.table import Table
 
 from seqexp.checks import ConfigError
 from seqexp.config.compose import combinations, composed
@@ -216,7 +215,10 @@ def finished(seeds_dir: Path, client: PatientClient) -> bool:
 def show(
     compared: list[Compared], metric: str, args: argparse.Namespace, searches: list[str], root: Path
 ) -> None:
-    """Print the comparison and write it (report.md, report.csv) in ``root``."""
+    """Print the comparison (in tables that fit the terminal) and write it (report.md, report.csv)
+    in ``root``."""
+    from seqexp.tracking.report import print_frame
+
     table = summary(compared, metric)
     tuning_only = "".join(f" ({o})" for o in args.overrides if o.startswith(SWEEPER_ONLY))
     budget = (
@@ -226,10 +228,7 @@ def show(
         f"test/{metric} of its selected checkpoint: mean ± sample std, 95% t-interval of the mean, test "
         "solve rate with its 95% Wilson interval (failed seeds count as unsolved)."
     )
-    shown = Table(*table.columns, title="seqexp-compare")
-    for row in table.itertuples(index=False):
-        shown.add_row(*map(str, row))
-    console.print(shown)
+    print_frame(table, "seqexp-compare", ["config"], console)
     console.print(budget, soft_wrap=True)
     root.mkdir(parents=True, exist_ok=True)
     table.to_csv(root / "report.csv", index=False)

@@ -40,6 +40,10 @@ matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 
 console = Console()
+WRAPPED = 30
+"""Cells longer than this (a failure's message) wrap, at their spaces, in a printed table."""
+TABLE_EDGE, COLUMN_EDGES = 1, 3
+"""A printed table's characters besides its cells: its left border; a column's padding and border."""
 AVERAGED_OVER = ("seed",)
 """Swept keys that runs are averaged over rather than grouped by."""
 FINISHED = "FINISHED"
@@ -305,7 +309,7 @@ def runs_shown(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.D
     solved; its parameters and wall time."""
     shown = frame[["run", *keys, "seed", "status"]].copy()
     for metric in metrics:
-        shown[metric] = [f"{v:.4g}" if pd.notna(v) else "–" for v in column(frame, metric)]
+        shown[metric] = [f"{v:.3g}" if pd.notna(v) else "–" for v in column(frame, metric)]
     shown[f"solved ({solved_source(frame)})"] = solved(frame).map({True: "yes", False: "no"})
     steps = column(frame, SOLVED_STEP)
     shown["solved at step"] = [f"{s:.0f}" if pd.notna(s) else "not solved" for s in steps]
@@ -325,12 +329,13 @@ def nan_if_none(value: float | None) -> float:
 
 
 def mean_text(estimate: MeanEstimate, spread: bool = True) -> str:
-    """``mean ± std``; the mean alone for one run (no ``± 0``) or without ``spread``, ``–`` for none."""
+    """``mean ± std`` (3 and 2 significant digits); the mean alone for one run (no ``± 0``) or
+    without ``spread``, ``–`` for none."""
     if estimate.n == 0:
         return "–"
     if estimate.std is None or not spread:
-        return f"{estimate.mean:.4g}"
-    return f"{estimate.mean:.4g} ± {estimate.std:.2g}"
+        return f"{estimate.mean:.3g}"
+    return f"{estimate.mean:.3g} ± {estimate.std:.2g}"
 
 
 def interval_header(metric: str) -> str:
@@ -344,7 +349,7 @@ def interval_text(estimate: MeanEstimate, geometric: bool = False) -> str:
     if interval is None:
         return f"none at n = {estimate.n}"
     of_mean = " (of the mean: a value is 0)" if geometric and estimate.geometric_mean is None else ""
-    return f"[{interval.low:.4g}, {interval.high:.4g}]{of_mean}"
+    return f"[{interval.low:.3g}, {interval.high:.3g}]{of_mean}"
 
 
 def rate_text(rate: RateEstimate) -> str:
@@ -502,13 +507,13 @@ def write_report(client: MlflowClient, runs: list[Run], out: Path, title: str) -
         "processes of a DDP run), with how many runs those are. A verdict needs the two 95% intervals "
         "apart."
     )
-    console.print(rich_table(shown, title))
+    print_frame(shown, title, [str(key) for key in keys])
     console.print(note, soft_wrap=True)
-    console.print(rich_table(per_run, "runs"))
+    print_frame(per_run, "runs", ["run"])
     for line in judgements:
         console.print(line, soft_wrap=True)
     if not failed.empty:
-        console.print(rich_table(failed, "runs that did not finish (counted as unsolved)"))
+        print_frame(failed, "runs that did not finish (counted as unsolved)", ["run"])
     numbers.to_csv(out / "summary.csv", index=False)
     frame.to_csv(out / "runs.csv", index=False)
     markdown = f"# {title}\n\n{shown.to_markdown(index=False)}\n\n{note}\n"
@@ -526,11 +531,47 @@ def write_report(client: MlflowClient, runs: list[Run], out: Path, title: str) -
     return numbers
 
 
-def rich_table(frame: pd.DataFrame, title: str) -> Table:
-    table = Table(*map(str, frame.columns), title=title)
-    for row in frame.itertuples(index=False):
-        table.add_row(*map(str, row))
-    return table
+def cell_width(text: str) -> int:
+    """The width a cell wants: all of it, up to :data:`WRAPPED` characters (longer text wraps at its
+    spaces), and never less than its longest word."""
+    return max([min(len(text), WRAPPED), *(len(word) for word in text.split())])
+
+
+def fitted_tables(frame: pd.DataFrame, title: str, index: list[str], width: int) -> list[Table]:
+    """``frame`` as tables that fit ``width`` characters: each has the ``index`` columns, then as
+    many of the others, in order, as fit at their cells' widths; the rest go to the next tables. A
+    header wraps at its spaces, and a cell too wide for its column (a long message, or every column
+    where the ``index`` alone is too wide) folds onto its next line: no value is ever cut short."""
+    text = frame.astype(str)
+    wants = {  # a header wraps at its spaces: its longest word will do
+        name: max([*(len(word) for word in f"{name} ".split()), *map(cell_width, text[name])])
+        for name in text
+    }
+    chunks: list[list[str]] = []
+    used = TABLE_EDGE + sum(wants[name] + COLUMN_EDGES for name in index)
+    for name in (c for c in text if c not in index):
+        if not chunks or used + wants[name] + COLUMN_EDGES > width:
+            chunks.append([])
+            used = TABLE_EDGE + sum(wants[name] + COLUMN_EDGES for name in index)
+        chunks[-1].append(name)
+        used += wants[name] + COLUMN_EDGES
+    tables = []
+    for i, chunk in enumerate(chunks or [[]]):
+        part = f" ({i + 1} of {len(chunks)})" if len(chunks) > 1 else ""
+        table = Table(title=f"{title}{part}")
+        for name in [*index, *chunk]:
+            table.add_column(str(name), width=wants[name], overflow="fold")
+        for row in text[[*index, *chunk]].itertuples(index=False):
+            table.add_row(*row)
+        tables.append(table)
+    return tables
+
+
+def print_frame(frame: pd.DataFrame, title: str, index: list[str], out: Console | None = None) -> None:
+    """Print ``frame`` as :func:`fitted_tables` to ``out`` (the report's console), at its width."""
+    out = out or console
+    for table in fitted_tables(frame, title, index, out.width):
+        out.print(table)
 
 
 def sweep_runs(client: MlflowClient, parent: str) -> list[Run]:
