@@ -12,7 +12,9 @@ import pytest
 from mlflow import MlflowClient
 
 from seqexp.commands import horizon
-from seqexp.search.horizon_records import recorded_params, signature
+from seqexp.search.horizon import Horizon, Probe
+from seqexp.search.horizon_records import Outcome, recorded_params, signature
+from seqexp.search.horizon_report import Searched, markdown
 from seqexp.tracking.runs import TAG_PARENT
 
 TINY_PROBES = [
@@ -37,7 +39,7 @@ def summary(outputs: Path, parent_dir: str) -> list[dict]:
 
 
 def test_a_search_records_its_probes_under_one_parent_and_a_second_reuses_them(
-    outputs: Path, records: MlflowClient
+    outputs: Path, records: MlflowClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
     horizon.main(["cell=rnn,gru", *TINY_PROBES, *SEARCH])
     [experiment] = [e for e in records.search_experiments() if e.name == "adding"]
@@ -61,6 +63,14 @@ def test_a_search_records_its_probes_under_one_parent_and_a_second_reuses_them(
         ("cell=gru", None, [None, 2]),
     ]
     assert {a.path for a in records.list_artifacts(parent.info.run_id)} == {"horizon.png", "horizon.json"}
+    note = parent.data.tags["mlflow.note.content"]  # the table, where a user lands on its page
+    assert note.startswith("# memory horizon: the longest task.seq_len solved in 1 of 1 seeds")
+    assert [cells(line)[:3] for line in note.splitlines() if "cell=" in line] == [
+        ["cell=rnn", "none", "< 2"],
+        ["cell=gru", "none", "< 2"],
+    ]
+    page = f"/#/experiments/{experiment.experiment_id}/runs/{parent.info.run_id}?"
+    assert page in " ".join(capsys.readouterr().out.split())
 
     horizon.main(["cell=rnn,gru", *TINY_PROBES, *SEARCH])
     again = records.search_runs([experiment.experiment_id])
@@ -75,6 +85,33 @@ def test_a_search_records_its_probes_under_one_parent_and_a_second_reuses_them(
     assert all(run["reused"] for run in runs_reused) and not any(
         p["new"] for s in reused for p in s["probes"]
     )
+
+
+def cells(line: str) -> list[str]:
+    """The cells of a markdown table's row."""
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def test_the_horizon_table_is_markdown_for_the_parent_runs_page() -> None:
+    probes = tuple(Probe(length, (length < 16,), length < 16, True) for length in (4, 8, 16))
+    outcomes = {length: [Outcome(length < 16, f"run{length}", 100.0, False)] for length in (4, 8, 16)}
+    searched = [Searched("cell=gru", Horizon(8, 16, probes), outcomes)]
+
+    text = markdown(searched, "task.seq_len", 1, 1, 0.1)
+
+    head, *rows = [line for line in text.splitlines() if line.startswith("|")]
+    assert text.startswith(
+        "# memory horizon: the longest task.seq_len solved in 1 of 1 seeds (resolution 10%)"
+    )
+    assert cells(head) == [
+        "config",
+        "horizon",
+        "bracket",
+        "probes (new)",
+        "runs trained",
+        "solved seeds by length",
+    ]
+    assert cells(rows[-1]) == ["cell=gru", "8", "[8, 16)", "3 (3)", "3", "4:1/1  8:1/1  16:0/1"]
 
 
 def test_a_run_is_reused_only_for_the_same_config_but_its_seed_and_length(compose) -> None:

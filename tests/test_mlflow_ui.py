@@ -4,6 +4,7 @@ with its runs listed and their validation metrics charted; the browser test open
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -20,7 +21,15 @@ import pytest
 from sizes import TINY
 
 from seqexp.tracking.runs import EXPERIMENT_KIND_TAG, MODEL_TRAINING, TAG_SWEEP_ID, experiment_id
-from seqexp.tracking.ui import LOCAL_UI, SHARED_VIEW_TAG, run_page, sweep_view, ui_address
+from seqexp.tracking.ui import (
+    LOCAL_UI,
+    NOTE,
+    SHARED_VIEW_TAG,
+    describe_run,
+    run_page,
+    sweep_view,
+    ui_address,
+)
 
 CELLS = ("rnn", "gru", "lstm")
 BROWSER_FLAGS = [
@@ -59,6 +68,21 @@ def test_an_experiment_made_without_a_kind_is_marked_model_training(outputs, rec
 
     assert experiment_id(records, "old", outputs) == old
     assert records.get_experiment(old).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING
+
+
+def test_a_parent_runs_page_shows_its_result_table_and_headline_numbers(outputs, records) -> None:
+    run = records.create_run(records.create_experiment("adding"), run_name="compare-abc").info.run_id
+    table = "| config | test/mse |\n|:--|:--|\n| cell=gru | 0.004 ± 0.001 |\n"
+
+    describe_run(records, run, table, {"test_mse/cell_gru": 0.004, "test_mse/cell_rnn": math.nan})
+
+    recorded = records.get_run(run).data
+    assert recorded.tags[NOTE] == table  # the UI renders it, as markdown, at the top of the page
+    assert recorded.metrics == {"test_mse/cell_gru": 0.004}  # no seed finished for rnn: no number
+
+    describe_run(records, run, "| row |\n" * 2000, {})  # longer than MLflow keeps in a tag
+    note = records.get_run(run).data.tags[NOTE]
+    assert len(note) <= 8000 and note.startswith("| row |") and "cut here" in note
 
 
 def test_a_tracking_server_serves_the_pages() -> None:

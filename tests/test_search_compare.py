@@ -12,9 +12,9 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 from sizes import TINY
 
-from seqexp.commands.compare import main
+from seqexp.commands.compare import main, nest
 from seqexp.config.compose import combinations
-from seqexp.search.compare import Compared, summary, tuned
+from seqexp.search.compare import Compared, headline_metrics, summary, tuned
 from seqexp.tracking.intervals import estimate_mean, estimate_positive
 
 
@@ -71,6 +71,31 @@ def test_the_table_states_the_budget_the_choice_and_the_test_metric_with_its_int
     assert math.isnan(rnn.best_value)
 
 
+def test_the_parent_run_gets_each_configs_mean_test_metric_and_solve_rate() -> None:
+    gru = Compared("cell=gru task.seq_len=50", [], "s", test=[0.1, 0.3], solved=[True, False], seeds_failed=2)
+    nothing = Compared("cell=rnn task.seq_len=50", [], "s")  # no trial completed: no seeds
+
+    assert headline_metrics([gru, nothing], "mse") == {
+        "test_mse/cell_gru_task.seq_len_50": pytest.approx(0.2),
+        "solved/cell_gru_task.seq_len_50": 0.25,  # 1 of 4 seeds: the failed ones count as unsolved
+    }
+
+
+def test_a_sweep_nested_under_the_comparison_is_named_by_what_it_is_of_which_config(
+    tmp_path, records
+) -> None:
+    experiment = records.create_experiment("adding")
+    comparison = records.create_run(experiment, run_name="compare-abc").info.run_id
+    sweep = records.create_run(experiment, run_name="sweep-tuning").info.run_id  # as the sweep names it
+    (tmp_path / "mlflow_parent_run").write_text(sweep)
+
+    nest(records, comparison, tmp_path, "tuning cell=lstm")
+
+    nested = records.get_run(sweep)
+    assert nested.info.run_name == "tuning cell=lstm"
+    assert nested.data.tags["mlflow.parentRunId"] == comparison
+
+
 def test_a_search_that_is_not_a_sweep_is_refused_before_anything_runs(outputs, capsys) -> None:
     with pytest.raises(SystemExit) as stopped:
         main(["cell=rnn,gru", "--search", "optimizer.lr=0.01"])
@@ -116,6 +141,11 @@ def test_two_cells_tuned_with_one_budget_and_compared_over_seeds(outputs, capsys
     comparison = records.get_run((root / "mlflow_parent_run").read_text())  # one run over it all
     assert comparison.info.status == "FINISHED" and comparison.data.params["trials"] == "2"
     assert {a.path for a in records.list_artifacts(comparison.info.run_id)} == {"report.md", "report.csv"}
+    assert "| cell=gru " in comparison.data.tags["mlflow.note.content"]  # the table, on its page
+    assert set(comparison.data.metrics) >= {"test_mse/cell_gru", "solved/cell_rnn"}
+    page = f"/#/experiments/{comparison.info.experiment_id}/runs/{comparison.info.run_id}?"
+    assert page in capsys.readouterr().out
     for sweep in ("cell_rnn/tuning", "cell_gru/tuning", "cell_rnn/seeds", "cell_gru/seeds"):
         sweep_parent = records.get_run((root / sweep / "mlflow_parent_run").read_text())
         assert sweep_parent.data.tags["mlflow.parentRunId"] == comparison.info.run_id
+        assert sweep_parent.info.run_name == f"{sweep.split('/')[1]} {sweep.split('/')[0].replace('_', '=')}"

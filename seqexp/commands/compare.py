@@ -88,8 +88,10 @@ def checked_search(searches: list[str]) -> None:
 
 def compare(args: argparse.Namespace, searches: list[str]) -> None:
     """Tune, train the seeds and report every config, under one MLflow parent run."""
+    from seqexp.search.compare import headline_metrics
     from seqexp.search.trials import default_storage
     from seqexp.tracking.runs import check_reachable, ends_run, patient_client, tracking_uri
+    from seqexp.tracking.ui import describe_run, run_hint
 
     checked_search(searches)
     configs = combinations(args.overrides)
@@ -107,7 +109,8 @@ def compare(args: argparse.Namespace, searches: list[str]) -> None:
         show(compared, metric, args, searches, root)
         for report in ("report.md", "report.csv"):
             client.log_artifact(parent, str(root / report))
-    console.print(f"MLflow parent run {parent} at {uri}", soft_wrap=True)
+        describe_run(client, parent, (root / "report.md").read_text(), headline_metrics(compared, metric))
+    console.print(f"MLflow parent run {parent}: {run_hint(client, uri, parent)}", soft_wrap=True)
 
 
 def comparison_run(
@@ -135,11 +138,14 @@ def comparison_run(
     return run_id
 
 
-def nest(client: PatientClient, parent: str, sweep_dir: Path) -> None:
-    """Put the parent run of the sweep in ``sweep_dir`` under the comparison's run."""
+def nest(client: PatientClient, parent: str, sweep_dir: Path, name: str) -> None:
+    """Put the parent run of the sweep in ``sweep_dir`` under the comparison's run, named ``name``
+    (``tuning cell=lstm``: what it is, and of which config) rather than after its directory."""
     from seqexp.tracking.runs import PARENT_RUN_FILE, TAG_PARENT
 
-    client.set_tag((sweep_dir / PARENT_RUN_FILE).read_text().strip(), TAG_PARENT, parent)
+    sweep = (sweep_dir / PARENT_RUN_FILE).read_text().strip()
+    client.set_tag(sweep, TAG_PARENT, parent)
+    client.update_run(sweep, name=name)
 
 
 def tuned_and_seeded(
@@ -181,7 +187,7 @@ def tuned_and_seeded(
             *searches,
         ]
         seqexp(tuning, f"{label}: tuning")
-        nest(client, parent, root / safe(label) / "tuning")
+        nest(client, parent, root / safe(label) / "tuning", f"tuning {label}")
         tuned(item, optuna.load_study(study_name=item.study, storage=storage))
         if item.chosen:
             seeds_dir = root / safe(label) / "seeds"
@@ -189,7 +195,7 @@ def tuned_and_seeded(
             if not finished(seeds_dir, client):
                 evaluation = ["-m", f"hydra.sweep.dir={seeds_dir}", *shared, *item.chosen_overrides()]
                 seqexp([*evaluation, f"seed={seeds}"], f"{label}: {args.seeds} seeds of the tuned config")
-            nest(client, parent, seeds_dir)
+            nest(client, parent, seeds_dir, f"seeds {label}")
             try:
                 runs = sweep_runs(client, (seeds_dir / PARENT_RUN_FILE).read_text().strip())
             except (OSError, MlflowException) as error:

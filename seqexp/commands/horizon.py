@@ -255,8 +255,9 @@ def search(
 
 def horizons(args: argparse.Namespace) -> None:
     """Every config's horizon, under one MLflow parent run, with a table, a plot and a summary."""
-    from seqexp.search.horizon_report import plot, table, write_summary
+    from seqexp.search.horizon_report import markdown, plot, table, write_summary
     from seqexp.tracking.runs import check_reachable, ends_run, open_parent_run, patient_client, tracking_uri
+    from seqexp.tracking.ui import describe_run, run_hint
 
     plans = planned(args)
     outputs = Path(composed(plans[0].overrides).paths.outputs)
@@ -282,12 +283,14 @@ def horizons(args: argparse.Namespace) -> None:
                 client.log_metric(parent, f"horizon/{safe(plan.label)}", searched[-1].found.horizon)
         key = options["length_key"]
         console.print(table(searched, key, args.k, args.n, args.resolution))
+        describe_run(client, parent, markdown(searched, key, args.k, args.n, args.resolution), {})
         for path in (
             plot(searched, key, run_root / "horizon.png"),
             write_summary(searched, run_root / "horizon.json"),
         ):
             client.log_artifact(parent, str(path))
-    console.print(f"MLflow parent run {parent} at {uri}; plot and summary in {run_root}", soft_wrap=True)
+    hint = run_hint(client, uri, parent)
+    console.print(f"MLflow parent run {parent}: {hint}; plot and summary in {run_root}", soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> None:

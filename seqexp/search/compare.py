@@ -99,3 +99,16 @@ def summary(compared: list[Compared], metric: str) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def headline_metrics(compared: list[Compared], metric: str) -> dict[str, float]:
+    """The comparison's numbers for its parent run: per config, the mean test metric over its seeds
+    (``test_<metric>/<config>``) and its test solve rate (``solved/<config>``)."""
+    numbers = {}
+    for item in compared:
+        seeds = len(item.solved) + item.seeds_failed
+        if item.test:
+            numbers[f"test_{metric}/{safe(item.label)}"] = math.fsum(item.test) / len(item.test)
+        if seeds:
+            numbers[f"solved/{safe(item.label)}"] = sum(item.solved) / seeds
+    return numbers

@@ -35,33 +35,49 @@ def bracket_text(found: Horizon) -> str:
     return f">= {low} (none failed)" if high is None else f"[{low}, {high})"
 
 
-def table(searched: list[Searched], length_key: str, k: int, n: int, resolution: float) -> Table:
-    result = Table(
-        "config",
-        "horizon",
-        "bracket",
-        "probes (new)",
-        "runs trained",
-        "solved seeds by length",
-        title=f"memory horizon: the longest {length_key} solved in {k} of {n} seeds "
-        f"(resolution {resolution:.0%})",
+def title(length_key: str, k: int, n: int, resolution: float) -> str:
+    return (
+        f"memory horizon: the longest {length_key} solved in {k} of {n} seeds (resolution {resolution:.0%})"
     )
+
+
+def rows(searched: list[Searched]) -> list[dict[str, str]]:
+    """Per config: its horizon, bracket, probes (new ones), runs trained, solved seeds by length."""
+    shown = []
     for one in searched:
         found = one.found
         by_length = "  ".join(
             f"{length}:{sum(o.solved for o in runs)}/{len(runs)}"
             for length, runs in sorted(one.outcomes.items())
         )
-        trained = sum(not o.reused for runs in one.outcomes.values() for o in runs)
-        result.add_row(
-            one.label,
-            "none" if found.horizon is None else str(found.horizon),
-            bracket_text(found),
-            f"{len(found.probes)} ({found.new_probes})",
-            str(trained),
-            by_length,
+        shown.append(
+            {
+                "config": one.label,
+                "horizon": "none" if found.horizon is None else str(found.horizon),
+                "bracket": bracket_text(found),
+                "probes (new)": f"{len(found.probes)} ({found.new_probes})",
+                "runs trained": str(sum(not o.reused for runs in one.outcomes.values() for o in runs)),
+                "solved seeds by length": by_length,
+            }
         )
+    return shown
+
+
+def table(searched: list[Searched], length_key: str, k: int, n: int, resolution: float) -> Table:
+    shown = rows(searched)
+    columns = list(shown[0]) if shown else ["config"]
+    result = Table(*columns, title=title(length_key, k, n, resolution))
+    for row in shown:
+        result.add_row(*row.values())
     return result
+
+
+def markdown(searched: list[Searched], length_key: str, k: int, n: int, resolution: float) -> str:
+    """The table as markdown, for the parent run's description."""
+    import pandas as pd
+
+    table_text = pd.DataFrame(rows(searched)).to_markdown(index=False)
+    return f"# {title(length_key, k, n, resolution)}\n\n{table_text}\n"
 
 
 def summary(searched: list[Searched]) -> list[dict[str, Any]]:

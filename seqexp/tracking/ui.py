@@ -6,6 +6,8 @@ them in a browser)."""
 from __future__ import annotations
 
 import json
+import math
+import time
 from collections import defaultdict
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +28,11 @@ VALIDATION = "val/"
 """The prefix of the validation metrics, the charts a sweep's page shows."""
 NOT_GROUPED = ("seed",)
 """Swept keys that are repetitions, not options to compare: a sweep's page averages over them."""
+NOTE = "mlflow.note.content"
+"""A run's description: the UI shows it, rendered as markdown, at the top of the run's page."""
+NOTE_CHARS = 8000
+"""The longest tag value MLflow stores."""
+CUT = "\n\n(cut here: the whole report is among the run's artifacts)\n"
 
 
 def ui_address(uri: str) -> str:
@@ -47,6 +54,21 @@ def run_hint(client: MlflowClient | PatientClient, uri: str, run_id: str) -> str
     """Where to see run ``run_id``, as a line to print."""
     experiment_id = client.get_run(run_id).info.experiment_id
     return f"see it at {with_ui(uri, run_page(uri, experiment_id, run_id))}"
+
+
+def describe_run(
+    client: MlflowClient | PatientClient, run_id: str, markdown: str, metrics: dict[str, float]
+) -> None:
+    """Show a command's result where a user lands on its parent run's page: ``markdown`` (its table)
+    as the run's description, and the finite ``metrics`` (its headline numbers) as the run's."""
+    from mlflow.entities import Metric
+
+    fits = markdown if len(markdown) <= NOTE_CHARS else markdown[: NOTE_CHARS - len(CUT)] + CUT
+    client.set_tag(run_id, NOTE, fits)
+    stamp = int(1000 * time.time())
+    finite = [Metric(key, value, stamp, 0) for key, value in metrics.items() if math.isfinite(value)]
+    if finite:
+        client.log_batch(run_id, metrics=finite)
 
 
 def sweep_view(parent: str, runs: list[Run], swept: list[str]) -> dict[str, Any]:
