@@ -141,3 +141,16 @@ def test_an_encoder_decoder_takes_every_cell_and_bridges_only_the_course_cells_s
     else:
         with pytest.raises(ConfigError, match="a bidirectional encoder hands its last states"):
             build_model(bidirectional, build_task(bidirectional))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("topology.block.norm=batch", "topology.block.norm must be one of"),
+        ("topology.block.mlp_expansion=0", "topology.block.mlp_expansion must be >="),
+        ("topology.bidirectional=true", "topology.bidirectional must be false with topology.block"),
+    ],
+)
+def test_a_bad_block_option_is_refused_naming_its_key(override, message, compose) -> None:
+    with pytest.raises(ConfigError, match=message):
+        built_stack(compose, "topology=block", override)

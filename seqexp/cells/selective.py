@@ -82,5 +82,6 @@ class SelectiveSSMCell(LinearRecurrence):
         return torch.exp(dt[..., None] * A), (dt * u)[..., None] * B[..., None, :]
 
     def readout(self, h: Tensor, x: Tensor) -> Tensor:
-        u, _, _, C = self.selection(x)
+        u = x @ self.W_u.T  # u and C alone: Δ and B are the scan's, not needed again here
+        C = u @ self.W_C.T
         return (h * C[..., None, :]).sum(-1) + self.D * u  # C<t> · h<t>, per channel

@@ -68,8 +68,8 @@ class BlockStack(nn.Module):
         super().__init__()
         check_topology(num_layers, dropout, input_dropout, impl)
         if norm not in NORMS:
-            raise ValueError(f"topology.norm must be one of {list(NORMS)} (got {norm!r})")
-        at_least("topology.mlp_expansion", mlp_expansion, 0.01)
+            raise ValueError(f"topology.block.norm must be one of {list(NORMS)} (got {norm!r})")
+        at_least("topology.block.mlp_expansion", mlp_expansion, 0.01)
         if impl == "native":
             raise ValueError(
                 "model.impl=native: topology=block runs seqexp's kernels; use impl=auto, custom or loop"
@@ -82,7 +82,6 @@ class BlockStack(nn.Module):
             ResidualBlock(make_cell, hidden_size, norm, mlp_expansion, dropout) for _ in range(num_layers)
         )
         self.norm = NORMS[norm](hidden_size)
-        self.blocks = self.layers[0].cell.blocks
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         run = self.run(x)

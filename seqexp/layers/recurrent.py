@@ -92,7 +92,6 @@ class RecurrentStack(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.input_dropout = nn.Dropout(input_dropout)
         cell = self.layers[0][0]
-        self.blocks = cell.blocks
         if impl == "native" and cell.native is None:
             raise ValueError(
                 f"model.impl=native: {type(cell).__name__} has no torch.nn equivalent; "
