@@ -53,6 +53,10 @@ class Recurrence(nn.Module, ABC):
     """The torch.nn module that computes exactly this function, if there is one."""
     fast_path: ClassVar[bool] = False
     """Whether :meth:`sequence` is a whole-sequence fast path of the cell's own."""
+    bridgeable: ClassVar[bool] = False
+    """Whether every tensor of the state is an activation (B, n_a) that a learned bridge may mix
+    (a bidirectional encoder's two last states into a decoder's first): not a normaliser, a
+    complex or a per-channel state."""
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -127,6 +131,7 @@ class RecurrentCell(Recurrence):
         "b_cc": "bias",
     }
     init_schemes = BLOCK_SCHEMES
+    bridgeable = True
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__(input_size, hidden_size)

@@ -13,7 +13,6 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from seqexp.cells import RecurrentCell
 from seqexp.checks import ConfigError
 from seqexp.config.checking import instantiate, options
 from seqexp.config.renamed import with_keys_moved
@@ -123,11 +122,11 @@ def build_seq2seq(
             "topology=block is for the sequence and language tasks"
         )
     cell = stack.layers[0][0]
-    if stack.num_directions == 2 and not isinstance(cell, RecurrentCell):
+    if stack.num_directions == 2 and not cell.bridgeable:
         raise ValueError(
             f"topology: a bidirectional encoder hands its last states to the decoder through a learned "
-            f"bridge, made for the course's cells; {type(cell).__name__}'s state is not one to bridge "
-            "(a normaliser, a complex or a per-channel state): use topology=uni or deep"
+            f"bridge; {type(cell).__name__}'s state is not one to bridge (a normaliser, a complex or a "
+            "per-channel state: Recurrence.bridgeable): use topology=uni or deep"
         )
     context = stack.output_size if cfg.decoder.attention else 0
     decoder = RecurrentStack(
