@@ -10,6 +10,8 @@ import math
 import sys
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -19,10 +21,12 @@ from hydra.core.utils import JobReturn
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from seqexp.checks import ConfigError
 from seqexp.config.build import build_task
+from seqexp.search.jobs import Jobs, asynchronous, outcome
 from seqexp.search.report import report_study
 from seqexp.search.space import SearchSpace, search_space
 from seqexp.search.trials import (
@@ -81,10 +85,24 @@ def quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+@dataclass(frozen=True)
+class Sweep:
+    """The study a sweep works on, and what its trials' jobs need of it."""
+
+    study: optuna.Study
+    space: SearchSpace
+    url: str
+    """The storage's URL, which the jobs open."""
+    store: RDBStorage
+    client: PatientClient | None
+    """The MLflow client of the sweep's parent run, if there is one."""
+
+
 class StudySweeper(Sweeper):
     """Runs ``n_trials`` trials of a stored Optuna study (counting those of earlier runs of the same
     command), ``n_jobs`` at a time through the configured launcher, on the validation metric each
-    job returns."""
+    job returns: a new trial as soon as any ends where the launcher can start one job at a time
+    (seqexp.search.jobs), else (or with ``batches``) in batches of ``n_jobs``."""
 
     def __init__(
         self,
@@ -97,6 +115,7 @@ class StudySweeper(Sweeper):
         params: DictConfig | None,
         pruner: DictConfig | None = None,
         heartbeat_s: int | None = 60,
+        batches: bool = False,
     ) -> None:
         if direction not in DIRECTIONS:
             raise ValueError(f"hydra.sweeper.direction must be one of {DIRECTIONS}, not {direction!r}")
@@ -116,6 +135,7 @@ class StudySweeper(Sweeper):
         self.n_jobs = n_jobs
         self.heartbeat_s = heartbeat_s
         self.params = params
+        self.batches = batches
         self.job_idx = 0
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -151,19 +171,62 @@ class StudySweeper(Sweeper):
         )
         if study.get_trials(deepcopy=False):
             self.sampler.reseed_rng()  # a seeded sampler would draw again what it drew before
+        work = Sweep(study, space, url, store, client)
+        jobs = None if self.batches else asynchronous(self.launcher)
+        slots = min(self.n_jobs, jobs.workers) if jobs else 1
+        if jobs and slots > 1:
+            if slots < self.n_jobs:
+                log.info("hydra.sweeper.n_jobs=%d, but the launcher runs %d jobs at once", self.n_jobs, slots)
+            self.as_they_end(work, jobs, slots)
+        else:  # one at a time in batches of one is as fast, and runs the jobs as before
+            self.in_batches(work)
+        if client and parent:
+            report_study(study, client, parent, Path(self.config.hydra.sweep.dir) / "optuna")
+
+    def in_batches(self, sweep: Sweep) -> None:
+        """Launch ``n_jobs`` trials at once and wait for all of them before the next ones (Hydra's
+        way, and the only one of a launcher that cannot start one job at a time)."""
         while True:
-            self.fail_abandoned(study, client)
-            if (remaining := self.n_trials - spent(study)) <= 0:
+            self.fail_abandoned(sweep.study, sweep.client)
+            if (remaining := self.n_trials - spent(sweep.study)) <= 0:
                 break
-            trials = [self.ask(study, space) for _ in range(min(self.n_jobs, remaining))]
-            jobs = [space.overrides(trial.params) + [self.reporter(url, study, trial)] for trial in trials]
-            with heartbeats(store, [trial._trial_id for trial in trials]):
+            trials = [self.ask(sweep.study, sweep.space) for _ in range(min(self.n_jobs, remaining))]
+            jobs = [self.job(sweep, trial) for trial in trials]
+            with heartbeats(sweep.store, [trial._trial_id for trial in trials]):
                 returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx)
             self.job_idx += len(returns)
             for trial, job in zip(trials, returns, strict=True):
-                self.tell(study, trial, job)
-        if client and parent:
-            report_study(study, client, parent, Path(self.config.hydra.sweep.dir) / "optuna")
+                self.tell(sweep.study, trial, job)
+
+    def as_they_end(self, sweep: Sweep, jobs: Jobs, slots: int) -> None:
+        """Keep ``slots`` trials running: the next is asked for, and its job started, as soon as
+        any running one ends (finished, pruned or failed)."""
+        running: dict[Future[JobReturn], tuple[optuna.Trial, list[str]]] = {}
+        beating: set[int] = set()
+        try:
+            with heartbeats(sweep.store, beating):
+                while True:
+                    self.fail_abandoned(sweep.study, sweep.client)
+                    for _ in range(min(slots - len(running), self.n_trials - spent(sweep.study))):
+                        trial = self.ask(sweep.study, sweep.space)
+                        overrides = self.job(sweep, trial)
+                        running[jobs.submit(overrides, self.job_idx)] = trial, overrides
+                        beating.add(trial._trial_id)
+                        self.job_idx += 1
+                    if not running:
+                        break
+                    ended, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in sorted(ended, key=lambda future: running[future][0].number):
+                        trial, overrides = running.pop(future)
+                        self.tell(sweep.study, trial, outcome(future, overrides))
+                        beating.discard(trial._trial_id)
+        except BaseException:
+            jobs.stop()  # an interrupted sweep leaves no job behind; its trials are tried again
+            raise
+
+    def job(self, sweep: Sweep, trial: optuna.Trial) -> list[str]:
+        """The overrides of ``trial``'s job: its parameters, and its link to the trial."""
+        return sweep.space.overrides(trial.params) + [self.reporter(sweep.url, sweep.study, trial)]
 
     def refuse(self, error: ConfigError) -> NoReturn:
         """Stop on a bad config before any trial, the sweep's (empty) parent run deleted."""

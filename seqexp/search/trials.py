@@ -6,7 +6,7 @@ import os
 import socket
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -61,9 +61,10 @@ def storage(
 
 
 @contextmanager
-def heartbeats(store: RDBStorage, trial_ids: list[int]) -> Iterator[None]:
+def heartbeats(store: RDBStorage, trial_ids: Collection[int]) -> Iterator[None]:
     """Record a heartbeat for each of ``trial_ids`` every ``store.heartbeat_interval`` seconds while
-    the block runs: a sweeper on any machine that sees them stop takes the trials as abandoned."""
+    the block runs: a sweeper on any machine that sees them stop takes the trials as abandoned. The
+    block may add trials to ``trial_ids`` and remove them (each beat reads it anew)."""
     if store.heartbeat_interval is None:
         yield
         return
@@ -71,7 +72,7 @@ def heartbeats(store: RDBStorage, trial_ids: list[int]) -> Iterator[None]:
 
     def beat() -> None:
         while True:
-            for trial_id in trial_ids:
+            for trial_id in tuple(trial_ids):  # a copy made at once, under the GIL
                 store.record_heartbeat(trial_id)
             if stop.wait(store.heartbeat_interval):
                 return
