@@ -21,7 +21,9 @@ from hydra.plugins.launcher import Launcher
 log = logging.getLogger(__name__)
 
 ADAPTERS = {
-    "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher": "seqexp.search.process_jobs.ProcessJobs",
+    "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher": (
+        "seqexp.search.process_jobs.ProcessJobs"
+    ),
 }
 """A launcher class (module.Class) -> the :class:`Jobs` adapter (module.Class) that runs its jobs one
 at a time; the adapter is built from the launcher, after its ``setup``."""
