@@ -99,3 +99,9 @@ def test_hidden_sizes_are_multiples_of_the_block_and_every_parameter_starts_in_i
     cell = LSTM1997Cell(8, 4, block_size=2, init_range=0.1)
     assert all(p.abs().max() <= 0.1 for p in cell.parameters())
     assert sum(p.numel() for p in cell.parameters()) == (4 + 2 + 2) * (8 + 4 + 1)
+
+
+def test_gate_bias_starts_every_input_and_output_gate_there_and_leaves_the_rest_uniform() -> None:
+    cell = LSTM1997Cell(3, 4, block_size=2, init_range=0.1, gate_bias=-2.0)
+    assert torch.equal(cell.b[4:], torch.full((4,), -2.0))
+    assert cell.b[:4].abs().max() <= 0.1 and cell.W_x.abs().max() <= 0.1

@@ -18,6 +18,7 @@ from seqexp.tracking.intervals import (
     estimate_metric,
     estimate_positive,
     estimate_rate,
+    median_interval,
     mean_verdict,
     metric_range,
     rate_verdict,
@@ -423,3 +424,36 @@ def test_a_sweeps_tables_fit_an_80_column_terminal_or_log_without_cutting_a_valu
     for cell in shown.to_numpy().ravel():  # every value whole, on one line
         assert str(cell) in printed
     assert "lstm-uni-adding-T100-seed2" in printed
+
+
+@pytest.mark.parametrize(("n", "low", "high"), [(5, None, None), (6, 1, 6), (10, 2, 9), (20, 6, 15)])
+def test_the_median_has_a_distribution_free_interval_from_order_statistics(n, low, high) -> None:
+    """[x_(j), x_(n+1-j)] misses the median only if j or more of n values fall on one side of it:
+    P(Bin(n, 1/2) < j) per side, at most 2.5%; with n = 5 even [min, max] misses it 6.25% of the time."""
+    interval = median_interval([float(v) for v in range(n, 0, -1)])
+    if low is None:
+        assert interval is None
+        return
+    assert (interval.low, interval.high) == (low, high)
+    miss = sum(math.comb(n, k) for k in range(low)) / 2**n
+    assert miss <= 0.025 < miss + math.comb(n, low) / 2**n  # the widest j that keeps 95%
+
+
+def test_an_experiment_from_a_paper_shows_the_papers_figure_beside_its_median_and_interval(
+    outputs: Path, records
+) -> None:
+    experiment = records.create_experiment("paper")
+    paper = {"data__batch_size": "10", "paper__sequences_to_solve": "31390", "paper__citation": "H&S 1997, 6a"}
+    for seed, step in enumerate([100, 200, 300, 400, 500, 600]):  # 1,000 ... 6,000 sequences
+        metrics = {"val/accuracy": 1.0, "val/solved": 1, "val/solved_step": step}
+        record(records, experiment, "lstm1997", seed, "FINISHED", metrics, **paper)
+
+    numbers = write_report(records, records.search_runs([experiment]), outputs / "p", "paper").iloc[0]
+
+    assert numbers["paper sequences to solve"] == 31_390
+    assert numbers["sequences to solve median"] == 3_500
+    assert (numbers["sequences to solve median ci_low"], numbers["sequences to solve median ci_high"]) == (1_000, 6_000)
+    summary = (outputs / "p" / "summary.md").read_text()
+    table = summary.split("\n\n")[1]
+    assert all(text in table for text in ("3,500 (6 of 6 runs)", "[1,000, 6,000]", "31,390"))  # as published
+    assert "The paper's figure (paper: sequences to solve) is from H&S 1997, 6a" in summary

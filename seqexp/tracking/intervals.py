@@ -126,6 +126,18 @@ def estimate_rate(successes: int, n: int, confidence: float = CONFIDENCE) -> Rat
     return RateEstimate(successes, n, Interval(max(0.0, centre - half), min(1.0, centre + half)))
 
 
+def median_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval | None:
+    """A distribution-free interval of the median: the order statistics ``x_(j)`` and ``x_(n+1-j)``
+    for the largest ``j`` with ``P(Bin(n, 1/2) < j) <= (1 - confidence) / 2``, so that it covers the
+    median with at least ``confidence``; ``None`` where ``n`` is too small for any (n < 6 at 95%)."""
+    ordered = sorted(values)
+    # the smallest k with P(Bin <= k) >= tail: then P(Bin < k) = P(Bin <= k - 1) < tail
+    j = int(stats.binom.ppf((1 - confidence) / 2, len(ordered), 0.5))
+    if j < 1:
+        return None
+    return Interval(ordered[j - 1], ordered[len(ordered) - j])
+
+
 def sizes(a: int, b: int) -> str:
     return f"n = {a}" if a == b else f"n = {a} and {b}"
 

@@ -26,6 +26,7 @@ from seqexp.tracking.intervals import (
     estimate_metric,
     estimate_rate,
     mean_verdict,
+    median_interval,
     metric_range,
     rate_verdict,
 )
@@ -57,6 +58,10 @@ PROCESSES = "processes"
 """Per run: the processes that each drew a batch at every step (DDP's world size); NaN if unknown."""
 SEQUENCES = "sequences_to_solve"
 """Per run: the training sequences drawn until its first solved validation (NaN: never solved)."""
+PUBLISHED = "paper.sequences_to_solve"
+"""A run's config key for the published figure it reproduces (an experiment in ``paper/``)."""
+CITATION = "paper.citation"
+"""A run's config key for where that figure was published."""
 
 
 def swept_keys(runs: list[Run]) -> list[str]:
@@ -102,6 +107,7 @@ def runs_frame(runs: list[Run], keys: list[str]) -> pd.DataFrame:
             WALL: (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else math.nan,
             BATCH_SIZE: float(run.data.params.get(BATCH_SIZE, math.nan)),
             PROCESSES: processes(run.data.params),
+            PUBLISHED: float(run.data.params.get(PUBLISHED, math.nan)),
             **{key: run.data.params[key] for key in keys},
             **run.data.metrics,
         }
@@ -196,6 +202,8 @@ class GroupSummary:
     """``val/solved_step`` over the finished runs that were solved at some validation."""
     sequences: list[float]
     """The training sequences each of those runs drew until then (:func:`sequences_to_solve`)."""
+    published: float | None
+    """The published sequences to solve that the group's runs reproduce (``paper.sequences_to_solve``)."""
     params: list[int]
     """The distinct trainable parameter counts (``model/params``) of the group's runs."""
     wall_s: MeanEstimate
@@ -217,11 +225,18 @@ def summarize(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> list[
             solved=estimate_rate(int(solved(group).sum()), len(group)),
             solved_steps=estimate_mean(finished_values(group, SOLVED_STEP)),
             sequences=finished_values(group, SEQUENCES),
+            published=published(group),
             params=sorted({int(p) for p in group[PARAMS].dropna()}) if PARAMS in group else [],
             wall_s=estimate_mean(group[WALL].dropna().tolist()),
         )
         for values, group in groups(frame, keys)
     ]
+
+
+def published(group: pd.DataFrame) -> float | None:
+    """The published figure the group's runs record, if they record one (the first, if several)."""
+    values = column(group, PUBLISHED).dropna()
+    return float(values.iloc[0]) if len(values) else None
 
 
 def summary_numbers(summaries: list[GroupSummary], detailed: list[str], sequences: str) -> pd.DataFrame:
@@ -242,6 +257,7 @@ def summary_numbers(summaries: list[GroupSummary], detailed: list[str], sequence
                     f"{metric} ci_high": nan_if_none(estimate.interval and estimate.interval.high),
                 }
         interval = summary.solved.interval
+        interval_of_median = median_interval(summary.sequences)
         row |= {
             "solved": summary.solved.successes,
             "solved rate": summary.solved.rate,
@@ -250,7 +266,10 @@ def summary_numbers(summaries: list[GroupSummary], detailed: list[str], sequence
             "solved_step mean": summary.solved_steps.mean,
             "solved_step n": summary.solved_steps.n,
             f"{sequences} median": median(summary.sequences),
+            f"{sequences} median ci_low": nan_if_none(interval_of_median and interval_of_median.low),
+            f"{sequences} median ci_high": nan_if_none(interval_of_median and interval_of_median.high),
             f"{sequences} share": len(summary.sequences) / summary.runs,
+            f"paper {sequences}": nan_if_none(summary.published),
             "params": summary.params[0] if len(summary.params) == 1 else math.nan,
             "wall_s mean": summary.wall_s.mean,
         }
@@ -262,8 +281,9 @@ def summary_shown(
     summaries: list[GroupSummary], detailed: list[str], solved_by: str, sequences: str = "sequences to solve"
 ) -> pd.DataFrame:
     """The summaries as text: ``mean ± std`` per metric, the 95% interval of the ``detailed``
-    ones, the solve rate with its interval, how fast (steps, and the median of the ``sequences``),
-    the parameters and the time per run."""
+    ones, the solve rate with its interval, how fast (steps, and the median of the ``sequences``
+    with its interval, beside the published figure where the runs record one), the parameters and
+    the time per run."""
     rows = []
     for summary in summaries:
         row: dict[str, str] = {str(k): str(v) for k, v in summary.values.items()}
@@ -277,6 +297,9 @@ def summary_shown(
         row[f"solved ({solved_by})"] = rate_text(summary.solved)
         row["solved at step"] = steps_text(summary.solved_steps, summary.runs)
         row[sequences] = sequences_text(summary.sequences, summary.runs)
+        if any(s.published is not None for s in summaries):
+            row[f"{sequences}: 95% CI of the median"] = median_interval_text(summary.sequences)
+            row[f"paper: {sequences}"] = "–" if summary.published is None else f"{summary.published:,.0f}"
         row["params"] = params_text(summary.params)
         row["wall per run"] = duration_text(summary.wall_s.mean)
         rows.append(row)
@@ -380,6 +403,14 @@ def sequences_text(sequences: list[float], runs: int) -> str:
     if not sequences:
         return "not solved"
     return f"{count_text(median(sequences))} ({len(sequences)} of {runs} runs)"
+
+
+def median_interval_text(sequences: list[float]) -> str:
+    """``[low, high]``, the distribution-free 95% interval of the median, or why there is none."""
+    interval = median_interval(sequences)
+    if interval is None:
+        return f"none at n = {len(sequences)}"
+    return f"[{count_text(interval.low)}, {count_text(interval.high)}]"
 
 
 def params_text(params: list[int]) -> str:
@@ -507,6 +538,13 @@ def write_report(client: MlflowClient, runs: list[Run], out: Path, title: str) -
         "processes of a DDP run), with how many runs those are. A verdict needs the two 95% intervals "
         "apart."
     )
+    citations = sorted({run.data.params[CITATION] for run in runs if CITATION in run.data.params})
+    if citations:
+        note += (
+            " The paper's figure (paper: sequences to solve) is from "
+            + "; ".join(citations)
+            + "; the interval of the median is distribution-free (order statistics)."
+        )
     print_frame(shown, title, [str(key) for key in keys])
     console.print(note, soft_wrap=True)
     print_frame(per_run, "runs", ["run"])
