@@ -41,7 +41,7 @@ def test_tiny_bench_reports_kernels_loops_and_startup(tmp_path, monkeypatch) -> 
             ("peephole", "loop"),
             ("gru_reset_after", "loop"),  # no kernel of seqexp's own: its loop
             ("gru_reset_after", "native"),
-            ("mingru", "scan"),  # a linear recurrence: a scan, against nn.LSTM
+            ("mingru", "compiled"),  # a linear recurrence: the compiled scan, against nn.LSTM
             ("mingru", "loop"),
         ]
         for topology in ("uni", "deep_bi")
@@ -53,7 +53,7 @@ def test_tiny_bench_reports_kernels_loops_and_startup(tmp_path, monkeypatch) -> 
         assert k["saved_mb"] > 0 and k["size"] == [2, 5, 3, 4]
         assert k["peak_mb"] > 0 and k["reference_peak_mb"] > 0
     checks = {(c["cell"], c["kernel"]): c for c in result["checks"]}
-    assert set(checks) == {("lstm", "onednn"), ("peephole", "onednn"), ("mingru", "scan")}
+    assert set(checks) == {("lstm", "onednn"), ("peephole", "onednn"), ("mingru", "compiled")}
     assert all(c["output_error"] < 1e-6 and c["gradient_error"] < 1e-5 for c in checks.values())
     assert [loop["label"] for loop in result["loops"]] == [
         "seqexp, default callbacks",

@@ -1,6 +1,7 @@
 """The modern cells compute their papers' equations, transcribed here from the papers in float64, one
-line per equation; their step loop, their fast path (seqexp.kernels.run) and, for minGRU and minLSTM,
-the paper's log-space scan all equal the transcription, and the fast path's gradients the loop's.
+line per equation; their step loop, their fast paths (the compiled scan seqexp.kernels.run chooses on
+CPU and the torch scan) and, for minGRU and minLSTM, the paper's log-space scan all equal the
+transcription, and the fast paths' gradients the loop's.
 
 - minGRU, minLSTM: Feng et al. 2024, "Were RNNs All We Needed?";
 - LRU: Orvieto et al. 2023, "Resurrecting Recurrent Neural Networks for Long Sequences";
@@ -18,7 +19,16 @@ import torch
 from torch import Tensor
 
 from seqexp import kernels
-from seqexp.cells import LRUCell, MinGRUCell, MinLSTMCell, Recurrence, SelectiveSSMCell, SLSTMCell
+from seqexp.cells import (
+    LinearRecurrence,
+    LRUCell,
+    MinGRUCell,
+    MinLSTMCell,
+    Recurrence,
+    SelectiveSSMCell,
+    SLSTMCell,
+)
+from seqexp.kernels import scan
 
 T, B, N_X, N_A = 7, 3, 5, 8
 STATE_SIZE = 3
@@ -204,15 +214,15 @@ def selective_ssm_cell() -> SelectiveSSMCell:
 
 
 CASES: dict[str, tuple[Callable[[], Recurrence], Callable[[Recurrence, Tensor], Tensor], str]] = {
-    "min_gru": (min_gru_cell, min_gru, "scan"),
-    "min_lstm": (min_lstm_cell, min_lstm, "scan"),
-    "lru_diagonal_D": (lambda: lru_cell(n_x=N_A), lru, "scan"),
-    "lru_dense_D": (lru_cell, lru, "scan"),
+    "min_gru": (min_gru_cell, min_gru, "compiled"),
+    "min_lstm": (min_lstm_cell, min_lstm, "compiled"),
+    "lru_diagonal_D": (lambda: lru_cell(n_x=N_A), lru, "compiled"),
+    "lru_dense_D": (lru_cell, lru, "compiled"),
     "slstm_1_head": (lambda: slstm_cell(num_heads=1), slstm, "loop"),
     "slstm_2_heads": (slstm_cell, slstm, "loop"),
     "slstm_8_heads": (lambda: slstm_cell(num_heads=8), slstm, "loop"),
     "slstm_huge_input_gate": (lambda: slstm_cell(input_bias=800.0), slstm, "loop"),
-    "selective_ssm": (selective_ssm_cell, selective_ssm, "scan"),
+    "selective_ssm": (selective_ssm_cell, selective_ssm, "compiled"),
 }
 
 
@@ -229,8 +239,18 @@ def test_step_loop_and_fast_path_compute_the_papers_equations(case: str) -> None
     with torch.no_grad():
         expected = transcription(cell, x)
         torch.testing.assert_close(cell(x)[0], expected, **EXACT)
-        torch.testing.assert_close(kernels.run(cell, x)[0], expected, **EXACT)
+        for fast_path in fast_paths(cell):
+            torch.testing.assert_close(fast_path(x), expected, **EXACT)
     assert expected.isfinite().all()
+
+
+def fast_paths(cell: Recurrence) -> list[Callable[[Tensor], Tensor]]:
+    """The whole-sequence paths that run ``cell`` (outputs only): what :func:`kernels.run` chooses
+    and, for a linear recurrence, the torch scan too (the compiled one's fallback)."""
+    chosen = lambda x: kernels.run(cell, x)[0]  # noqa: E731
+    if not isinstance(cell, LinearRecurrence):
+        return [chosen]
+    return [chosen, lambda x: scan.run(cell, x, cell.initial_state(x.shape[1], x))[0]]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -247,12 +267,13 @@ def test_fast_path_gradients_equal_the_step_loops(case: str) -> None:
         return torch.autograd.grad((outputs * weights).sum(), [*params, x])
 
     loop = gradients(cell(x)[0])
-    fast = gradients(kernels.run(cell, x)[0])
     transcribed = gradients(transcription(cell, x))
-    for name, g_loop, g_fast, g_transcribed in zip([*names, "x"], loop, fast, transcribed, strict=True):
-        assert g_loop.abs().sum() > 0, name
-        torch.testing.assert_close(g_fast, g_loop, **EXACT, msg=name)
-        torch.testing.assert_close(g_transcribed, g_loop, **EXACT, msg=name)
+    for fast_path in fast_paths(cell):
+        fast = gradients(fast_path(x))
+        for name, g_loop, g_fast, g_transcribed in zip([*names, "x"], loop, fast, transcribed, strict=True):
+            assert g_loop.abs().sum() > 0, name
+            torch.testing.assert_close(g_fast, g_loop, **EXACT, msg=name)
+            torch.testing.assert_close(g_transcribed, g_loop, **EXACT, msg=name)
 
 
 @pytest.mark.parametrize("make_cell", [min_gru_cell, min_lstm_cell], ids=["min_gru", "min_lstm"])

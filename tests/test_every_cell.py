@@ -118,7 +118,7 @@ def test_a_kernel_is_named_for_every_cell(cell, compose) -> None:
     stack = built_stack(compose, f"cell={cell}", "model.impl=custom")
     first = stack.layers[0][0]
 
-    assert stack.kernel(torch.zeros(1)) in ("onednn", "manual", "scan", "cell", "loop")
+    assert stack.kernel(torch.zeros(1)) in ("onednn", "manual", "compiled", "scan", "cell", "loop")
     assert kernels.has_kernel(first) == (stack.kernel(torch.zeros(1)) != "loop")
 
 

@@ -100,7 +100,7 @@ def test_a_cell_and_a_task_of_ones_own_train_budget_and_diagnose(config_dir, run
     cell_params = 3 * hidden  # w, W (n_a × 1), b: nothing unused, nothing dead
     assert run.data.metrics["model/params"] == cell_params + hidden + 1  # and the head
     assert abs(run.data.metrics["model/params"] - 300) <= 0.05 * 300
-    assert run.data.tags["seqexp.kernel"] == "scan"
+    assert run.data.tags["seqexp.kernel"] == "compiled"
     assert {"grad/norm_recurrent", "grad/norm_input", "grad/norm_bias", "grad/flow_ratio"} <= set(
         run.data.metrics
     )
@@ -131,7 +131,7 @@ def test_a_cell_of_ones_own_is_benched(config_dir, tmp_path) -> None:
            "--topologies", "uni", "--check", "--json", str(out)])  # fmt: skip
 
     result = json.loads(out.read_text())
-    assert [(k["cell"], k["kernel"]) for k in result["kernels"]] == [("leaky", "scan")]
+    assert [(k["cell"], k["kernel"]) for k in result["kernels"]] == [("leaky", "compiled")]
     (check,) = result["checks"]
     assert check["output_error"] < 1e-6 and check["gradient_error"] < 1e-5
 
@@ -143,4 +143,4 @@ def test_a_run_of_ones_own_cell_reruns_exactly(config_dir, outputs, run_seqexp, 
     result, matches = rerun(records, original.info.run_id, outputs)
 
     assert matches and result.metrics["val/mse"] == original.data.metrics["val/mse"]
-    assert records.get_run(result.run_id).data.tags["seqexp.kernel"] == "scan"
+    assert records.get_run(result.run_id).data.tags["seqexp.kernel"] == "compiled"

@@ -215,7 +215,8 @@ class LinearRecurrence(Recurrence):
 
     @abstractmethod
     def coefficients(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``λ<t>`` and ``β<t>`` for every step of ``x`` (T, B, n_x), each (T, B, *state_shape)."""
+        """``λ<t>`` and ``β<t>`` for every step of ``x`` (T, B, n_x): ``β`` (T, B, *state_shape),
+        ``λ`` the same or broadcastable to it (the LRU's is constant, (*state_shape,))."""
 
     @abstractmethod
     def readout(self, h: Tensor, x: Tensor) -> Tensor:
@@ -232,8 +233,14 @@ class LinearRecurrence(Recurrence):
         """The step reads ``x<t>`` itself (its coefficients are computed per step by :meth:`step`)."""
         return x
 
+    def scan_equations(self, x: Tensor) -> tuple[str, dict[str, Tensor]] | None:
+        """The fused scan whose equations this recurrence's are, and its inputs for ``x``, computed
+        in torch (:mod:`seqexp.kernels.compiled` names the families and what each takes); ``None``
+        for the plain scan of :meth:`coefficients`."""
+        return None
+
     def step(self, u_t: Tensor, state: State) -> State:
         """``h<t> = λ<t> ⊙ h<t-1> + β<t>``, ``a<t> = readout(h<t>, x<t>)``."""
-        lam, beta = (c[0] for c in self.coefficients(u_t[None]))
-        h = lam * state[1] + beta
+        lam, beta = self.coefficients(u_t[None])
+        h = (lam * state[1] + beta)[0]
         return self.readout(h, u_t), h

@@ -79,8 +79,7 @@ class LRUCell(LinearRecurrence):
     def coefficients(self, x: Tensor) -> tuple[Tensor, Tensor]:
         B = torch.complex(self.B_re, self.B_im)
         Bx = x.to(B.dtype) @ B.T
-        lam = self.eigenvalues().expand_as(Bx)
-        return lam, torch.exp(self.gamma_log) * Bx
+        return self.eigenvalues(), torch.exp(self.gamma_log) * Bx
 
     def readout(self, h: Tensor, x: Tensor) -> Tensor:
         """``Re(C h) = C_re Re(h) − C_im Im(h)``, plus ``D x``."""

@@ -54,10 +54,17 @@ class MinGRUCell(LinearRecurrence):
     def state_shape(self) -> tuple[int, ...]:
         return (self.hidden_size,)
 
+    def preactivations(self, x: Tensor) -> Tensor:
+        """``[Linear_z(x) | Linear_h(x)]`` for every step, in one product."""
+        return F.linear(x, torch.cat([self.W_z, self.W_h]), torch.cat([self.b_z, self.b_h]))
+
     def coefficients(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        z = torch.sigmoid(F.linear(x, self.W_z, self.b_z))
-        h_tilde = g(F.linear(x, self.W_h, self.b_h))
-        return 1 - z, z * h_tilde
+        k_z, k_h = self.preactivations(x).chunk(2, dim=-1)
+        z = torch.sigmoid(k_z)
+        return 1 - z, z * g(k_h)
+
+    def scan_equations(self, x: Tensor) -> tuple[str, dict[str, Tensor]]:
+        return "mingru", {"k": self.preactivations(x)}
 
     def readout(self, h: Tensor, x: Tensor) -> Tensor:
         return h
@@ -99,11 +106,18 @@ class MinLSTMCell(LinearRecurrence):
     def state_shape(self) -> tuple[int, ...]:
         return (self.hidden_size,)
 
+    def preactivations(self, x: Tensor) -> Tensor:
+        """``[Linear_f(x) | Linear_i(x) | Linear_h(x)]`` for every step, in one product."""
+        W = torch.cat([self.W_f, self.W_i, self.W_h])
+        return F.linear(x, W, torch.cat([self.b_f, self.b_i, self.b_h]))
+
     def coefficients(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        f = torch.sigmoid(F.linear(x, self.W_f, self.b_f))
-        i = torch.sigmoid(F.linear(x, self.W_i, self.b_i))
-        h_tilde = g(F.linear(x, self.W_h, self.b_h))
-        return f / (f + i), i / (f + i) * h_tilde
+        k_f, k_i, k_h = self.preactivations(x).chunk(3, dim=-1)
+        f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)
+        return f / (f + i), i / (f + i) * g(k_h)
+
+    def scan_equations(self, x: Tensor) -> tuple[str, dict[str, Tensor]]:
+        return "minlstm", {"k": self.preactivations(x)}
 
     def readout(self, h: Tensor, x: Tensor) -> Tensor:
         return h

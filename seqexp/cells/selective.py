@@ -81,6 +81,10 @@ class SelectiveSSMCell(LinearRecurrence):
         A = -torch.exp(self.A_log)
         return torch.exp(dt[..., None] * A), (dt * u)[..., None] * B[..., None, :]
 
+    def scan_equations(self, x: Tensor) -> tuple[str, dict[str, Tensor]]:
+        u, dt, B, C = self.selection(x)
+        return "selective", {"u": u, "dt": dt, "A": -torch.exp(self.A_log), "B": B, "C": C, "D": self.D}
+
     def readout(self, h: Tensor, x: Tensor) -> Tensor:
         u = x @ self.W_u.T  # u and C alone: Δ and B are the scan's, not needed again here
         C = u @ self.W_C.T

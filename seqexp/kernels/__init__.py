@@ -9,9 +9,11 @@ readable reference), through the fastest kernel there is for the cell and device
   oneDNN's (:mod:`seqexp.kernels.onednn`);
 - ``manual`` — torch ops with the backward pass written by hand (:mod:`seqexp.kernels.manual`),
   on any device, and wherever the Triton kernel does not take the input;
-- ``scan`` — the scan of a recurrence linear in its state, with a hand-written backward
-  (:class:`~seqexp.cells.LinearRecurrence`: minGRU, minLSTM, LRU, the selective SSM), on any
-  device (:mod:`seqexp.kernels.scan`);
+- ``compiled`` — a recurrence linear in its state (:class:`~seqexp.cells.LinearRecurrence`:
+  minGRU, minLSTM, LRU, the selective SSM) on CPU in float32 or float64: the time loop in C++ with
+  each step's element-wise math fused into it (:mod:`seqexp.kernels.compiled`);
+- ``scan`` — the same recurrences elsewhere (and where no C++ compiler is found): the scan in
+  torch ops with a hand-written backward (:mod:`seqexp.kernels.scan`);
 - ``cell`` — the cell's own whole-sequence fast path (:attr:`~seqexp.cells.Recurrence.fast_path`);
 - ``loop`` — the cell's own step-by-step loop through autograd, for a cell with none of these
   (the GRU with ``reset_after``, whose fast path is torch.nn.GRU; the sLSTM).
@@ -33,9 +35,9 @@ import torch
 from torch import Tensor
 
 from seqexp.cells import LinearRecurrence, Recurrence, RecurrentCell, State
-from seqexp.kernels import manual, onednn, scan
+from seqexp.kernels import compiled, manual, onednn, scan
 
-Kernel = Literal["triton", "onednn", "manual", "scan", "cell", "loop"]
+Kernel = Literal["triton", "onednn", "manual", "compiled", "scan", "cell", "loop"]
 
 
 def equations(cell: Recurrence) -> tuple[str, dict[str, Tensor]] | None:
@@ -85,7 +87,7 @@ def backend(family: str, like: Tensor) -> ModuleType:
 def kernel_for(cell: Recurrence, like: Tensor) -> Kernel:
     """The kernel :func:`run` takes for ``cell`` on inputs like ``like``."""
     if isinstance(cell, LinearRecurrence):
-        return "scan"
+        return compiled.NAME if compiled.takes(like) else scan.NAME
     if cell.fast_path:
         return "cell"
     found = equations(cell)
@@ -100,7 +102,7 @@ def run(cell: Recurrence, x: Tensor, state: State | None = None) -> tuple[Tensor
     if state is None:
         state = cell.initial_state(x.shape[1], x)
     if isinstance(cell, LinearRecurrence):
-        return scan.run(cell, x, state)
+        return (compiled if compiled.takes(x) else scan).run(cell, x, state)
     if cell.fast_path:
         return cell.sequence(x, state)
     found = equations(cell)
