@@ -173,3 +173,29 @@ def test_a_parallel_sweep_starts_trials_while_a_long_one_trains(outputs, run_seq
     long = stored.trials[0]
     for short in stored.trials[2:]:
         assert long.datetime_start < short.datetime_start < long.datetime_complete
+
+
+@pytest.mark.slow
+def test_a_trial_whose_worker_dies_fails_and_the_study_goes_on_in_fresh_workers(
+    tmp_path, outputs, run_seqexp
+) -> None:
+    marker = tmp_path / "kill"
+    marker.write_text("0")  # the first job to start kills its worker (SIGKILL) at its first validation
+    run_seqexp(
+        "-m",
+        *TINY,
+        "hydra/sweeper=optuna",
+        "hydra/sweeper/sampler=random",
+        "hydra/sweeper/pruner=none",
+        "hydra/launcher=parallel",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_jobs=2",
+        f"{LR}=tag(log, interval(1e-3, 3e-2))",
+        f"+callbacks.kill_once={{_target_:test_search_sweeper.KillOnce,marker:'{marker}'}}",
+    )
+
+    [name] = optuna.get_all_study_names(f"sqlite:///{outputs / 'optuna.db'}")
+    stored = optuna.load_study(study_name=name, storage=f"sqlite:///{outputs / 'optuna.db'}")
+    states = [trial.state for trial in stored.trials]
+    assert TrialState.FAIL in states[:2]  # the killed one (and the other, if its worker went with it)
+    assert states[2:] == [TrialState.COMPLETE, TrialState.COMPLETE]

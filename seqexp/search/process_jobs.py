@@ -30,15 +30,17 @@ class ProcessJobs:
         assert launcher.config is not None and launcher.hydra_context is not None, "setup() first"
         self.launcher = launcher
         self.workers = joblib.effective_n_jobs(launcher.joblib.get("n_jobs", -1))
-        self.executor = get_reusable_executor(
-            max_workers=self.workers,
-            timeout=IDLE_WORKER_TIMEOUT_S,
-            env=LokyBackend()._prepare_worker_env(n_jobs=self.workers),
-        )
+        self.pool = {
+            "max_workers": self.workers,
+            "timeout": IDLE_WORKER_TIMEOUT_S,
+            "env": LokyBackend()._prepare_worker_env(n_jobs=self.workers),
+        }
+        self.executor = get_reusable_executor(**self.pool)
 
     def submit(self, overrides: Sequence[str], job_idx: int) -> Future[JobReturn]:
         log.info("Launching job #%d: %s", job_idx, " ".join(filter_overrides(overrides)))
         launcher = self.launcher
+        self.executor = get_reusable_executor(**self.pool)  # the same pool; a fresh one if a worker died
         return self.executor.submit(
             execute_job,
             job_idx,
