@@ -26,6 +26,7 @@ from seqexp.tracking.intervals import (
 from seqexp.tracking.report import (
     print_frame,
     processes,
+    report_sweep,
     runs_shown,
     solved,
     solved_source,
@@ -457,3 +458,20 @@ def test_an_experiment_from_a_paper_shows_the_papers_figure_beside_its_median_an
     table = summary.split("\n\n")[1]
     assert all(text in table for text in ("3,500 (6 of 6 runs)", "[1,000, 6,000]", "31,390"))  # as published
     assert "The paper's figure (paper: sequences to solve) is from H&S 1997, 6a" in summary
+
+
+def test_a_paper_sweeps_parent_run_shows_its_median_beside_the_papers_figure(outputs: Path, records) -> None:
+    experiment = records.create_experiment("paper")
+    parent = records.create_run(experiment, run_name="sweep-1").info.run_id
+    paper = {"data__batch_size": "10", "paper__sequences_to_solve": "31390", "paper__citation": "H&S 1997, 6a"}
+    for seed, step in enumerate([100, 200, 300]):
+        metrics = {"val/accuracy": 1.0, "val/solved": 1, "val/solved_step": step}
+        record(records, experiment, "lstm1997", seed, "FINISHED", metrics, **paper)
+        [child] = [r for r in records.search_runs([experiment]) if r.info.run_name == f"lstm1997-seed{seed}"]
+        records.set_tag(child.info.run_id, "seqexp.sweep_id", parent)
+
+    report_sweep(records, parent, outputs / "s")
+
+    page = records.get_run(parent).data
+    assert page.metrics == {"sequences_to_solve/median": 2_000, "paper/sequences_to_solve": 31_390}
+    assert "31,390" in page.tags["mlflow.note.content"] and "H&S 1997, 6a" in page.tags["mlflow.note.content"]

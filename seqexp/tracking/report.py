@@ -36,6 +36,7 @@ from seqexp.tracking.runs import (
     TAG_OVERRIDES,
     TAG_SWEEP_ID,
 )
+from seqexp.tracking.ui import describe_run
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402  (after choosing the file-only backend)
@@ -622,4 +623,9 @@ def report_sweep(client: MlflowClient, parent: str, out: Path) -> pd.DataFrame:
     runs = sweep_runs(client, parent)
     table = write_report(client, runs, out, f"sweep {client.get_run(parent).info.run_name}")
     client.log_artifacts(parent, str(out), "report")
+    [paper] = [c for c in table if c.startswith("paper ")]
+    if table[paper].notna().any():  # a paper's experiment: its result on the page where one lands
+        median = paper.removeprefix("paper ") + " median"
+        figures = {"sequences_to_solve/median": table[median].iloc[0], "paper/sequences_to_solve": table[paper].iloc[0]}
+        describe_run(client, parent, (out / "summary.md").read_text(), figures if len(table) == 1 else {})
     return table
