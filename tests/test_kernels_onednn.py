@@ -17,7 +17,7 @@ from torch import Tensor
 from training import trained
 
 from seqexp import kernels
-from seqexp.cells import LSTMCell, PeepholeLSTMCell
+from seqexp.cells import LSTMCell, PeepholeLSTMCell, SLSTMCell
 from seqexp.kernels import compiler, onednn
 from seqexp.layers.recurrent import RecurrentStack
 
@@ -273,3 +273,72 @@ def test_onednn_trains_as_torch_and_the_manual_kernel_do(
     for name, p in got.items():
         assert (p - initial[name]).abs().max() > 1e-2, f"{name} did not train"
         torch.testing.assert_close(p, expected[name], **FLOAT32_TRAINING, msg=name)
+
+
+# --- The sLSTM: the same C++ loop with its own gate math, against its step through autograd.
+
+
+def slstm_with_states(num_heads: int) -> tuple[SLSTMCell, Tensor, tuple[Tensor, ...]]:
+    """An sLSTM whose gates and states are far from their starting values, so that the stabiliser
+    takes both branches; x (12, 3, 5) and states needing their gradients."""
+    cell = SLSTMCell(5, 8, num_heads=num_heads)
+    with torch.no_grad():
+        cell.R.mul_(3)
+        cell.b.uniform_(-2, 2)
+    x = torch.randn(12, 3, 5, requires_grad=True)
+    states = tuple((s + 0.5 * torch.rand_like(s)).requires_grad_() for s in cell.initial_state(3, x))
+    return cell, x, states
+
+
+@pytest.mark.parametrize("num_heads", [1, 2])
+def test_the_slstm_kernel_computes_its_step_and_gradients(num_heads: int) -> None:
+    """Outputs, last states and the gradients of the input, the states and every parameter, from
+    a random weighting of all of them, in float32."""
+    torch.manual_seed(0)
+    cell, x, states = slstm_with_states(num_heads)
+    assert kernels.kernel_for(cell, x) == "onednn"
+    outputs, last = kernels.run(cell, x, states)
+    steps, step_last = cell.steps(x, states)
+    weights = [torch.randn_like(t) for t in (outputs, *last)]
+
+    def gradients(results: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        loss = sum((r * w).sum() for r, w in zip(results, weights, strict=True))
+        return torch.autograd.grad(loss, [x, *states, *cell.parameters()])
+
+    torch.testing.assert_close(outputs, torch.stack(steps), rtol=0, atol=1e-6)
+    for got, expected in zip(gradients((outputs, *last)), gradients((torch.stack(steps), *step_last)), strict=True):
+        assert expected.abs().sum() > 0
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=2e-5)
+
+
+def test_the_slstm_kernel_trains_as_its_step_does() -> None:
+    """Two layers, 20 Adam steps in float32 through the kernel and through the step: the same
+    parameters, to float32 rounding (here at most 6e-8), but for the input gate's bias. From a
+    zero state the sLSTM does not depend on it (a shift of every ĩ shifts every m<t> alike, and
+    i<t>, f<t> are unchanged): its gradient is rounding alone (1e-13 here), whose sign Adam turns
+    into whole steps, differently for each order of summation."""
+    torch.manual_seed(0)
+    stack = RecurrentStack(SLSTMCell, 3, 4, 2, False, impl="custom")
+    loop = RecurrentStack(SLSTMCell, 3, 4, 2, False, impl="loop")
+    loop.load_state_dict(stack.state_dict())
+    batches = [(torch.randn(2, 6, 3), torch.randn(2)) for _ in range(20)]
+    assert stack.kernel(batches[0][0]) == "onednn"
+    other_gates = torch.arange(16) // 4 != 1  # b = [b_z, b_i, b_f, b_o], 4 units each
+    for layer in (stack, loop):
+        bias = layer.layers[0][0].b
+        (gradient,) = torch.autograd.grad(layer(batches[0][0])[1].square().sum(), [bias])
+        assert gradient[~other_gates].abs().max() < 1e-9 < gradient.abs().max()
+
+    got, expected = trained(stack, batches), trained(loop, batches)
+    for name, p in got.items():
+        kept = other_gates if name.endswith(".b") else slice(None)
+        torch.testing.assert_close(p[kept], expected[name][kept], **FLOAT32_TRAINING, msg=name)
+
+
+def test_a_bad_slstm_input_is_a_python_error_naming_it() -> None:
+    cell, x, states = slstm_with_states(1)
+    w = cell.kernel_equations()[1]
+    with pytest.raises(ValueError, match="R must be \\(32, 8\\)"):
+        onednn.slstm(x, w["W"], w["b"], w["R"][:-1], *states)
+    with pytest.raises(TypeError, match="x is torch.float64"):
+        onednn.slstm(x.double(), w["W"], w["b"], w["R"], *states)

@@ -49,6 +49,7 @@ REFERENCE: dict[str, CellFactory] = {
     "gru_simple": partial(GRUCell, reset_after=True),
     "gru": partial(GRUCell, reset_after=True),
     "lstm": LSTMCell,
+    "slstm": LSTMCell,
 }
 """The torch.nn kernel nearest each of the kernels' equations: nn.RNN, nn.GRU or nn.LSTM."""
 TOPOLOGIES = {
@@ -86,7 +87,7 @@ def reference_for(make_cell: CellFactory) -> CellFactory:
     cell = make_cell(1, 4)
     if cell.native is not None:
         return make_cell
-    found = kernels.equations(cell)
+    found = cell.kernel_equations()
     return REFERENCE[found[0]] if found else LSTMCell
 
 

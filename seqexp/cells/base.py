@@ -85,6 +85,12 @@ class Recurrence(nn.Module, ABC):
     def step(self, u_t: Tensor, state: State) -> State:
         """One time step, given this step's :meth:`project_input`."""
 
+    def kernel_equations(self) -> tuple[str, dict[str, Tensor]] | None:
+        """The equations of seqexp's kernels this cell computes (``rnn_tanh``, ``rnn_relu``,
+        ``gru_simple``, ``gru``, ``lstm``, ``slstm``), with the tensors they take; ``None``: no
+        kernel computes them."""
+        return None
+
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """Run over a time-major sequence ``x`` (T, B, n_x): returns ``a<1..T>`` and the last state."""
         outputs, state = self.steps(x, state)
@@ -167,12 +173,6 @@ class RecurrentCell(Recurrence):
         """``a<0> = 0`` (and ``c<0> = 0``)."""
         zeros = like.new_zeros(batch_size, self.hidden_size)
         return (zeros,) * self.state_size
-
-    def kernel_equations(self) -> tuple[str, dict[str, Tensor]] | None:
-        """The equations seqexp's kernels compute that this cell computes (``rnn_tanh``,
-        ``rnn_relu``, ``gru_simple``, ``gru``, ``lstm``), with the tensors they take; ``None``:
-        no kernel computes them."""
-        return None
 
     def native_options(self) -> dict[str, Any]:
         """Constructor options of :attr:`native` beyond the sizes (e.g. the nonlinearity)."""

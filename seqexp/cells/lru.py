@@ -77,11 +77,14 @@ class LRUCell(LinearRecurrence):
         return torch.exp(torch.complex(-torch.exp(self.nu_log), torch.exp(self.theta_log)))
 
     def coefficients(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        B = torch.complex(self.B_re, self.B_im)
-        Bx = x.to(B.dtype) @ B.T
-        return self.eigenvalues(), torch.exp(self.gamma_log) * Bx
+        """``Λ``, and ``γ ⊙ (B x)`` as one real product: ``γ B``'s real and imaginary rows
+        interleaved, so that the product's columns are the complex result's memory."""
+        gamma_B = torch.exp(self.gamma_log)[:, None, None] * torch.stack([self.B_re, self.B_im], dim=1)
+        beta = (x @ gamma_B.flatten(0, 1).T).unflatten(-1, (self.N, 2))
+        return self.eigenvalues(), torch.view_as_complex(beta)
 
     def readout(self, h: Tensor, x: Tensor) -> Tensor:
-        """``Re(C h) = C_re Re(h) − C_im Im(h)``, plus ``D x``."""
-        Ch = h.real @ self.C_re.T - h.imag @ self.C_im.T
+        """``Re(C h) = C_re Re(h) − C_im Im(h)`` as one real product over ``h``'s memory, plus ``D x``."""
+        C = torch.stack([self.C_re, -self.C_im], dim=-1).flatten(-2)
+        Ch = torch.view_as_real(h).flatten(-2) @ C.T
         return Ch + (self.D * x if self.D.dim() == 1 else x @ self.D.T)

@@ -71,10 +71,12 @@ class SelectiveSSMCell(LinearRecurrence):
         return (self.hidden_size, self.N)
 
     def selection(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``u``, ``Δ``, ``B`` and ``C`` for every step of ``x``."""
+        """``u``, ``Δ``, ``B`` and ``C`` for every step of ``x``; ``W_Δ↓ u``, ``B`` and ``C`` in one
+        product, as Mamba's ``x_proj``."""
         u = x @ self.W_u.T
-        dt = F.softplus(F.linear(u @ self.W_dt_down.T, self.W_dt_up, self.b_dt))
-        return u, dt, u @ self.W_B.T, u @ self.W_C.T
+        selecting = torch.cat([self.W_dt_down, self.W_B, self.W_C])
+        low, B, C = (u @ selecting.T).split([self.W_dt_down.shape[0], self.N, self.N], dim=-1)
+        return u, F.softplus(F.linear(low, self.W_dt_up, self.b_dt)), B, C
 
     def coefficients(self, x: Tensor) -> tuple[Tensor, Tensor]:
         u, dt, B, _ = self.selection(x)

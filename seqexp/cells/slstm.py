@@ -25,7 +25,8 @@ class SLSTMCell(Recurrence):
 
     The forget gate is the sigmoid one and the stabiliser starts as in the paper's reference code
     (``slstm_forward_pointwise``); the stabiliser makes ``c/n`` the same as without it, but finite.
-    Sequential: its gates read ``h<t-1>``, so no scan applies.
+    Sequential: its gates read ``h<t-1>``, so no scan applies; on CPU in float32 the oneDNN kernel
+    runs its time loop in C++ (``seqexp/kernels/onednn_lstm.cpp``), elsewhere this step.
     """
 
     gradient_groups = {"W": "input", "R": "recurrent", "b": "bias"}
@@ -66,6 +67,13 @@ class SLSTMCell(Recurrence):
         """``R h`` for the four gates, head by head: (B, n_a) -> (B, 4 n_a)."""
         heads = h.unflatten(-1, (self.num_heads, -1))
         return torch.einsum("bhj,ghkj->bghk", heads, self.R).flatten(1)
+
+    def dense_recurrent(self) -> Tensor:
+        """``R`` as one (4 n_a, n_a) matrix, block-diagonal over the heads, for the kernels."""
+        return torch.cat([torch.block_diag(*gate) for gate in self.R])
+
+    def kernel_equations(self) -> tuple[str, dict[str, Tensor]]:
+        return "slstm", {"W": self.W, "b": self.b, "R": self.dense_recurrent()}
 
     def step(self, u_t: Tensor, state: State) -> State:
         h, c, n, m = state

@@ -1,12 +1,12 @@
 """Fast paths for seqexp's own cells: a whole sequence per call, with a hand-written backward.
 Pure torch (and Triton, C++); may import seqexp.checks and cells.
 
-:func:`run` computes exactly what :meth:`RecurrentCell.steps` computes (the cells stay the
+:func:`run` computes exactly what :meth:`Recurrence.steps` computes (the cells stay the
 readable reference), through the fastest kernel there is for the cell and device:
 
 - ``triton`` — one GPU launch for the whole time loop (:mod:`seqexp.kernels.fused`), on CUDA;
-- ``onednn`` — the LSTMs on CPU in float32: the time loop in compiled C++, every matrix product
-  oneDNN's (:mod:`seqexp.kernels.onednn`);
+- ``onednn`` — the LSTMs (the sLSTM too) on CPU in float32: the time loop in compiled C++, every
+  matrix product oneDNN's (:mod:`seqexp.kernels.onednn`);
 - ``manual`` — torch ops with the backward pass written by hand (:mod:`seqexp.kernels.manual`),
   on any device, and wherever the Triton kernel does not take the input;
 - ``compiled`` — a recurrence linear in its state (:class:`~seqexp.cells.LinearRecurrence`:
@@ -16,10 +16,11 @@ readable reference), through the fastest kernel there is for the cell and device
   torch ops with a hand-written backward (:mod:`seqexp.kernels.scan`);
 - ``cell`` — the cell's own whole-sequence fast path (:attr:`~seqexp.cells.Recurrence.fast_path`);
 - ``loop`` — the cell's own step-by-step loop through autograd, for a cell with none of these
-  (the GRU with ``reset_after``, whose fast path is torch.nn.GRU; the sLSTM).
+  (the GRU with ``reset_after``, whose fast path is torch.nn.GRU; the sLSTM where oneDNN's kernel
+  does not take the input).
 
 A cell says which applies through the cell protocol (:mod:`seqexp.cells.base`): the kernels'
-equations it computes (:meth:`~seqexp.cells.RecurrentCell.kernel_equations`), that it is linear in
+equations it computes (:meth:`~seqexp.cells.Recurrence.kernel_equations`), that it is linear in
 its state, or a fast path of its own. Nothing here names a cell.
 """
 
@@ -34,20 +35,15 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from seqexp.cells import LinearRecurrence, Recurrence, RecurrentCell, State
+from seqexp.cells import LinearRecurrence, Recurrence, State
 from seqexp.kernels import compiled, manual, onednn, scan
 
 Kernel = Literal["triton", "onednn", "manual", "compiled", "scan", "cell", "loop"]
 
 
-def equations(cell: Recurrence) -> tuple[str, dict[str, Tensor]] | None:
-    """The kernels' equations ``cell`` computes, and their tensors; ``None`` where it has none."""
-    return cell.kernel_equations() if isinstance(cell, RecurrentCell) else None
-
-
 def has_kernel(cell: Recurrence) -> bool:
     """Whether a whole-sequence kernel (seqexp's, a scan, or the cell's own) computes this cell."""
-    return isinstance(cell, LinearRecurrence) or cell.fast_path or equations(cell) is not None
+    return isinstance(cell, LinearRecurrence) or cell.fast_path or cell.kernel_equations() is not None
 
 
 @cache
@@ -66,12 +62,15 @@ def fall_back(reason: str) -> None:
     )
 
 
-def backend(family: str, like: Tensor) -> ModuleType:
+def backend(family: str, like: Tensor) -> ModuleType | None:
     """The module whose kernel runs the equations ``family`` on inputs like ``like``: fused
-    (Triton) on CUDA, onednn for a float32 LSTM on CPU where it can be built, else manual."""
-    if like.device.type == "cpu":
-        compiled = family == "lstm" and like.dtype in onednn.DTYPES
-        return onednn if compiled and onednn.library() is not None else manual
+    (Triton) on CUDA, onednn in float32 on CPU where it can be built, else manual; ``None`` where
+    none of them computes ``family`` (the cell's loop runs it)."""
+    if like.device.type == "cpu" and family in onednn.FAMILIES and like.dtype in onednn.DTYPES:
+        if onednn.library() is not None:
+            return onednn
+    if family not in manual.FAMILIES:
+        return None
     if not like.is_cuda:
         return manual
     fused = triton_kernels()
@@ -90,10 +89,9 @@ def kernel_for(cell: Recurrence, like: Tensor) -> Kernel:
         return compiled.NAME if compiled.takes(like) else scan.NAME
     if cell.fast_path:
         return "cell"
-    found = equations(cell)
-    if found is None:
-        return "loop"
-    return backend(found[0], like).NAME
+    found = cell.kernel_equations()
+    kernels = None if found is None else backend(found[0], like)
+    return "loop" if kernels is None else kernels.NAME
 
 
 def run(cell: Recurrence, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
@@ -105,12 +103,15 @@ def run(cell: Recurrence, x: Tensor, state: State | None = None) -> tuple[Tensor
         return (compiled if compiled.takes(x) else scan).run(cell, x, state)
     if cell.fast_path:
         return cell.sequence(x, state)
-    found = equations(cell)
-    if found is None:
+    found = cell.kernel_equations()
+    kernels = None if found is None else backend(found[0], x)
+    if found is None or kernels is None:
         outputs, state = cell.steps(x, state)
         return torch.stack(outputs), state
     family, w = found
-    kernels = backend(family, x)
+    if family == "slstm":
+        outputs, *rest = kernels.slstm(x, w["W"], w["b"], w["R"], *state)
+        return outputs, (outputs[-1], *rest)
     if family == "lstm":
         outputs, c = kernels.lstm(x, w["W_x"], w["b"], w["W_a"], *state, w["peepholes"])
         return outputs, (outputs[-1], c)

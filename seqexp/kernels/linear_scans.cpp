@@ -9,7 +9,7 @@
 //   minlstm    f = σ(k_f), i = σ(k_i), h̃ = g(k_h),  h<t> = f/(f+i) ⊙ h<t-1> + i/(f+i) ⊙ h̃
 //   selective  h<t>[n] = exp(Δ<t> A[n]) h<t-1>[n] + Δ<t> u<t> B<t>[n],  y<t> = Σ_n C<t>[n] h<t>[n]
 //              per channel (Mamba's S6): the (T, B, D, N) states are never stored; the backward
-//              pass runs each channel's forward again into a buffer of (T + 1) × N
+//              pass runs a block of channels forward again into a buffer of (T + 1) × block × N
 //
 // with g(x) = x + 1/2 for x ≥ 0 and σ(x) below (minGRU's). Layouts, row-major and contiguous:
 // k (T, B, 2n) as [k_z | k_h], (T, B, 3n) as [k_f | k_i | k_h]; h (T, B, n) and h<0> (B, n); for
@@ -220,7 +220,21 @@ void gated_backward(index T, index B, index n, const F* __restrict__ k, const F*
   }
 }
 
-// S6 over (T, B, D) channels of N states each; threads split the examples.
+// S6 over (T, B, D) channels of N states each; threads split the examples. Each runs a block of
+// `channel_block` channels at a time over the whole sequence, so that a step reads one cache line
+// of u and Δ per block, not one per channel, and the block's states stay in the L1 cache.
+constexpr index channel_block = 16;
+
+// exp(Δ<t> A) for a block of `width` channels at once: one vector loop over all their states.
+template <typename F>
+void decay_block(index width, index N, const F* __restrict__ delta, const F* __restrict__ A,
+                 F* __restrict__ decays) {
+  for (index j = 0; j < width; ++j)
+    for (index s = 0; s < N; ++s) decays[j * N + s] = delta[j] * A[j * N + s];
+#pragma omp simd
+  for (index i = 0; i < width * N; ++i) decays[i] = std::exp(decays[i]);
+}
+
 template <typename F>
 void selective_forward(index T, index B, index D, index N, const F* __restrict__ u,
                        const F* __restrict__ dt, const F* __restrict__ A,
@@ -230,28 +244,36 @@ void selective_forward(index T, index B, index D, index N, const F* __restrict__
   {
     index first, last;
     share(B, first, last);
-    std::vector<F> kept(N);
+    std::vector<F> kept(channel_block * N), kept_decays(channel_block * N);
     F* __restrict__ state = kept.data();
+    F* __restrict__ decays = kept_decays.data();
     for (index b = first; b < last; ++b)
-      for (index d = 0; d < D; ++d) {
-        std::copy_n(h0 + (b * D + d) * N, N, state);
-        const F* a = A + d * N;
+      for (index d0 = 0; d0 < D; d0 += channel_block) {
+        const index width = std::min(channel_block, D - d0);
+        std::copy_n(h0 + (b * D + d0) * N, width * N, state);
         for (index t = 0; t < T; ++t) {
-          const index channel = (t * B + b) * D + d, row = (t * B + b) * N;
-          const F delta = dt[channel], input = delta * u[channel];
-          F out = F(0);
+          const index channels = (t * B + b) * D + d0, row = (t * B + b) * N;
+          decay_block(width, N, dt + channels, A + d0 * N, decays);
+          for (index j = 0; j < width; ++j) {
+            const F input = dt[channels + j] * u[channels + j];
+            const F* decay = decays + j * N;
+            F* h = state + j * N;
+            F out = F(0);
 #pragma omp simd reduction(+ : out)
-          for (index s = 0; s < N; ++s) {
-            state[s] = std::exp(delta * a[s]) * state[s] + input * Bm[row + s];
-            out += Cm[row + s] * state[s];
+            for (index s = 0; s < N; ++s) {
+              h[s] = decay[s] * h[s] + input * Bm[row + s];
+              out += Cm[row + s] * h[s];
+            }
+            y[channels + j] = out;
           }
-          y[channel] = out;
         }
-        std::copy_n(state, N, hT + (b * D + d) * N);
+        std::copy_n(state, width * N, hT + (b * D + d0) * N);
       }
   }
 }
 
+// Its backward, a block of channels at a time: the block's forward pass again, every state kept
+// ((T + 1) × block × N), then back through time; exp(Δ A) is computed again rather than kept.
 template <typename F>
 void selective_backward(index T, index B, index D, index N, const F* __restrict__ u,
                         const F* __restrict__ dt, const F* __restrict__ A,
@@ -264,53 +286,67 @@ void selective_backward(index T, index B, index D, index N, const F* __restrict_
   {
     index first, last;
     share(B, first, last);
-    std::vector<F> kept_states((T + 1) * N), kept_decays(T * N), kept_carried(N);
+    const index block = channel_block * N;
+    std::vector<F> kept_states((T + 1) * block), kept_carried(block), kept_decays(block);
+    std::vector<F> kept_d_B(N), kept_d_C(N);  // a step's ∂L/∂B<t>, ∂L/∂C<t> over the block
+    F* __restrict__ d_B = kept_d_B.data();
+    F* __restrict__ d_C = kept_d_C.data();
     F* __restrict__ states = kept_states.data();
-    F* __restrict__ decays = kept_decays.data();
     F* __restrict__ carried = kept_carried.data();
+    F* __restrict__ decays = kept_decays.data();
     for (index b = first; b < last; ++b) {
       for (index t = 0; t < T; ++t)
         std::fill_n(dB + (t * B + b) * N, N, F(0)), std::fill_n(dC + (t * B + b) * N, N, F(0));
-      for (index d = 0; d < D; ++d) {
-        const F* a = A + d * N;
-        F* __restrict__ d_a = dA + (b * D + d) * N;
-        std::copy_n(h0 + (b * D + d) * N, N, states);
-        std::fill_n(d_a, N, F(0));
-        for (index t = 0; t < T; ++t) {  // the forward pass again, every state kept
-          const index channel = (t * B + b) * D + d, row = (t * B + b) * N;
-          const F delta = dt[channel], input = delta * u[channel];
-          const F* previous = states + t * N;
-          F* decay = decays + t * N;
-          F* next = states + (t + 1) * N;
+      for (index d0 = 0; d0 < D; d0 += channel_block) {
+        const index width = std::min(channel_block, D - d0);
+        const F* a_block = A + d0 * N;
+        F* __restrict__ d_a = dA + (b * D + d0) * N;
+        std::copy_n(h0 + (b * D + d0) * N, width * N, states);
+        std::fill_n(d_a, width * N, F(0));
+        for (index t = 0; t < T; ++t) {  // the forward pass again
+          const index channels = (t * B + b) * D + d0, row = (t * B + b) * N;
+          decay_block(width, N, dt + channels, a_block, decays);
+          for (index j = 0; j < width; ++j) {
+            const F input = dt[channels + j] * u[channels + j];
+            const F* decay = decays + j * N;
+            const F* previous = states + t * block + j * N;
+            F* next = states + (t + 1) * block + j * N;
 #pragma omp simd
-          for (index s = 0; s < N; ++s) {
-            decay[s] = std::exp(delta * a[s]);
-            next[s] = decay[s] * previous[s] + input * Bm[row + s];
+            for (index s = 0; s < N; ++s) next[s] = decay[s] * previous[s] + input * Bm[row + s];
           }
         }
-        std::copy_n(d_hT + (b * D + d) * N, N, carried);
+        std::copy_n(d_hT + (b * D + d0) * N, width * N, carried);
         for (index t = T - 1; t >= 0; --t) {
-          const index channel = (t * B + b) * D + d, row = (t * B + b) * N;
-          const F delta = dt[channel], input = u[channel], grad_y = dy[channel];
-          const F* decay = decays + t * N;
-          const F* previous = states + t * N;
-          const F* current = states + (t + 1) * N;
-          F d_delta = F(0), d_input = F(0);
-#pragma omp simd reduction(+ : d_delta, d_input)
-          for (index s = 0; s < N; ++s) {
-            const F grad = carried[s] + grad_y * Cm[row + s];  // ∂L/∂h<t>[s]
-            const F d_decay = grad * previous[s] * decay[s];   // ∂L/∂(Δ<t> A[s])
-            dC[row + s] += grad_y * current[s];
-            dB[row + s] += grad * delta * input;
-            d_a[s] += d_decay * delta;
-            d_delta += d_decay * a[s] + grad * input * Bm[row + s];
-            d_input += grad * Bm[row + s];
-            carried[s] = grad * decay[s];
+          const index channels = (t * B + b) * D + d0, row = (t * B + b) * N;
+          decay_block(width, N, dt + channels, a_block, decays);
+          std::fill_n(d_B, N, F(0)), std::fill_n(d_C, N, F(0));
+          for (index j = 0; j < width; ++j) {
+            const F delta = dt[channels + j], input = u[channels + j];
+            const F grad_y = dy[channels + j], scale = delta * input;
+            const F* a = a_block + j * N;
+            const F* decay = decays + j * N;
+            const F* previous = states + t * block + j * N;
+            const F* current = states + (t + 1) * block + j * N;
+            F* g = carried + j * N;
+            F* d_aj = d_a + j * N;
+            F d_decay = F(0), d_input = F(0);
+#pragma omp simd reduction(+ : d_decay, d_input)
+            for (index s = 0; s < N; ++s) {
+              const F grad = g[s] + grad_y * Cm[row + s];           // ∂L/∂h<t>[s]
+              const F d_exponent = grad * previous[s] * decay[s];  // ∂L/∂(Δ<t> A[s])
+              d_C[s] += grad_y * current[s];
+              d_B[s] += grad * scale;
+              d_aj[s] += d_exponent * delta;
+              d_decay += d_exponent * a[s];
+              d_input += grad * Bm[row + s];  // ∂L/∂(Δ<t> u<t>)
+              g[s] = grad * decay[s];
+            }
+            d_dt[channels + j] = d_decay + d_input * input;
+            du[channels + j] = d_input * delta;
           }
-          d_dt[channel] = d_delta;
-          du[channel] = d_input * delta;
+          for (index s = 0; s < N; ++s) dB[row + s] += d_B[s], dC[row + s] += d_C[s];
         }
-        std::copy_n(carried, N, d_h0 + (b * D + d) * N);
+        std::copy_n(carried, width * N, d_h0 + (b * D + d0) * N);
       }
     }
   }

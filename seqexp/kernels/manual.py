@@ -24,6 +24,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 NAME = "manual"
+FAMILIES = ("rnn_tanh", "rnn_relu", "gru_simple", "gru", "lstm")
 """What :func:`seqexp.kernels.kernel_for` calls this module's kernels."""
 
 sigmoid_backward = torch.ops.aten.sigmoid_backward

@@ -35,6 +35,7 @@ from seqexp.kernels import compiler
 from seqexp.kernels.manual import peephole_gradient
 
 NAME = "onednn"
+FAMILIES = ("lstm", "slstm")
 SOURCE = Path(__file__).with_name("onednn_lstm.cpp")
 DTYPES = (torch.float32,)
 WHEELS = {"onednn-cpu-gomp": "libdnnl.so", "onednn-devel-cpu-gomp": "oneapi/dnnl/dnnl.hpp"}
@@ -74,45 +75,48 @@ def library() -> ctypes.CDLL | None:
     size, address = ctypes.c_int64, ctypes.c_void_p
     lib.lstm_forward.argtypes = [size] * 4 + [address] * 8
     lib.lstm_backward.argtypes = [size] * 4 + [address] * 14
-    for function in (lib.lstm_forward, lib.lstm_backward):
+    lib.slstm_forward_float32.argtypes = [size] * 4 + [address] * 9
+    lib.slstm_backward_float32.argtypes = [size] * 4 + [address] * 17
+    for function in (lib.lstm_forward, lib.lstm_backward, lib.slstm_forward_float32, lib.slstm_backward_float32):
         function.restype = ctypes.c_char_p
     return lib
 
 
-def check_inputs(
-    x: Tensor, W_x: Tensor, b: Tensor, W_a: Tensor, a0: Tensor, c0: Tensor, p: Tensor | None
-) -> None:
-    """Raises ``TypeError`` or ``ValueError`` naming the input whose dtype, device or shape the
-    kernel does not take."""
-    given = {"x": x, "W_x": W_x, "b": b, "W_a": W_a, "a0": a0, "c0": c0, "peepholes": p}
+def check_inputs(kernel: str, given: dict[str, Tensor | None], expected: dict[str, tuple[int, ...]]) -> None:
+    """Raises ``TypeError`` or ``ValueError`` naming the input of ``kernel`` whose dtype, device or
+    shape (``expected``) the kernel does not take."""
     for name, tensor in given.items():
         if tensor is None:
             continue
         if tensor.dtype != torch.float32:
-            raise TypeError(f"the onednn LSTM takes torch.float32; {name} is {tensor.dtype}")
+            raise TypeError(f"the onednn {kernel} takes torch.float32; {name} is {tensor.dtype}")
         if tensor.device.type != "cpu":
-            raise ValueError(f"the onednn LSTM runs on the CPU; {name} is on {tensor.device}")
-    if x.dim() != 3 or W_a.dim() != 2:
-        raise ValueError(
-            f"x must be (T, B, n_x) and W_a (4n, n); got {tuple(x.shape)} and {tuple(W_a.shape)}"
-        )
-    _, B, n_x = x.shape
-    n = W_a.shape[1]
-    expected = {  # W_a first: it alone says n
-        "W_a": (4 * n, n),
-        "W_x": (4 * n, n_x),
-        "b": (4 * n,),
-        "a0": (B, n),
-        "c0": (B, n),
-        "peepholes": (3, n),
-    }
+            raise ValueError(f"the onednn {kernel} runs on the CPU; {name} is on {tensor.device}")
     for name, shape in expected.items():
         tensor = given[name]
         if tensor is not None and tensor.shape != shape:
-            raise ValueError(
-                f"{name} must be {shape} for x of {tuple(x.shape)} and {n} hidden units; "
-                f"got {tuple(tensor.shape)}"
-            )
+            raise ValueError(f"{name} must be {shape} for the onednn {kernel}; got {tuple(tensor.shape)}")
+
+
+def check_lstm_inputs(
+    x: Tensor, W_x: Tensor, b: Tensor, W_a: Tensor, a0: Tensor, c0: Tensor, p: Tensor | None
+) -> None:
+    """:func:`check_inputs` for the LSTM, whose sizes ``x`` and ``W_a`` say."""
+    given = {"x": x, "W_x": W_x, "b": b, "W_a": W_a, "a0": a0, "c0": c0, "peepholes": p}
+    check_sizes("LSTM", x, W_a)
+    _, B, n_x = x.shape
+    n = W_a.shape[1]
+    shapes = {"W_a": (4 * n, n), "W_x": (4 * n, n_x), "b": (4 * n,), "a0": (B, n), "c0": (B, n), "peepholes": (3, n)}
+    check_inputs("LSTM", given, shapes)
+
+
+def check_sizes(kernel: str, x: Tensor, recurrent: Tensor) -> None:
+    """Raises ``ValueError`` unless ``x`` is (T, B, n_x) and the recurrent weights a matrix."""
+    if x.dim() != 3 or recurrent.dim() != 2:
+        raise ValueError(
+            f"x must be (T, B, n_x) and the recurrent weights (4n, n) for the onednn {kernel}; "
+            f"got {tuple(x.shape)} and {tuple(recurrent.shape)}"
+        )
 
 
 def call(function: str, *arguments: int | Tensor | None) -> None:
@@ -137,7 +141,7 @@ class LSTMSequence(torch.autograd.Function):
     def forward(
         ctx: Any, x: Tensor, W_x: Tensor, b: Tensor, W_a: Tensor, a0: Tensor, c0: Tensor, p: Tensor | None
     ) -> tuple[Tensor, Tensor]:
-        check_inputs(x, W_x, b, W_a, a0, c0, p)
+        check_lstm_inputs(x, W_x, b, W_a, a0, c0, p)
         x, W_x, b, W_a = (t.contiguous() for t in (x, W_x, b, W_a))
         p = None if p is None else p.contiguous()
         T, B, n_x = x.shape
@@ -167,3 +171,42 @@ class LSTMSequence(torch.autograd.Function):
 lstm = LSTMSequence.apply
 """The LSTM over ``x`` (T, B, n_x) from ``a0, c0``: ``a<1..T>`` and ``c<T>`` (the input's
 product included)."""
+
+
+class SLSTMSequence(torch.autograd.Function):
+    """The sLSTM over a whole sequence ``x`` (T, B, n_x) from ``h0, c0, n0, m0``, its recurrent
+    weights ``R`` given dense (4n, n): returns ``h<1..T>`` and ``c<T>``, ``n<T>``, ``m<T>``."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: Tensor, W_x: Tensor, b: Tensor, R: Tensor, h0: Tensor, c0: Tensor, n0: Tensor, m0: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        given = {"x": x, "W_x": W_x, "b": b, "R": R, "h0": h0, "c0": c0, "n0": n0, "m0": m0}
+        check_sizes("sLSTM", x, R)
+        (T, B, n_x), n = x.shape, R.shape[1]
+        rows = {"h0": (B, n), "c0": (B, n), "n0": (B, n), "m0": (B, n)}
+        check_inputs("sLSTM", given, {"R": (4 * n, n), "W_x": (4 * n, n_x), "b": (4 * n,), **rows})
+        x, W_x, b, R = (t.contiguous() for t in (x, W_x, b, R))
+        gates = x.new_empty(T, B, 4 * n)  # z̃, ĩ, f̃, õ
+        h, c, nrm, m = (x.new_empty(T + 1, B, n) for _ in range(4))
+        h[0], c[0], nrm[0], m[0] = h0, c0, n0, m0
+        call("slstm_forward_float32", T, B, n_x, n, x, W_x, b, R, gates, h, c, nrm, m)
+        ctx.save_for_backward(x, W_x, R, gates, h, c, nrm, m)
+        return h[1:], c[-1], nrm[-1], m[-1]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, d_outputs: Tensor, dc: Tensor, dn: Tensor, dm: Tensor) -> tuple[Tensor, ...]:
+        x, W_x, R, gates, h, c, nrm, m = ctx.saved_tensors
+        dz = torch.empty_like(gates)
+        dc, dn, dm = (d.clone(memory_format=torch.contiguous_format) for d in (dc, dn, dm))
+        dh0, dx, dW_x, dR = map(torch.empty_like, (dc, x, W_x, R))
+        call(
+            "slstm_backward_float32", *x.shape, R.shape[1], x, W_x, R, gates, h, c, nrm, m,
+            d_outputs.contiguous(), dz, dc, dn, dm, dh0, dx, dW_x, dR,
+        )  # fmt: skip
+        return dx, dW_x, dz.sum((0, 1)), dR, dh0, dc, dn, dm
+
+
+slstm = SLSTMSequence.apply
+"""The sLSTM over ``x`` (T, B, n_x) from ``h0, c0, n0, m0``: ``h<1..T>``, ``c<T>``, ``n<T>``, ``m<T>``."""

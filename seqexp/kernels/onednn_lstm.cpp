@@ -117,6 +117,64 @@ void backward_row(int64_t n, const float* __restrict da_out, const float* __rest
   }
 }
 
+// log σ(x) = min(x, 0) − log(1 + exp(−|x|)), which neither overflows nor loses small values.
+inline float log_sigmoid(float x) { return std::min(x, 0.0f) - std::log1p(std::exp(-std::fabs(x))); }
+
+// One batch row of the sLSTM: zg holds W x<t> + b on entry and the pre-activations z̃, ĩ, f̃, õ
+// (R h<t-1> added, from rh) on return; the states after the step go to c, n, m, h.
+void slstm_forward_row(int64_t n, float* zg, const float* __restrict rh,
+                       const float* __restrict c_prev, const float* __restrict n_prev,
+                       const float* __restrict m_prev, float* __restrict c, float* __restrict nrm,
+                       float* __restrict m, float* __restrict h) {
+  for (int64_t k = 0; k < n; ++k) {
+    const float z = zg[k] + rh[k], i = zg[n + k] + rh[n + k];
+    const float f = zg[2 * n + k] + rh[2 * n + k], o = zg[3 * n + k] + rh[3 * n + k];
+    zg[k] = z, zg[n + k] = i, zg[2 * n + k] = f, zg[3 * n + k] = o;
+    const float log_f = log_sigmoid(f);
+    const float m_new = n_prev[k] == 0.0f ? i : std::max(log_f + m_prev[k], i);
+    const float i_gate = std::exp(i - m_new), f_gate = std::exp(log_f + m_prev[k] - m_new);
+    c[k] = f_gate * c_prev[k] + i_gate * std::tanh(z);
+    nrm[k] = f_gate * n_prev[k] + i_gate;
+    m[k] = m_new;
+    h[k] = sigmoid(o) * c[k] / nrm[k];
+  }
+}
+
+// Its backward, from ∂L/∂h<t> = dh_out + dh_next and ∂L/∂c<t>, ∂L/∂n<t>, ∂L/∂m<t> (dc, dn, dm,
+// which become those of step t − 1): the pre-activations' gradients dz. The stabiliser's own
+// gradient is followed as autograd follows it through the step, ties of its max split in halves.
+void slstm_backward_row(int64_t n, const float* __restrict dh_out, const float* __restrict dh_next,
+                        float* __restrict dc, float* __restrict dn, float* __restrict dm,
+                        const float* __restrict pre, const float* __restrict c_prev,
+                        const float* __restrict n_prev, const float* __restrict m_prev,
+                        const float* __restrict c, const float* __restrict nrm,
+                        const float* __restrict m, float* __restrict dz) {
+  for (int64_t k = 0; k < n; ++k) {
+    const float z = pre[k], i = pre[n + k], f = pre[2 * n + k], o = pre[3 * n + k];
+    const float log_f = log_sigmoid(f), candidate = std::tanh(z), out_gate = sigmoid(o);
+    const float i_gate = std::exp(i - m[k]), f_gate = std::exp(log_f + m_prev[k] - m[k]);
+    const float dh = dh_out[k] + dh_next[k];
+    const float dc_t = dc[k] + dh * out_gate / nrm[k];
+    const float dn_t = dn[k] - dh * out_gate * c[k] / (nrm[k] * nrm[k]);
+    const float d_f_gate = (dc_t * c_prev[k] + dn_t * n_prev[k]) * f_gate;  // ∂L/∂(log f<t>)
+    const float d_i_gate = (dc_t * candidate + dn_t) * i_gate;              // ∂L/∂(log i<t>)
+    const float dm_t = dm[k] - d_f_gate - d_i_gate;                         // all of ∂L/∂m<t>
+    const float through = log_f + m_prev[k];  // m<t> = max(through, ĩ), or ĩ while n<t-1> = 0
+    const float to_through = n_prev[k] == 0.0f ? 0.0f
+                             : through > i     ? dm_t
+                             : through == i    ? 0.5f * dm_t
+                                               : 0.0f;
+    const float d_log_f = d_f_gate + to_through;
+    dz[k] = dc_t * i_gate * (1 - candidate * candidate);
+    dz[n + k] = d_i_gate + dm_t - to_through;
+    dz[2 * n + k] = d_log_f * sigmoid(-f);  // d log σ(f) / df = σ(−f)
+    dz[3 * n + k] = dh * c[k] / nrm[k] * out_gate * (1 - out_gate);
+    dc[k] = dc_t * f_gate;
+    dn[k] = dn_t * f_gate;
+    dm[k] = d_log_f;  // m<t-1> enters as log f<t> does
+  }
+}
+
 memory matrix(memory::dim rows, memory::dim columns, const float* data, tag layout = tag::ab) {
   return memory({{rows, columns}, f32, layout}, cpu(), const_cast<float*>(data));
 }
@@ -180,6 +238,57 @@ void backward(int64_t T, int64_t B, int64_t n_x, int64_t n, const float* p, cons
   multiply(matrix(T * B, 4 * n, dz), matrix(4 * n, n_x, W_x), matrix(T * B, n_x, dx));
 }
 
+// The sLSTM's loops: as the LSTM's, with R (4n, n; block-diagonal over the heads, given dense) in
+// W_a's place, and the states h, c, n, m each (T + 1, B, n) after their initial rows.
+void slstm_forward(int64_t T, int64_t B, int64_t n_x, int64_t n, const float* x, const float* W_x,
+                   const float* b, const float* R, float* gates, float* h, float* c, float* nrm,
+                   float* m) {
+  if (T * B * n == 0) return;
+  multiply(matrix(T * B, n_x, x), matrix(n_x, 4 * n, W_x, tag::ba), matrix(T * B, 4 * n, gates),
+           b);
+  Product times_R_T(B, n, 4 * n, R, tag::ba);  // h<t-1> Rᵀ
+  std::vector<float> rh(B * 4 * n);
+  for (int64_t t = 0; t < T; ++t) {
+    times_R_T(h + t * B * n, rh.data());
+#pragma omp parallel for
+    for (int64_t row = t * B; row < (t + 1) * B; ++row) {
+      const int64_t now = row * n, next = (row + B) * n;
+      slstm_forward_row(n, gates + row * 4 * n, rh.data() + (row - t * B) * 4 * n, c + now,
+                        nrm + now, m + now, c + next, nrm + next, m + next, h + next);
+    }
+  }
+}
+
+void slstm_backward(int64_t T, int64_t B, int64_t n_x, int64_t n, const float* x,
+                    const float* W_x, const float* R, const float* gates, const float* h,
+                    const float* c, const float* nrm, const float* m, const float* d_outputs,
+                    float* dz, float* dc, float* dn, float* dm, float* dh0, float* dx,
+                    float* dW_x, float* dR) {
+  if (T * B * n == 0) {  // nothing flows back through a step
+    std::fill_n(dh0, B * n, 0.0f);
+    std::fill_n(dx, T * B * n_x, 0.0f);
+    std::fill_n(dW_x, 4 * n * n_x, 0.0f);
+    std::fill_n(dR, 4 * n * n, 0.0f);
+    return;
+  }
+  Product times_R(B, 4 * n, n, R, tag::ab);  // dz<t> R
+  std::vector<float> dh_next(B * n, 0.0f);
+  for (int64_t t = T - 1; t >= 0; --t) {
+#pragma omp parallel for
+    for (int64_t row = t * B; row < (t + 1) * B; ++row) {
+      const int64_t mine = (row - t * B) * n, now = row * n, next = (row + B) * n;
+      slstm_backward_row(n, d_outputs + now, dh_next.data() + mine, dc + mine, dn + mine,
+                         dm + mine, gates + row * 4 * n, c + now, nrm + now, m + now, c + next,
+                         nrm + next, m + next, dz + row * 4 * n);
+    }
+    times_R(dz + t * B * 4 * n, t ? dh_next.data() : dh0);
+  }
+  const memory dz_T = matrix(4 * n, T * B, dz, tag::ba);
+  multiply(dz_T, matrix(T * B, n, h), matrix(4 * n, n, dR));
+  multiply(dz_T, matrix(T * B, n_x, x), matrix(4 * n, n_x, dW_x));
+  multiply(matrix(T * B, 4 * n, dz), matrix(4 * n, n_x, W_x), matrix(T * B, n_x, dx));
+}
+
 // The message of what went wrong: written without allocating, as it may follow std::bad_alloc.
 thread_local char refusal[1024];
 
@@ -228,6 +337,32 @@ const char* lstm_backward(int64_t T, int64_t B, int64_t n_x, int64_t n, const fl
   return refusal_of([&] {
     (p ? backward<true> : backward<false>)(T, B, n_x, n, p, x, W_x, W_a, gates, cells,
                                            activations, d_outputs, dz, dc, da, dx, dW_x, dW_a);
+    queue().wait();
+  });
+}
+
+// The sLSTM (the equations in seqexp/cells/slstm.py): gates (T, B, 4n) get the pre-activations
+// z̃, ĩ, f̃, õ; h, c, n, m (T + 1, B, n) the states after their given first rows.
+const char* slstm_forward_float32(int64_t T, int64_t B, int64_t n_x, int64_t n, const float* x,
+                                  const float* W_x, const float* b, const float* R, float* gates,
+                                  float* h, float* c, float* nrm, float* m) {
+  return refusal_of([&] {
+    slstm_forward(T, B, n_x, n, x, W_x, b, R, gates, h, c, nrm, m);
+    queue().wait();
+  });
+}
+
+// Its backward, from ∂L/∂h<t> (d_outputs) and ∂L/∂c<T>, ∂L/∂n<T>, ∂L/∂m<T> (dc, dn, dm, which
+// become those of step 0): dz, ∂L/∂h<0> (dh0) and the gradients of x, W_x and R.
+const char* slstm_backward_float32(int64_t T, int64_t B, int64_t n_x, int64_t n, const float* x,
+                                   const float* W_x, const float* R, const float* gates,
+                                   const float* h, const float* c, const float* nrm,
+                                   const float* m, const float* d_outputs, float* dz, float* dc,
+                                   float* dn, float* dm, float* dh0, float* dx, float* dW_x,
+                                   float* dR) {
+  return refusal_of([&] {
+    slstm_backward(T, B, n_x, n, x, W_x, R, gates, h, c, nrm, m, d_outputs, dz, dc, dn, dm, dh0,
+                   dx, dW_x, dR);
     queue().wait();
   });
 }
