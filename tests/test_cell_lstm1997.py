@@ -25,7 +25,11 @@ def transcription(cell: LSTM1997Cell, xs: torch.Tensor) -> list[list[float]]:
     y, s, outputs = [0.0] * n, [0.0] * n, []
 
     def net(row: int, x: list[float]) -> float:
-        return b[row] + sum(w * xi for w, xi in zip(W_x[row], x)) + sum(w * yi for w, yi in zip(W_a[row], y))
+        return (
+            b[row]
+            + sum(w * xi for w, xi in zip(W_x[row], x, strict=True))
+            + sum(w * yi for w, yi in zip(W_a[row], y, strict=True))
+        )
 
     for x in xs.tolist():
         y_in = [logistic(net(n + j, x)) for j in range(n // size)]

@@ -5,6 +5,7 @@ section, with its deviations, on the experiments' page."""
 from __future__ import annotations
 
 import pytest
+
 from seqexp.config.build import build_model, build_task
 from seqexp.config.checking import check_config
 from seqexp.config.location import CONF

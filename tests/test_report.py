@@ -18,8 +18,8 @@ from seqexp.tracking.intervals import (
     estimate_metric,
     estimate_positive,
     estimate_rate,
-    median_interval,
     mean_verdict,
+    median_interval,
     metric_range,
     rate_verdict,
 )
@@ -444,7 +444,11 @@ def test_an_experiment_from_a_paper_shows_the_papers_figure_beside_its_median_an
     outputs: Path, records
 ) -> None:
     experiment = records.create_experiment("paper")
-    paper = {"data__batch_size": "10", "paper__sequences_to_solve": "31390", "paper__citation": "H&S 1997, 6a"}
+    paper = {
+        "data__batch_size": "10",
+        "paper__sequences_to_solve": "31390",
+        "paper__citation": "H&S 1997, 6a",
+    }
     for seed, step in enumerate([100, 200, 300, 400, 500, 600]):  # 1,000 ... 6,000 sequences
         metrics = {"val/accuracy": 1.0, "val/solved": 1, "val/solved_step": step}
         record(records, experiment, "lstm1997", seed, "FINISHED", metrics, **paper)
@@ -453,7 +457,10 @@ def test_an_experiment_from_a_paper_shows_the_papers_figure_beside_its_median_an
 
     assert numbers["paper sequences to solve"] == 31_390
     assert numbers["sequences to solve median"] == 3_500
-    assert (numbers["sequences to solve median ci_low"], numbers["sequences to solve median ci_high"]) == (1_000, 6_000)
+    assert (numbers["sequences to solve median ci_low"], numbers["sequences to solve median ci_high"]) == (
+        1_000,
+        6_000,
+    )
     summary = (outputs / "p" / "summary.md").read_text()
     table = summary.split("\n\n")[1]
     assert all(text in table for text in ("3,500 (6 of 6 runs)", "[1,000, 6,000]", "31,390"))  # as published
@@ -463,7 +470,11 @@ def test_an_experiment_from_a_paper_shows_the_papers_figure_beside_its_median_an
 def test_a_paper_sweeps_parent_run_shows_its_median_beside_the_papers_figure(outputs: Path, records) -> None:
     experiment = records.create_experiment("paper")
     parent = records.create_run(experiment, run_name="sweep-1").info.run_id
-    paper = {"data__batch_size": "10", "paper__sequences_to_solve": "31390", "paper__citation": "H&S 1997, 6a"}
+    paper = {
+        "data__batch_size": "10",
+        "paper__sequences_to_solve": "31390",
+        "paper__citation": "H&S 1997, 6a",
+    }
     for seed, step in enumerate([100, 200, 300]):
         metrics = {"val/accuracy": 1.0, "val/solved": 1, "val/solved_step": step}
         record(records, experiment, "lstm1997", seed, "FINISHED", metrics, **paper)

@@ -79,7 +79,7 @@ def test_bad_knobs_are_refused_naming_the_key(knobs: dict, message: str) -> None
         TemporalOrderTask(**{"seq_len": 20, **knobs})
 
 
-def test_the_papers_lengths_vary_and_each_sequence_is_left_padded_with_its_markers_counted_from_its_start() -> None:
+def test_the_papers_lengths_vary_and_a_sequence_is_left_padded_its_markers_counted_from_its_start() -> None:
     """H&S 6a: lengths 100 to 110, X/Y at 10-20 and 50-60 after the start symbol."""
     task = TemporalOrderTask(seq_len=110, min_len=100)
     inputs, targets = task.generate(2000, seed=3)
@@ -110,7 +110,11 @@ def test_without_min_len_the_data_are_what_they_were() -> None:
     assert default.spec.input_size == 8 and PAD not in default.generate(64, 5)[0]
     inputs, targets = default.generate(4, 0)
     # the digest of the data the task drew before min_len existed (seqexp at 8f26485)
-    assert (inputs.sum().item(), (inputs * torch.arange(50)).sum().item(), targets.tolist()) == (380, 9117, [0, 2, 2, 0])
+    assert (inputs.sum().item(), (inputs * torch.arange(50)).sum().item(), targets.tolist()) == (
+        380,
+        9117,
+        [0, 2, 2, 0],
+    )
 
 
 @pytest.mark.parametrize(

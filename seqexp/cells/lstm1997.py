@@ -40,7 +40,8 @@ class LSTM1997Cell(Recurrence):
     not drift (and its ``h`` saturate) before it has anything to store.
 
     Args: input_size ``n_x``; hidden_size ``n_a``, a multiple of ``block_size``; block_size, the
-    cells per block; init_range; gate_bias, the initial ``b_i`` and ``b_o`` (``None``: uniform). State: ``(a, c)``, each (B, n_a); ``a<0> = c<0> = 0``.
+    cells per block; init_range; gate_bias, the initial ``b_i`` and ``b_o`` (``None``: uniform).
+    State: ``(a, c)``, each (B, n_a); ``a<0> = c<0> = 0``.
     """
 
     gradient_groups = {"W_x": "input", "W_a": "recurrent", "b": "bias"}
@@ -58,7 +59,8 @@ class LSTM1997Cell(Recurrence):
         super().__init__(input_size, hidden_size)
         if block_size < 1 or hidden_size % block_size:
             raise ValueError(
-                f"cell.block_size must be a positive divisor of the hidden size {hidden_size} (got {block_size})"
+                f"cell.block_size must be a positive divisor of the hidden size {hidden_size} "
+                f"(got {block_size})"
             )
         if init_range <= 0:
             raise ValueError(f"cell.init_range must be > 0 (got {init_range})")

@@ -626,6 +626,9 @@ def report_sweep(client: MlflowClient, parent: str, out: Path) -> pd.DataFrame:
     [paper] = [c for c in table if c.startswith("paper ")]
     if table[paper].notna().any():  # a paper's experiment: its result on the page where one lands
         median = paper.removeprefix("paper ") + " median"
-        figures = {"sequences_to_solve/median": table[median].iloc[0], "paper/sequences_to_solve": table[paper].iloc[0]}
+        figures = {
+            "sequences_to_solve/median": table[median].iloc[0],
+            "paper/sequences_to_solve": table[paper].iloc[0],
+        }
         describe_run(client, parent, (out / "summary.md").read_text(), figures if len(table) == 1 else {})
     return table
