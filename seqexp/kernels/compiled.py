@@ -32,7 +32,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from seqexp.cells import LinearRecurrence, State
-from seqexp.kernels import compiler
+from seqexp.kernels import compiler, scan
 
 NAME = "compiled"
 SOURCE = Path(__file__).with_name("linear_scans.cpp")
@@ -74,8 +74,9 @@ def call(function: str, tensor: Tensor, *arguments: int | Tensor) -> None:
     getattr(library(), f"{function}_{SUFFIX[tensor.dtype]}")(*converted)
 
 
-class Scan(torch.autograd.Function):
-    """``h<1..T>`` from ``λ`` (T or 1, B or 1, *S), ``β`` (T, B, *S) and ``h<0>`` (B, *S)."""
+class Scan(scan.LinearScan):
+    """``h<1..T>`` from ``λ`` (T or 1, B or 1, *S), ``β`` (T, B, *S) and ``h<0>`` (B, *S); what
+    it keeps for the backward pass is the torch scan's."""
 
     @staticmethod
     def forward(lam: Tensor, beta: Tensor, h0: Tensor) -> Tensor:
@@ -84,11 +85,6 @@ class Scan(torch.autograd.Function):
         h = torch.empty_like(beta)
         call("scan_forward", beta, T, B, S, *strides(lam, S), lam, beta, h0, h)
         return h
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, Tensor], output: Tensor) -> None:
-        lam, _, h0 = inputs
-        ctx.save_for_backward(lam, h0, output)
 
     @staticmethod
     @once_differentiable

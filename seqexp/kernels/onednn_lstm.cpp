@@ -190,32 +190,33 @@ void multiply(memory a, memory b, memory c, const float* bias = nullptr) {
   dnnl::matmul(pd).execute(queue(), arguments);
 }
 
-template <bool Peepholes>
-void forward(int64_t T, int64_t B, int64_t n_x, int64_t n, const float* p, const float* x,
-             const float* W_x, const float* b, const float* W_a, float* gates, float* cells,
-             float* activations) {
+// The loop both LSTMs share, forward: W_x x<t> + b for all steps into gates (T, B, 4n), then per
+// step one product W_a a<t-1> (a<t-1> from outputs, (T + 1, B, n)) and `row(row, t, W_a a<t-1>)`
+// over the batch rows, which writes the gates and the step's states.
+template <typename Row>
+void loop_forward(int64_t T, int64_t B, int64_t n_x, int64_t n, const float* x, const float* W_x,
+                  const float* b, const float* W_a, float* gates, const float* outputs, Row row) {
   if (T * B * n == 0) return;  // no step, no row or no unit: nothing to compute
   multiply(matrix(T * B, n_x, x), matrix(n_x, 4 * n, W_x, tag::ba), matrix(T * B, 4 * n, gates),
            b);
   Product times_W_a_T(B, n, 4 * n, W_a, tag::ba);  // a<t-1> W_aᵀ
   std::vector<float> ra(B * 4 * n);
   for (int64_t t = 0; t < T; ++t) {
-    times_W_a_T(activations + t * B * n, ra.data());
+    times_W_a_T(outputs + t * B * n, ra.data());
 #pragma omp parallel for
-    for (int64_t row = t * B; row < (t + 1) * B; ++row)
-      forward_row<Peepholes>(n, gates + row * 4 * n, ra.data() + (row - t * B) * 4 * n,
-                             cells + row * n, p, cells + (row + B) * n,
-                             activations + (row + B) * n);
+    for (int64_t r = t * B; r < (t + 1) * B; ++r) row(r, t, ra.data() + (r - t * B) * 4 * n);
   }
 }
 
-template <bool Peepholes>
-void backward(int64_t T, int64_t B, int64_t n_x, int64_t n, const float* p, const float* x,
-              const float* W_x, const float* W_a, const float* gates, const float* cells,
-              const float* activations, const float* d_outputs, float* dz, float* dc, float* da,
-              float* dx, float* dW_x, float* dW_a) {
-  if (T * B * n == 0) {  // nothing flows back through a step: dc stays ∂L/∂c<T>, the rest is 0
-    std::fill_n(da, B * n, 0.0f);
+// Backward: per step `row(row, t, da_next)` over the batch rows, with ∂L/∂a<t> through the next
+// step in da_next, writing dz<t>; then dz<t> W_a (into da0 at the first step); then the weights'
+// gradients, Σ_t dz<t>ᵀ inputs<t>, one product over all steps each, and dx.
+template <typename Row>
+void loop_backward(int64_t T, int64_t B, int64_t n_x, int64_t n, const float* x,
+                   const float* W_x, const float* W_a, const float* outputs, float* dz,
+                   float* da0, float* dx, float* dW_x, float* dW_a, Row row) {
+  if (T * B * n == 0) {  // nothing flows back through a step: the carried states stay, the rest 0
+    std::fill_n(da0, B * n, 0.0f);
     std::fill_n(dx, T * B * n_x, 0.0f);
     std::fill_n(dW_x, 4 * n * n_x, 0.0f);
     std::fill_n(dW_a, 4 * n * n, 0.0f);
@@ -225,38 +226,49 @@ void backward(int64_t T, int64_t B, int64_t n_x, int64_t n, const float* p, cons
   std::vector<float> da_next(B * n, 0.0f);       // nothing comes back from beyond the last step
   for (int64_t t = T - 1; t >= 0; --t) {
 #pragma omp parallel for
-    for (int64_t row = t * B; row < (t + 1) * B; ++row)
-      backward_row<Peepholes>(n, d_outputs + row * n, da_next.data() + (row - t * B) * n,
-                              dc + (row - t * B) * n, gates + row * 4 * n, cells + row * n,
-                              cells + (row + B) * n, p, dz + row * 4 * n);
-    times_W_a(dz + t * B * 4 * n, t ? da_next.data() : da);
+    for (int64_t r = t * B; r < (t + 1) * B; ++r) row(r, t, da_next.data() + (r - t * B) * n);
+    times_W_a(dz + t * B * 4 * n, t ? da_next.data() : da0);
   }
-  // The weights' gradients, Σ_t dz<t>ᵀ inputs<t>: one product over all steps each.
   const memory dz_T = matrix(4 * n, T * B, dz, tag::ba);
-  multiply(dz_T, matrix(T * B, n, activations), matrix(4 * n, n, dW_a));
+  multiply(dz_T, matrix(T * B, n, outputs), matrix(4 * n, n, dW_a));
   multiply(dz_T, matrix(T * B, n_x, x), matrix(4 * n, n_x, dW_x));
   multiply(matrix(T * B, 4 * n, dz), matrix(4 * n, n_x, W_x), matrix(T * B, n_x, dx));
 }
 
-// The sLSTM's loops: as the LSTM's, with R (4n, n; block-diagonal over the heads, given dense) in
-// W_a's place, and the states h, c, n, m each (T + 1, B, n) after their initial rows.
+template <bool Peepholes>
+void forward(int64_t T, int64_t B, int64_t n_x, int64_t n, const float* p, const float* x,
+             const float* W_x, const float* b, const float* W_a, float* gates, float* cells,
+             float* activations) {
+  loop_forward(T, B, n_x, n, x, W_x, b, W_a, gates, activations,
+               [&](int64_t row, int64_t, const float* ra) {
+                 forward_row<Peepholes>(n, gates + row * 4 * n, ra, cells + row * n, p,
+                                        cells + (row + B) * n, activations + (row + B) * n);
+               });
+}
+
+template <bool Peepholes>
+void backward(int64_t T, int64_t B, int64_t n_x, int64_t n, const float* p, const float* x,
+              const float* W_x, const float* W_a, const float* gates, const float* cells,
+              const float* activations, const float* d_outputs, float* dz, float* dc, float* da,
+              float* dx, float* dW_x, float* dW_a) {
+  loop_backward(T, B, n_x, n, x, W_x, W_a, activations, dz, da, dx, dW_x, dW_a,
+                [&](int64_t row, int64_t t, const float* da_next) {
+                  backward_row<Peepholes>(n, d_outputs + row * n, da_next, dc + (row - t * B) * n,
+                                          gates + row * 4 * n, cells + row * n,
+                                          cells + (row + B) * n, p, dz + row * 4 * n);
+                });
+}
+
+// The sLSTM's: R (4n, n; block-diagonal over the heads, given dense) in W_a's place, and the
+// states h, c, n, m each (T + 1, B, n) after their initial rows.
 void slstm_forward(int64_t T, int64_t B, int64_t n_x, int64_t n, const float* x, const float* W_x,
                    const float* b, const float* R, float* gates, float* h, float* c, float* nrm,
                    float* m) {
-  if (T * B * n == 0) return;
-  multiply(matrix(T * B, n_x, x), matrix(n_x, 4 * n, W_x, tag::ba), matrix(T * B, 4 * n, gates),
-           b);
-  Product times_R_T(B, n, 4 * n, R, tag::ba);  // h<t-1> Rᵀ
-  std::vector<float> rh(B * 4 * n);
-  for (int64_t t = 0; t < T; ++t) {
-    times_R_T(h + t * B * n, rh.data());
-#pragma omp parallel for
-    for (int64_t row = t * B; row < (t + 1) * B; ++row) {
-      const int64_t now = row * n, next = (row + B) * n;
-      slstm_forward_row(n, gates + row * 4 * n, rh.data() + (row - t * B) * 4 * n, c + now,
-                        nrm + now, m + now, c + next, nrm + next, m + next, h + next);
-    }
-  }
+  loop_forward(T, B, n_x, n, x, W_x, b, R, gates, h, [&](int64_t row, int64_t, const float* rh) {
+    const int64_t now = row * n, next = (row + B) * n;
+    slstm_forward_row(n, gates + row * 4 * n, rh, c + now, nrm + now, m + now, c + next,
+                      nrm + next, m + next, h + next);
+  });
 }
 
 void slstm_backward(int64_t T, int64_t B, int64_t n_x, int64_t n, const float* x,
@@ -264,29 +276,13 @@ void slstm_backward(int64_t T, int64_t B, int64_t n_x, int64_t n, const float* x
                     const float* c, const float* nrm, const float* m, const float* d_outputs,
                     float* dz, float* dc, float* dn, float* dm, float* dh0, float* dx,
                     float* dW_x, float* dR) {
-  if (T * B * n == 0) {  // nothing flows back through a step
-    std::fill_n(dh0, B * n, 0.0f);
-    std::fill_n(dx, T * B * n_x, 0.0f);
-    std::fill_n(dW_x, 4 * n * n_x, 0.0f);
-    std::fill_n(dR, 4 * n * n, 0.0f);
-    return;
-  }
-  Product times_R(B, 4 * n, n, R, tag::ab);  // dz<t> R
-  std::vector<float> dh_next(B * n, 0.0f);
-  for (int64_t t = T - 1; t >= 0; --t) {
-#pragma omp parallel for
-    for (int64_t row = t * B; row < (t + 1) * B; ++row) {
-      const int64_t mine = (row - t * B) * n, now = row * n, next = (row + B) * n;
-      slstm_backward_row(n, d_outputs + now, dh_next.data() + mine, dc + mine, dn + mine,
-                         dm + mine, gates + row * 4 * n, c + now, nrm + now, m + now, c + next,
-                         nrm + next, m + next, dz + row * 4 * n);
-    }
-    times_R(dz + t * B * 4 * n, t ? dh_next.data() : dh0);
-  }
-  const memory dz_T = matrix(4 * n, T * B, dz, tag::ba);
-  multiply(dz_T, matrix(T * B, n, h), matrix(4 * n, n, dR));
-  multiply(dz_T, matrix(T * B, n_x, x), matrix(4 * n, n_x, dW_x));
-  multiply(matrix(T * B, 4 * n, dz), matrix(4 * n, n_x, W_x), matrix(T * B, n_x, dx));
+  loop_backward(T, B, n_x, n, x, W_x, R, h, dz, dh0, dx, dW_x, dR,
+                [&](int64_t row, int64_t t, const float* dh_next) {
+                  const int64_t mine = (row - t * B) * n, now = row * n, next = (row + B) * n;
+                  slstm_backward_row(n, d_outputs + now, dh_next, dc + mine, dn + mine, dm + mine,
+                                     gates + row * 4 * n, c + now, nrm + now, m + now, c + next,
+                                     nrm + next, m + next, dz + row * 4 * n);
+                });
 }
 
 // The message of what went wrong: written without allocating, as it may follow std::bad_alloc.
