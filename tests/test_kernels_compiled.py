@@ -7,14 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import Tensor
+from training import trained
 
 from seqexp import kernels
 from seqexp.bench.kernels import cell_factory, shipped_cells
 from seqexp.cells import LinearRecurrence
 from seqexp.kernels import compiled
 from seqexp.layers import RecurrentStack
-
-from training import trained
 
 T, B, S = 5, 2, 3
 
@@ -63,9 +62,7 @@ def test_the_selective_scans_backward_is_its_gradient_and_the_last_states() -> N
     torch.testing.assert_close(hT, h)
 
 
-LINEAR_CELLS = [
-    name for name in shipped_cells() if issubclass(cell_factory(name).func, LinearRecurrence)
-]
+LINEAR_CELLS = [name for name in shipped_cells() if issubclass(cell_factory(name).func, LinearRecurrence)]
 FLOAT32_TRAINING = {"rtol": 0.0, "atol": 1e-6}
 """Five times the largest difference measured here (seed 0): 6e-8 (minGRU, SSM), 1.2e-7 (LRU),
 1.9e-7 (minLSTM), a unit or two in the last place of float32."""

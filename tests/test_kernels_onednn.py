@@ -306,7 +306,9 @@ def test_the_slstm_kernel_computes_its_step_and_gradients(num_heads: int) -> Non
         return torch.autograd.grad(loss, [x, *states, *cell.parameters()])
 
     torch.testing.assert_close(outputs, torch.stack(steps), rtol=0, atol=1e-6)
-    for got, expected in zip(gradients((outputs, *last)), gradients((torch.stack(steps), *step_last)), strict=True):
+    for got, expected in zip(
+        gradients((outputs, *last)), gradients((torch.stack(steps), *step_last)), strict=True
+    ):
         assert expected.abs().sum() > 0
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=2e-5)
 

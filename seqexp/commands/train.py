@@ -84,6 +84,7 @@ def train(
         checkpoint_dir,
         last_checkpoint,
     )
+    from seqexp.tracking.phases import PhaseClock
     from seqexp.tracking.runs import (
         TAG_DATA_SCHEME,
         TAG_FAILURE,
@@ -94,6 +95,7 @@ def train(
         system_metrics,
     )
 
+    clock = PhaseClock()
     cfg = with_keys_moved(cfg)
 
     def task_and_model() -> tuple[Task, TaskModule]:
@@ -112,6 +114,7 @@ def train(
     outputs = Path(cfg.paths.outputs)
     best = best_checkpoint(run_dir)
     callbacks = [best, last_checkpoint(run_dir), ExactResume(cfg.seed), SolvedStep(), EndsWithValidation()]
+    callbacks.append(clock)
     with build_errors("callbacks.*"):
         callbacks += [instantiate(node, drop=()) for node in cfg.callbacks.values() if node is not None]
     if cfg.trainer.enable_progress_bar:
@@ -147,6 +150,8 @@ def train(
         raise RunFailed(reason, logger.run_id if logger else None) from error
     if logger and cfg.logger.log_model and best.best_model_path:  # none if val/loss was never finite
         logger.experiment.log_artifact(logger.run_id, best.best_model_path, "checkpoints")
+    if logger:
+        clock.record(logger)
     selected = model.selected_validation if tested else {}
     result = RunResult(metrics | tested, headline, logger.run_id if logger else None, selected)
     report(result, cfg, outputs)

@@ -66,9 +66,9 @@ def backend(family: str, like: Tensor) -> ModuleType | None:
     """The module whose kernel runs the equations ``family`` on inputs like ``like``: fused
     (Triton) on CUDA, onednn in float32 on CPU where it can be built, else manual; ``None`` where
     none of them computes ``family`` (the cell's loop runs it)."""
-    if like.device.type == "cpu" and family in onednn.FAMILIES and like.dtype in onednn.DTYPES:
-        if onednn.library() is not None:
-            return onednn
+    on_onednn = like.device.type == "cpu" and family in onednn.FAMILIES and like.dtype in onednn.DTYPES
+    if on_onednn and onednn.library() is not None:
+        return onednn
     if family not in manual.FAMILIES:
         return None
     if not like.is_cuda:

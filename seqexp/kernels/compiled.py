@@ -51,7 +51,9 @@ def library() -> ctypes.CDLL | None:
     try:
         return compiler.load(compiler.build(SOURCE))
     except OSError as error:
-        warnings.warn(f"seqexp's compiled scans are not available ({error}): using the torch scan", stacklevel=3)
+        warnings.warn(
+            f"seqexp's compiled scans are not available ({error}): using the torch scan", stacklevel=3
+        )
         return None
 
 

@@ -77,7 +77,12 @@ def library() -> ctypes.CDLL | None:
     lib.lstm_backward.argtypes = [size] * 4 + [address] * 14
     lib.slstm_forward_float32.argtypes = [size] * 4 + [address] * 9
     lib.slstm_backward_float32.argtypes = [size] * 4 + [address] * 17
-    for function in (lib.lstm_forward, lib.lstm_backward, lib.slstm_forward_float32, lib.slstm_backward_float32):
+    for function in (
+        lib.lstm_forward,
+        lib.lstm_backward,
+        lib.slstm_forward_float32,
+        lib.slstm_backward_float32,
+    ):
         function.restype = ctypes.c_char_p
     return lib
 
@@ -106,7 +111,14 @@ def check_lstm_inputs(
     check_sizes("LSTM", x, W_a)
     _, B, n_x = x.shape
     n = W_a.shape[1]
-    shapes = {"W_a": (4 * n, n), "W_x": (4 * n, n_x), "b": (4 * n,), "a0": (B, n), "c0": (B, n), "peepholes": (3, n)}
+    shapes = {
+        "W_a": (4 * n, n),
+        "W_x": (4 * n, n_x),
+        "b": (4 * n,),
+        "a0": (B, n),
+        "c0": (B, n),
+        "peepholes": (3, n),
+    }
     check_inputs("LSTM", given, shapes)
 
 

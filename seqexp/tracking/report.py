@@ -426,6 +426,20 @@ def duration_text(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def time_spent(frame: pd.DataFrame) -> str:
+    """Where the runs' wall time went, summed over the runs that recorded their phases
+    (``time/<phase>_s``, :mod:`seqexp.tracking.phases`), the largest part first; empty if none did."""
+    columns = [c for c in frame if c.startswith("time/") and c.endswith("_s")]
+    recorded = frame[columns].dropna() if columns else frame.iloc[:0]
+    if recorded.empty:
+        return ""
+    seconds = recorded.sum().sort_values(ascending=False)
+    total = seconds.sum()
+    parts = ", ".join(f"{name[5:-2]} {duration_text(s)} ({s / total:.0%})" for name, s in seconds.items())
+    runs = f"the {len(recorded)} runs that recorded it ({duration_text(total)})"
+    return f"Where the time went, over {runs}: {parts}."
+
+
 def label(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in values.items()) or "all runs"
 
@@ -546,6 +560,8 @@ def write_report(client: MlflowClient, runs: list[Run], out: Path, title: str) -
             + "; ".join(citations)
             + "; the interval of the median is distribution-free (order statistics)."
         )
+    spent = time_spent(frame)
+    note += f" {spent}" if spent else ""
     print_frame(shown, title, [str(key) for key in keys])
     console.print(note, soft_wrap=True)
     print_frame(per_run, "runs", ["run"])
