@@ -2,8 +2,9 @@
 jobs asynchronously (one job submitted, its outcome a future), so that a trial starts as soon as
 any other ends instead of waiting for the slowest of a batch.
 
-A launcher plugs in either by having the methods of :class:`Jobs` itself (one written for seqexp,
-e.g. a Ray launcher), or through an adapter named in :data:`ADAPTERS` for one seqexp does not own.
+A launcher plugs in either by having the methods of :class:`Jobs` itself, or through an adapter
+named in :data:`ADAPTERS` (the joblib launcher's, which seqexp does not own; seqexp's Ray launcher,
+whose plugin module stays light because Hydra imports it whenever it scans for plugins).
 A launcher with neither runs the sweep's jobs in batches, through Hydra's ``Launcher.launch``.
 """
 
@@ -24,6 +25,7 @@ ADAPTERS = {
     "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher": (
         "seqexp.search.process_jobs.ProcessJobs"
     ),
+    "hydra_plugins.seqexp_sweeper.ray_launcher.RayLauncher": "seqexp.search.ray_jobs.RayJobs",
 }
 """A launcher class (module.Class) -> the :class:`Jobs` adapter (module.Class) that runs its jobs one
 at a time; the adapter is built from the launcher, after its ``setup``."""

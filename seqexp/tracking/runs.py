@@ -7,6 +7,7 @@ import functools
 import os
 import random
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -43,6 +44,8 @@ TAG_DATA_SCHEME = "seqexp.data_scheme"
 TAG_FAILURE = "seqexp.failure"
 TAG_HEADLINE = "seqexp.headline"
 TAG_OVERRIDES = "seqexp.overrides"
+TAG_RAY_NODE = "seqexp.ray_node"
+"""The Ray node a job ran on (``hydra/launcher=ray``)."""
 TAG_RUN_DIR = "seqexp.run_dir"
 TAG_SWEEP_ID = "seqexp.sweep_id"
 TAG_PARENT = "mlflow.parentRunId"
@@ -149,6 +152,7 @@ def run_tags(run_dir: Path) -> dict[str, str]:
     """Version, git state, run dir and, inside a Hydra app, its overrides and sweep position."""
     source = Path(seqexp.__file__).parent
     tags = {"seqexp.version": seqexp.__version__, TAG_RUN_DIR: str(run_dir.resolve())} | git_tags(source)
+    tags |= ray_tags()
     if HydraConfig.initialized():
         hydra_cfg = HydraConfig.get()
         tags[TAG_OVERRIDES] = " ".join(hydra_cfg.overrides.task)
@@ -159,6 +163,15 @@ def run_tags(run_dir: Path) -> dict[str, str]:
             if parent.exists():
                 tags |= {TAG_PARENT: parent.read_text().strip(), TAG_SWEEP_ID: parent.read_text().strip()}
     return tags
+
+
+def ray_tags() -> dict[str, str]:
+    """In a Ray task (``hydra/launcher=ray``), the node it runs on; elsewhere nothing (Ray is not
+    imported for it)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return {}
+    return {TAG_RAY_NODE: ray.get_runtime_context().get_node_id()}
 
 
 def git_tags(source: Path) -> dict[str, str]:

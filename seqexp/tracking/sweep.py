@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ from omegaconf import DictConfig
 from seqexp.tracking.report import console, report_sweep, sweep_runs
 from seqexp.tracking.runs import (
     PARENT_RUN_FILE,
+    TAG_FAILURE,
     TAG_OVERRIDES,
+    TAG_PARENT,
     TrackingUnreachable,
     check_reachable,
     experiment_id,
@@ -23,6 +26,8 @@ from seqexp.tracking.runs import (
     tracking_uri,
 )
 from seqexp.tracking.ui import sweep_pages, with_ui
+
+log = logging.getLogger(__name__)
 
 
 def sweep_overrides(config: DictConfig) -> list[Override]:
@@ -68,6 +73,26 @@ def job_experiments(config: DictConfig) -> set[str]:
     except Exception:  # no jobs to compose here: the jobs create what they need, as before
         return {config.logger.experiment}
     return {job.logger.experiment for job in configs if job.logger.name == "mlflow"}
+
+
+def fail_lost_job(config: DictConfig, job_num: int, reason: str) -> None:
+    """Record job ``job_num`` of the sweep, lost with its worker or node (it could not record its own
+    end): its run FAILED, ``reason`` in its ``seqexp.failure`` tag. A job lost before it made its run
+    is only logged."""
+    parent_file = Path(config.hydra.sweep.dir) / PARENT_RUN_FILE
+    if config.logger.name != "mlflow" or not parent_file.exists():
+        return
+    client = patient_client(tracking_uri(Path(config.paths.outputs)))
+    parent = parent_file.read_text().strip()
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    found = client.search_runs(
+        experiments, f"tags.`{TAG_PARENT}` = '{parent}' and tags.`seqexp.job` = '{job_num}'"
+    )
+    for run in found:
+        client.set_tag(run.info.run_id, TAG_FAILURE, reason)
+        client.set_terminated(run.info.run_id, "FAILED")
+    if not found:
+        log.warning("job #%d was lost before it made its MLflow run: %s", job_num, reason)
 
 
 class SweepRun(Callback):
