@@ -1,0 +1,57 @@
+"""hydra/launcher=ray without a cluster: what a missing Ray says, and what the launcher leaves alone
+(the Ray tests themselves run on a real cluster: tests/test_cluster_ray.py, -m cluster)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from sizes import TINY
+
+from seqexp.checks import ConfigError
+from seqexp.config.location import CONF
+from seqexp.search import jobs
+from seqexp.search.plugin import register_sweeper
+from seqexp.search.ray_jobs import environment, ray_module
+from seqexp.tracking.runs import ray_tags
+
+
+def test_without_ray_the_launcher_says_what_to_install(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ConfigError, match=r"hydra/launcher=ray needs Ray: pip install 'seqexp\[cluster\]'"):
+        ray_module()
+
+
+def test_a_sweep_on_ray_without_ray_stops_saying_what_to_install(run_seqexp, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(SystemExit):
+        run_seqexp("-m", "hydra/launcher=ray", "seed=0,1", *TINY)
+    assert "pip install 'seqexp[cluster]'" in capsys.readouterr().err
+
+
+def test_the_sweeper_runs_trials_as_they_end_on_ray() -> None:
+    register_sweeper()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        config = compose("config", overrides=["hydra/launcher=ray"], return_hydra_config=True)
+    launcher = instantiate(config.hydra.launcher)
+    assert launcher.settings == {"address": None, "num_cpus": 1, "num_gpus": 0, "init": {}}
+    kind = type(launcher)
+    assert jobs.ADAPTERS[f"{kind.__module__}.{kind.__qualname__}"] == "seqexp.search.ray_jobs.RayJobs"
+
+
+def test_a_run_outside_ray_has_no_node_tag_and_imports_no_ray(monkeypatch) -> None:
+    monkeypatch.delitem(sys.modules, "ray", raising=False)
+    assert ray_tags() == {}
+    assert "ray" not in sys.modules
+
+
+def test_a_jobs_environment_is_set_for_the_job_and_put_back_after(monkeypatch) -> None:
+    monkeypatch.setenv("SEQEXP_OUTPUTS", "/before")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with environment({"SEQEXP_OUTPUTS": "/job", "MLFLOW_TRACKING_URI": "http://127.0.0.1:5055"}):
+        assert os.environ["SEQEXP_OUTPUTS"] == "/job"
+        assert os.environ["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5055"
+    assert os.environ["SEQEXP_OUTPUTS"] == "/before" and "MLFLOW_TRACKING_URI" not in os.environ
