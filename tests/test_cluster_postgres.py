@@ -58,7 +58,8 @@ def test_two_sweeps_on_postgres_through_a_server_restart_lose_and_repeat_nothing
         client = MlflowClient(uri)
         deadline = time.monotonic() + 300
         while len(running(client)) < 2:  # jobs are writing: restart the server under them
-            assert time.monotonic() < deadline and all(s.poll() is None for s in sweeps), "no job ran"
+            ended = [s.communicate()[0][-3000:] for s in sweeps if s.poll() is not None]
+            assert time.monotonic() < deadline and not ended, ended or "no job ran"
             time.sleep(0.5)
         end(server, signal.SIGKILL)
         time.sleep(2)

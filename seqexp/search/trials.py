@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -15,6 +16,7 @@ import hydra
 import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 OWNER = "seqexp:owner"
 """A trial's system attribute: ``host:pid`` of the sweeper that asked for it."""
@@ -34,6 +36,9 @@ TRIAL_CALLBACK = "optuna_trial"
 """The key, under ``callbacks``, of the job's link to its trial (seqexp.search.pruning.TrialReporter)."""
 SQLITE_TIMEOUT_S = 300
 """How long a writer waits for another process's sqlite lock (parallel jobs report at once)."""
+SCHEMA_TRIES = 3
+"""How often a storage is opened while other processes make its schema (sweeps started together on a
+fresh PostgreSQL database: one's ``CREATE TABLE`` fails on the other's; the next try finds the tables)."""
 
 
 def default_storage(outputs: Path) -> str:
@@ -50,14 +55,21 @@ def storage(
     ``heartbeat_s``, a running trial whose heartbeat is older than twice that is abandoned:
     ``optuna.storages.fail_stale_trials`` fails it and calls ``on_abandoned``."""
     engine = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite:") else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
-        return RDBStorage(
-            url,
-            engine_kwargs=engine,
-            heartbeat_interval=heartbeat_s,
-            heartbeat_stale_trial_callback=on_abandoned,
-        )
+
+    def opened() -> RDBStorage:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
+            return RDBStorage(
+                url,
+                engine_kwargs=engine,
+                heartbeat_interval=heartbeat_s,
+                heartbeat_stale_trial_callback=on_abandoned,
+            )
+
+    for _ in range(SCHEMA_TRIES - 1):
+        with contextlib.suppress(IntegrityError, ProgrammingError):  # another made the schema at that moment
+            return opened()
+    return opened()
 
 
 @contextmanager

@@ -47,7 +47,9 @@ def database_url(directory: Path, name: str) -> str:
 
 
 def stop(directory: Path) -> None:
-    """Stop the PostgreSQL in ``directory`` (its data stays)."""
+    """Stop the PostgreSQL in ``directory`` (its data stays); there must be one."""
+    if not (directory / "PG_VERSION").exists():
+        raise SystemExit(f"seqexp: there is no PostgreSQL in {directory}")
     pgserver().get_server(directory.resolve(), cleanup_mode="stop").cleanup()
 
 

@@ -1,5 +1,5 @@
-"""hydra/launcher=ray without a cluster: what a missing Ray says, and what the launcher leaves alone
-(the Ray tests themselves run on a real cluster: tests/test_cluster_ray.py, -m cluster)."""
+"""The cluster pieces without a cluster: what a missing Ray says, what the Ray launcher leaves alone,
+a PostgreSQL stopped where there is none (the real ones: tests/test_cluster_*.py, -m cluster)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from seqexp.config.location import CONF
 from seqexp.search import jobs
 from seqexp.search.plugin import register_sweeper
 from seqexp.search.ray_jobs import environment, ray_module
+from seqexp.tracking import postgres
 from seqexp.tracking.runs import ray_tags
 
 
@@ -55,3 +56,9 @@ def test_a_jobs_environment_is_set_for_the_job_and_put_back_after(monkeypatch) -
         assert os.environ["SEQEXP_OUTPUTS"] == "/job"
         assert os.environ["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5055"
     assert os.environ["SEQEXP_OUTPUTS"] == "/before" and "MLFLOW_TRACKING_URI" not in os.environ
+
+
+def test_stopping_a_postgres_where_there_is_none_says_so_and_makes_none(tmp_path) -> None:
+    with pytest.raises(SystemExit, match="there is no PostgreSQL in"):
+        postgres.stop(tmp_path / "none")
+    assert not (tmp_path / "none").exists()
