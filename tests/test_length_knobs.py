@@ -30,6 +30,7 @@ from seqexp.tasks.parity import ParityTask
 from seqexp.tasks.reber import PAD, ReberTask
 from seqexp.tasks.recall import IGNORE, RecallTask
 from seqexp.tasks.selective_copy import SelectiveCopyTask
+from seqexp.tasks.spike_delay import SpikeDelayTask
 from seqexp.tasks.tagging import INDEX, NAME_CUES, THING_CUES, TaggingTask
 from seqexp.tasks.temporal_order import END, TemporalOrderTask, X, Y
 
@@ -88,6 +89,12 @@ def selective_copy(task: Task, inputs: Tensor, targets: Tensor) -> Tensor:
     return (inputs.shape[1] - task.num_tokens - first).float()  # type: ignore[attr-defined]
 
 
+def spike_delay(task: Task, inputs: Tensor, targets: Tensor) -> Tensor:
+    """From each spike to the next, where its delay is read, over the delays."""
+    spikes = inputs.squeeze(-1).nonzero()[:, 1].view(len(inputs), -1)
+    return spikes.diff().flatten().float()
+
+
 def tagging(task: Task, inputs: Tensor, targets: Tensor) -> Tensor:
     """From the ambiguous word to the word that decides it."""
     ambiguous = targets[..., 1].float().argmax(1)
@@ -110,6 +117,7 @@ MEASURES: dict[type[Task], Callable[[Task, Tensor, Tensor], Tensor]] = {
     ParityTask: parity,
     RecallTask: recall,
     SelectiveCopyTask: selective_copy,
+    SpikeDelayTask: spike_delay,
     ReberTask: reber,
     TaggingTask: tagging,
     TemporalOrderTask: temporal_order,

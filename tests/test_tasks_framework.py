@@ -142,7 +142,8 @@ def test_every_job_of_an_experiment_builds_and_records_to_the_experiments_name(
 ) -> None:
     cfg, jobs = sweep(experiment_axes, name)
     assert cfg.logger.experiment == name and cfg.trainer.enable_progress_bar is False and cfg.threads == 1
-    assert len(jobs) >= 4 and any(job[0].startswith("cell=") for job in jobs)
+    assert len(jobs) >= 4, "a question needs a sweep"
+    assert any(job[0].startswith(("cell=", "cell.")) for job in jobs), "it sweeps cells, or a cell's knob"
     for job in jobs:
         job_cfg = compose(f"+experiment={name}", *job)
         task = build_task(job_cfg)
@@ -157,7 +158,10 @@ def test_the_questions_have_their_experiments(experiment_axes) -> None:
     assert all((CONF / "experiment" / f"{name}.yaml").exists() for name in EXPERIMENTS)
     assert sweep(experiment_axes, "vanishing")[0].task.name == "adding"
     assert sweep(experiment_axes, "copy_memory")[0].task.name == "copy"
-    assert sweep(experiment_axes, "peephole_order")[0].task.name == "temporal_order"
+    order, axes = experiment_axes("peephole_order")
+    assert order.task.name == "temporal_order" and order.cell.name == "lstm"
+    swept = [axis[0].partition("=")[0] for axis in axes]
+    assert swept == ["cell.forget_bias", "task.seq_len", "seed"], "forget bias here; peepholes: gers2002"
 
 
 def test_an_experiment_job_leaves_an_mlflow_run_with_the_tasks_metrics(run_seqexp, records) -> None:
