@@ -1,12 +1,17 @@
 """The cluster pieces without a cluster: what a missing Ray says, what the Ray launcher leaves alone,
-a PostgreSQL stopped where there is none (the real ones: tests/test_cluster_*.py, -m cluster)."""
+a PostgreSQL stopped where there is none, a run waiting out a tracking server's restart (the real
+ones: tests/test_cluster_*.py, -m cluster)."""
 
 from __future__ import annotations
 
+import http.server
 import os
 import sys
+import threading
+import time
 
 import pytest
+from cluster import LOOPBACK, free_port
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from sizes import TINY
@@ -16,7 +21,8 @@ from seqexp.config.location import CONF
 from seqexp.search import jobs
 from seqexp.search.plugin import register_sweeper
 from seqexp.search.ray_jobs import environment, ray_module
-from seqexp.tracking import postgres
+from seqexp.tracking import connection, postgres
+from seqexp.tracking.connection import GuardedClient, TrackingLost
 from seqexp.tracking.runs import ray_tags
 
 
@@ -62,3 +68,41 @@ def test_stopping_a_postgres_where_there_is_none_says_so_and_makes_none(tmp_path
     with pytest.raises(SystemExit, match="there is no PostgreSQL in"):
         postgres.stop(tmp_path / "none")
     assert not (tmp_path / "none").exists()
+
+
+def test_a_guarded_call_waits_out_a_server_restart_within_its_patience(monkeypatch) -> None:
+    monkeypatch.setattr(connection, "PROBE_EVERY_S", 0.1)
+    monkeypatch.setenv(connection.PATIENCE_ENV, "30")
+    port = free_port()
+    servers: list[http.server.ThreadingHTTPServer] = []
+
+    def back() -> None:  # the server answers again half a second after the call began
+        servers.append(http.server.ThreadingHTTPServer((LOOPBACK, port), Health))
+        threading.Thread(target=servers[0].serve_forever, daemon=True).start()
+
+    threading.Timer(0.5, back).start()
+    start = time.monotonic()
+    try:
+        assert GuardedClient(Echo(), f"http://{LOOPBACK}:{port}", lambda: "").log(7) == 7
+    finally:
+        servers[0].shutdown()
+    assert time.monotonic() - start >= 0.5, "it waited for the server"
+
+
+def test_without_patience_a_guarded_call_stops_at_once_on_a_server_gone() -> None:
+    with pytest.raises(TrackingLost, match="stopped answering"):
+        GuardedClient(Echo(), f"http://{LOOPBACK}:{free_port()}", lambda: "").log(7)
+
+
+class Echo:
+    def log(self, value: int) -> int:
+        return value
+
+
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass

@@ -21,10 +21,11 @@ from hydra_plugins.hydra_joblib_launcher._core import execute_job
 from hydra_plugins.seqexp_sweeper.ray_launcher import RayLauncher
 
 from seqexp.checks import ConfigError
+from seqexp.tracking.connection import PATIENCE_ENV
 from seqexp.tracking.sweep import fail_lost_job
 
 log = logging.getLogger(__name__)
-PASSED_ENV = ("MLFLOW_TRACKING_URI", "SEQEXP_TRUSTED_MODULES")
+PASSED_ENV = ("MLFLOW_TRACKING_URI", PATIENCE_ENV, "SEQEXP_TRUSTED_MODULES")
 """What a job takes from the sweep's environment (a Ray worker has its node's, not the sweep's)."""
 
 

@@ -4,8 +4,10 @@ of waiting out MLflow's retries (minutes), and without touching MLflow's process
 from __future__ import annotations
 
 import functools
+import os
 import shlex
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -19,6 +21,9 @@ PROBE_TIMEOUT_S = 5.0
 """How long one of seqexp's own requests to the server's ``/health`` waits for an answer."""
 PROBE_EVERY_S = 5.0
 """While an MLflow call is under way, how often seqexp asks whether the server is still there."""
+PATIENCE_ENV = "SEQEXP_TRACKING_PATIENCE_S"
+"""How many seconds a run waits for a server that stopped answering to answer again (a restart)
+before it stops; 0 (the default): it stops at once."""
 
 
 class TrackingLost(RuntimeError):
@@ -40,6 +45,24 @@ def unanswered(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
         return None
     except (OSError, ValueError) as error:
         return str(getattr(error, "reason", error))
+
+
+def patience_s() -> float:
+    """:data:`PATIENCE_ENV`'s seconds (0 if unset)."""
+    value = os.environ.get(PATIENCE_ENV) or "0"
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        raise ValueError(f"{PATIENCE_ENV} must be a number of seconds, not {value!r}") from None
+
+
+def unanswered_for(uri: str, patience: float) -> str | None:
+    """Why the server at ``uri`` does not answer, having asked again every :data:`PROBE_EVERY_S`
+    seconds for ``patience`` seconds; ``None`` as soon as it answers."""
+    deadline = time.monotonic() + patience
+    while (reason := unanswered(uri)) is not None and (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(PROBE_EVERY_S, left))
+    return reason
 
 
 def in_thread(call: Callable[[], Any], still_there: Callable[[], None]) -> Any:
@@ -95,13 +118,16 @@ class GuardedClient:
         return guarded
 
     def still_there(self) -> None:
-        """Raise :class:`TrackingLost` unless the server answers (and from then on)."""
-        if self.lost is None and (reason := unanswered(self.uri)) is None:
+        """Raise :class:`TrackingLost` unless the server answers, or answers again within
+        :func:`patience_s` (and from then on)."""
+        patience = patience_s()
+        if self.lost is None and (reason := unanswered_for(self.uri, patience)) is None:
             return
         if self.lost is None:
+            waited = f" for {patience:g} s ({PATIENCE_ENV})" if patience else ""
             self.lost = TrackingLost(
-                f"the MLflow tracking server at {self.uri} stopped answering ({reason}); training stopped, "
-                f"its last checkpoint on disk. {self.what_to_do()}"
+                f"the MLflow tracking server at {self.uri} stopped answering ({reason}){waited}; training "
+                f"stopped, its last checkpoint on disk. {self.what_to_do()}"
             )
         raise self.lost
 
