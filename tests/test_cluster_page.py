@@ -4,8 +4,10 @@ run, in PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 
@@ -36,15 +38,21 @@ def test_the_cluster_pages_commands_run_and_record_a_sweep_and_a_study(tmp_path)
         for key, value in os.environ.items()
         if key not in ("SEQEXP_OUTPUTS", "MLFLOW_TRACKING_URI")
     }
-    done = subprocess.run(
+    page = subprocess.Popen(  # a session of its own: what the page starts is ended with it, if it fails
         ["bash", "-euo", "pipefail", "-c", script],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=900,
+        start_new_session=True,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    try:
+        said, _ = page.communicate(timeout=900)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(page.pid, signal.SIGKILL)
+    assert page.returncode == 0, said[-5000:]
 
     database = tmp_path / "outputs" / "postgres"
     try:
