@@ -105,7 +105,14 @@ class RayJobs:
         )
         self.running[job_idx] = ref
         ended: Future[JobReturn] = Future()
-        ref.future().add_done_callback(lambda done: ended.set_result(self.settle(done, job_idx, overrides)))
+
+        def settled(done: Future[JobReturn]) -> None:
+            try:
+                ended.set_result(self.settle(done, job_idx, overrides))
+            except Exception as error:  # recording the loss failed: the sweep is told the job failed
+                ended.set_exception(error)
+
+        ref.future().add_done_callback(settled)
         return ended
 
     def settle(self, done: Future[JobReturn], job_idx: int, overrides: Sequence[str]) -> JobReturn:
@@ -115,7 +122,8 @@ class RayJobs:
         try:
             return done.result()
         except Exception as error:
-            reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error) else ''}"
+            first_line = (str(error).strip().splitlines() or [""])[0]
+            reason = f"{type(error).__name__}: {first_line}"
             log.error("job #%d was lost: %s", job_idx, reason)
             fail_lost_job(self.launcher.config, job_idx, reason)
             return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=math.nan)
