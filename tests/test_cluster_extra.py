@@ -23,7 +23,7 @@ from seqexp.search.plugin import register_sweeper
 from seqexp.search.ray_jobs import environment, ray_module
 from seqexp.tracking import connection, postgres
 from seqexp.tracking.connection import GuardedClient, TrackingLost
-from seqexp.tracking.runs import ray_tags
+from seqexp.tracking.runs import check_reachable, ray_tags
 
 
 def test_without_ray_the_launcher_says_what_to_install(monkeypatch) -> None:
@@ -70,20 +70,25 @@ def test_stopping_a_postgres_where_there_is_none_says_so_and_makes_none(tmp_path
     assert not (tmp_path / "none").exists()
 
 
-def test_a_guarded_call_waits_out_a_server_restart_within_its_patience(monkeypatch) -> None:
+@pytest.mark.parametrize("when", ["mid-run", "at the start"])
+def test_a_run_waits_out_a_server_restart_within_its_patience(when, monkeypatch) -> None:
     monkeypatch.setattr(connection, "PROBE_EVERY_S", 0.1)
     monkeypatch.setenv(connection.PATIENCE_ENV, "30")
     port = free_port()
+    uri = f"http://{LOOPBACK}:{port}"
     servers: list[http.server.ThreadingHTTPServer] = []
 
-    def back() -> None:  # the server answers again half a second after the call began
+    def back() -> None:  # the server answers again half a second after the run asked
         servers.append(http.server.ThreadingHTTPServer((LOOPBACK, port), Health))
         threading.Thread(target=servers[0].serve_forever, daemon=True).start()
 
     threading.Timer(0.5, back).start()
     start = time.monotonic()
     try:
-        assert GuardedClient(Echo(), f"http://{LOOPBACK}:{port}", lambda: "").log(7) == 7
+        if when == "mid-run":
+            assert GuardedClient(Echo(), uri, lambda: "").log(7) == 7
+        else:
+            check_reachable(uri)
     finally:
         servers[0].shutdown()
     assert time.monotonic() - start >= 0.5, "it waited for the server"

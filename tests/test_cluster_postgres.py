@@ -76,7 +76,10 @@ def test_two_sweeps_on_postgres_through_a_server_restart_lose_and_repeat_nothing
             study = optuna.load_study(study_name=summary.study_name, storage=storage)
             trials = study.get_trials()
             assert len(trials) == TRIALS
-            assert all(trial.state == TrialState.COMPLETE for trial in trials), [t.state for t in trials]
+            assert all(trial.state == TrialState.COMPLETE for trial in trials), (
+                [t.state for t in trials],
+                [text[-3000:] for text in said],
+            )
             parent = study.user_attrs[PARENT]
             runs = children(client, parent)
             assert sorted(run.info.run_id for run in runs) == sorted(t.system_attrs[RUN] for t in trials), (

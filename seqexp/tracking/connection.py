@@ -56,11 +56,11 @@ def patience_s() -> float:
         raise ValueError(f"{PATIENCE_ENV} must be a number of seconds, not {value!r}") from None
 
 
-def unanswered_for(uri: str, patience: float) -> str | None:
+def unanswered_for(uri: str, patience: float, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
     """Why the server at ``uri`` does not answer, having asked again every :data:`PROBE_EVERY_S`
     seconds for ``patience`` seconds; ``None`` as soon as it answers."""
     deadline = time.monotonic() + patience
-    while (reason := unanswered(uri)) is not None and (left := deadline - time.monotonic()) > 0:
+    while (reason := unanswered(uri, timeout_s)) is not None and (left := deadline - time.monotonic()) > 0:
         time.sleep(min(PROBE_EVERY_S, left))
     return reason
 

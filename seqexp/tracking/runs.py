@@ -9,8 +9,6 @@ import random
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +30,7 @@ from sqlalchemy.engine import make_url
 import seqexp
 from seqexp.checks import ConfigError
 from seqexp.config.checking import chosen_options
-from seqexp.tracking.connection import guard
+from seqexp.tracking.connection import guard, patience_s, unanswered_for
 from seqexp.tracking.records import CORPUS_FILE, CORPUS_TAG, corpus_digest
 
 CONFIG_ARTIFACT = "config.yaml"
@@ -335,23 +333,19 @@ class TrackingUnreachable(ConfigError):
 
 def check_reachable(uri: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
     """One short request of seqexp's own to an HTTP tracking server, before any run is created (MLflow's
-    own client retries for minutes, and its retry settings are the whole process's). Any HTTP answer,
-    even an error status, means the server is there."""
+    own client retries for minutes, and its retry settings are the whole process's), asked again for
+    ``SEQEXP_TRACKING_PATIENCE_S`` seconds (a server restarting). Any HTTP answer, even an error
+    status, means the server is there."""
     if urlsplit(uri).scheme not in ("http", "https"):
         return
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
-            return
-    except urllib.error.HTTPError:
+    if (reason := unanswered_for(uri, patience_s(), timeout_s)) is None:
         return
-    except (OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
-        raise TrackingUnreachable(
-            f"the MLflow tracking server at {uri} (MLFLOW_TRACKING_URI) cannot be reached ({reason}); "
-            "nothing was recorded. Start it (e.g. mlflow server --host 127.0.0.1 --port <port>), point "
-            "MLFLOW_TRACKING_URI at a running one, unset it to record to <outputs>/mlflow.db, or run "
-            "with logger=none"
-        ) from None
+    raise TrackingUnreachable(
+        f"the MLflow tracking server at {uri} (MLFLOW_TRACKING_URI) cannot be reached ({reason}); "
+        "nothing was recorded. Start it (e.g. mlflow server --host 127.0.0.1 --port <port>), point "
+        "MLFLOW_TRACKING_URI at a running one, unset it to record to <outputs>/mlflow.db, or run "
+        "with logger=none"
+    )
 
 
 def make_logger(cfg: DictConfig, outputs: Path, run_dir: Path, resume_run: str | None = None) -> RunLogger:
