@@ -3,6 +3,7 @@ its id: PostgreSQL (pgserver's), an MLflow tracking server on it, Ray's head and
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
 import socket
@@ -17,6 +18,17 @@ import pytest
 
 LOOPBACK = "127.0.0.1"
 NAMESPACE_HINT = "unshare --net sh -c 'ip link set lo up && python -m pytest -m cluster'"
+
+
+class Health(http.server.BaseHTTPRequestHandler):
+    """A server that answers every GET with 200, as a tracking server's health check does."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
 
 
 def loopback_only() -> None:

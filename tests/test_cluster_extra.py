@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from cluster import LOOPBACK, free_port
+from cluster import LOOPBACK, Health, free_port
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from sizes import TINY
@@ -102,12 +102,3 @@ def test_without_patience_a_guarded_call_stops_at_once_on_a_server_gone() -> Non
 class Echo:
     def log(self, value: int) -> int:
         return value
-
-
-class Health(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass

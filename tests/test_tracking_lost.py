@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cluster import Health
 from mlflow import MlflowClient
 from sizes import TINY
 
@@ -59,15 +60,6 @@ def kill(server: subprocess.Popen) -> None:
     """The server and its workers, at once, as a crash would."""
     os.killpg(server.pid, signal.SIGKILL)
     server.wait(timeout=30)
-
-
-class Health(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture
