@@ -11,7 +11,7 @@ from training import trained
 
 from seqexp import kernels
 from seqexp.bench.kernels import cell_factory, shipped_cells
-from seqexp.cells import LinearRecurrence
+from seqexp.cells import LinearRecurrence, MinGRUCell
 from seqexp.kernels import compiled
 from seqexp.layers import RecurrentStack
 
@@ -95,3 +95,14 @@ def test_the_compiled_scan_trains_as_the_torch_scan_does(cell: str, monkeypatch:
     for name, p in got.items():
         assert (p - initial[name]).abs().max() > 1e-3, f"{name} did not train"
         torch.testing.assert_close(p, expected[name], **FLOAT32_TRAINING, msg=name)
+
+
+def test_a_fused_scan_that_does_not_exist_is_refused_naming_those_that_do() -> None:
+    class Misnamed(MinGRUCell):
+        def scan_equations(self, x: Tensor) -> tuple[str, dict[str, Tensor]]:
+            return "min_gru", {"k": self.preactivations(x)}
+
+    cell = Misnamed(3, 4)
+    x = torch.randn(5, 2, 3)
+    with pytest.raises(ValueError, match="Misnamed.scan_equations names the fused scan 'min_gru'.*mingru"):
+        compiled.run(cell, x, cell.initial_state(2, x))

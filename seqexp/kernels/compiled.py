@@ -37,6 +37,7 @@ from seqexp.kernels import compiler, scan
 NAME = "compiled"
 SOURCE = Path(__file__).with_name("linear_scans.cpp")
 DTYPES = (torch.float32, torch.float64)
+FAMILIES = ("mingru", "minlstm", "selective")
 SUFFIX = {
     torch.float32: "float32",
     torch.float64: "float64",
@@ -172,6 +173,11 @@ def run(cell: LinearRecurrence, x: Tensor, state: State) -> tuple[Tensor, State]
         outputs = cell.readout(h, x)
         return outputs, (outputs[-1], h[-1])
     family, given = found
+    if family not in FAMILIES:
+        raise ValueError(
+            f"{type(cell).__name__}.scan_equations names the fused scan {family!r}; the compiled "
+            f"scans are {', '.join(FAMILIES)} (return None for the plain scan of its coefficients)"
+        )
     if family == "selective":
         inputs = (given[name].contiguous() for name in ("u", "dt", "A", "B", "C"))
         y, hT = Selective.apply(*inputs, h0)
