@@ -98,8 +98,10 @@ def mlflow_server(port: int, backend: str, home: Path) -> subprocess.Popen:
 
 
 def ray_node(port: int, home: Path, head: bool, cpus: int = 1) -> subprocess.Popen:
-    """A Ray node of ``cpus`` CPUs on 127.0.0.1 (``head``: the head, its GCS at ``port``; else a node
-    that joins it), as ``ray start --block``; returns once it runs."""
+    """A Ray node of ``cpus`` CPUs, its address 127.0.0.1 (``--node-ip-address``; the tests run in
+    a network namespace whose only interface is loopback, :func:`loopback_only`, so nothing it opens
+    is reachable from elsewhere): ``head``, the head with its GCS at ``port`` and no dashboard, else
+    a node that joins it; started as ``ray start --block``, returned once it runs."""
     where = (
         ["--head", f"--port={port}", "--include-dashboard=false"]
         if head

@@ -44,7 +44,8 @@ def test_the_sweeper_runs_trials_as_they_end_on_ray() -> None:
     with initialize_config_dir(str(CONF), version_base="1.3"):
         config = compose("config", overrides=["hydra/launcher=ray"], return_hydra_config=True)
     launcher = instantiate(config.hydra.launcher)
-    assert launcher.settings == {"address": None, "num_cpus": 1, "num_gpus": 0, "init": {}}
+    loopback = {"_node_ip_address": "127.0.0.1"}  # the driver, and a Ray it starts, on loopback only
+    assert launcher.settings == {"address": None, "num_cpus": 1, "num_gpus": 0, "init": loopback}
     kind = type(launcher)
     assert jobs.ADAPTERS[f"{kind.__module__}.{kind.__qualname__}"] == "seqexp.search.ray_jobs.RayJobs"
 

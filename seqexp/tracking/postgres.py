@@ -50,7 +50,12 @@ def stop(directory: Path) -> None:
     """Stop the PostgreSQL in ``directory`` (its data stays); there must be one."""
     if not (directory / "PG_VERSION").exists():
         raise SystemExit(f"seqexp: there is no PostgreSQL in {directory}")
-    pgserver().get_server(directory.resolve(), cleanup_mode="stop").cleanup()
+    # pg_ctl itself: pgserver's own cleanup stops nothing while another handle of this process, or
+    # another process, still holds the server (its handles are counted per process and reused).
+    running = server(directory)
+    from pgserver._commands import pg_ctl
+
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=running.pgdata, user=running.system_user)
 
 
 def main(argv: list[str] | None = None) -> None:
