@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import joblib
 import optuna
 import pytest
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
@@ -145,6 +146,17 @@ def test_the_joblib_launcher_runs_one_job_at_a_time_and_hydras_basic_launcher_in
     jobs = asynchronous(launcher)
     assert isinstance(jobs, ProcessJobs) and jobs.workers == 2
     assert asynchronous(BasicLauncher()) is None
+
+
+def test_joblib_parallel_runs_in_the_same_process_after_the_joblib_launchers_jobs() -> None:
+    """The jobs' pool is the one ``joblib.Parallel`` shares (a plain loky pool broke its next call)."""
+    launcher = JoblibLauncher(n_jobs=2)
+    launcher.setup(hydra_context=object(), task_function=print, config=OmegaConf.create({}))
+    jobs = ProcessJobs(launcher)
+    assert jobs.executor.submit(abs, -3).result() == 3
+    assert joblib.Parallel(n_jobs=2)(joblib.delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+    jobs.stop()
+    assert joblib.Parallel(n_jobs=2)(joblib.delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
 
 
 @pytest.mark.slow

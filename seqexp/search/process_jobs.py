@@ -1,5 +1,6 @@
 """The joblib launcher's jobs (``hydra/launcher=parallel``, ``per_core``), one at a time: each job a
-process of the same pool of loky workers that ``joblib.Parallel`` uses, started as Hydra's joblib
+process of the pool of loky workers that ``joblib.Parallel`` uses (joblib's memmapping executor, so
+that a ``joblib.Parallel`` in the same process finds the pool it expects), started as Hydra's joblib
 launcher starts it, its outcome a future."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from hydra.core.utils import JobReturn, filter_overrides
 from hydra_plugins.hydra_joblib_launcher._core import execute_job
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 from joblib._parallel_backends import LokyBackend
-from joblib.externals.loky import get_reusable_executor
+from joblib.executor import get_memmapping_executor
 
 log = logging.getLogger(__name__)
 IDLE_WORKER_TIMEOUT_S = 300
@@ -31,16 +32,15 @@ class ProcessJobs:
         self.launcher = launcher
         self.workers = joblib.effective_n_jobs(launcher.joblib.get("n_jobs", -1))
         self.pool = {
-            "max_workers": self.workers,
             "timeout": IDLE_WORKER_TIMEOUT_S,
             "env": LokyBackend()._prepare_worker_env(n_jobs=self.workers),
         }
-        self.executor = get_reusable_executor(**self.pool)
+        self.executor = get_memmapping_executor(self.workers, **self.pool)
 
     def submit(self, overrides: Sequence[str], job_idx: int) -> Future[JobReturn]:
         log.info("Launching job #%d: %s", job_idx, " ".join(filter_overrides(overrides)))
         launcher = self.launcher
-        self.executor = get_reusable_executor(**self.pool)  # the same pool; a fresh one if a worker died
+        self.executor = get_memmapping_executor(self.workers, **self.pool)  # a fresh one if a worker died
         return self.executor.submit(
             execute_job,
             job_idx,
