@@ -425,6 +425,41 @@ def test_a_sweeps_tables_fit_an_80_column_terminal_or_log_without_cutting_a_valu
     for cell in shown.to_numpy().ravel():  # every value whole, on one line
         assert str(cell) in printed
     assert "lstm-uni-adding-T100-seed2" in printed
+    parts = printed.count("sweep 2026-12-07_10-00-00 (")  # each table's title on one line
+    assert parts > 1 and f"sweep 2026-12-07_10-00-00 ({parts} of {parts})" in printed
+    narrow = StringIO()
+    print_frame(
+        pd.DataFrame({"cell": ["gru"], "runs": ["3"]}),
+        "sweep sweep-2026-12-08_00-17-01-101681",
+        ["cell"],
+        Console(width=80, file=narrow),
+    )
+    assert "sweep sweep-2026-12-08_00-17-01-101681" in narrow.getvalue()  # wider than its columns
+
+
+def test_a_baseline_the_same_in_every_run_and_a_loss_equal_to_the_metric_are_said_not_tabled() -> None:
+    runs = frame(
+        [
+            {"cell": cell, "status": "FINISHED", "val/mse": mse, "val/loss": mse, "test/mse": mse / 2}
+            | {"test/loss": mse / 2 + 0.01, "val/mse_baseline": 1 / 6, "val/accuracy": 0.5, "val/exact": 0.5}
+            for cell, mse in (("gru", 0.01), ("gru", 0.02), ("rnn", 0.17))
+        ]
+    )
+    runs.loc[2, "val/mse_baseline"] = 0.2  # two values: a column of its own
+
+    shown = ["test/loss", "test/mse", "val/accuracy", "val/exact", "val/loss", "val/mse", "val/mse_baseline"]
+    assert report.folded(runs, shown, ["val/mse"]) == (
+        ["val/loss"],  # test/loss is not test/mse; a fraction equal to another is no loss: both shown
+        ["val/loss equals val/mse in every run: left out of the table."],
+    )
+    runs["val/mse_baseline"] = 1 / 6
+    runs["val/loss"] = runs["val/mse"] * (1 + 1e-8)  # float32's rounding: still the same
+    left_out, [baseline, loss] = report.folded(runs, shown, ["val/mse"])
+    assert left_out == ["val/mse_baseline", "val/loss"] and loss.startswith("val/loss equals val/mse")
+    assert baseline == "The task's baseline, 0.167 in every run (val/mse_baseline), is left out of the table."
+    table = summary_shown(summarize(runs, ["cell"], shown), [], "val", left_out=left_out)
+    assert "val/mse_baseline" not in table and "val/loss" not in table and "val/mse" in table
+    assert report.folded(runs, shown, ["val/loss"])[0] == ["val/mse_baseline"]  # what verdicts are on stays
 
 
 @pytest.mark.parametrize(("n", "low", "high"), [(5, None, None), (6, 1, 6), (10, 2, 9), (20, 6, 15)])

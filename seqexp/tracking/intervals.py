@@ -103,6 +103,27 @@ def metric_range(metric: str) -> Literal["non-negative", "fraction"] | None:
     return "fraction" if any(word in name for word in FRACTIONS) else None
 
 
+EXPLAINED = (
+    "for a metric that cannot be negative (mse, xent, loss, perplexity) the t-interval of the mean of "
+    "the logarithms, back-transformed, an interval of the geometric mean that stays above 0; for an "
+    "accuracy the t-interval of the mean clipped to [0, 1]; else the t-interval of the mean"
+)
+"""Which interval :func:`estimate_metric` gives, by the metric's range: for a report's footnote."""
+
+
+def interval_explained(metric: str) -> str:
+    """Which 95% interval :func:`estimate_metric` gives ``metric``, for a footnote that names it."""
+    kind = metric_range(metric)
+    if kind == "non-negative":
+        return (
+            f"{metric} cannot be negative: the t-interval of the mean of its logarithms, back-transformed, "
+            "an interval of the geometric mean that stays above 0"
+        )
+    if kind == "fraction":
+        return f"{metric} lies in [0, 1]: the t-interval of the mean, clipped to [0, 1]"
+    return f"{metric}: the t-interval of the mean"
+
+
 def estimate_metric(metric: str, values: Sequence[float], confidence: float = CONFIDENCE) -> MeanEstimate:
     """``values`` of ``metric`` estimated within their range: a geometric-mean interval for a
     non-negative metric, a t-interval clipped to [0, 1] for a fraction, else a t-interval."""

@@ -7,11 +7,13 @@ import itertools
 import math
 import statistics
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run
@@ -20,6 +22,7 @@ from rich.table import Table
 
 from seqexp.diagnostics.solved import SOLVED, SOLVED_STEP, TAG_HIGHER_IS_BETTER
 from seqexp.tracking.intervals import (
+    EXPLAINED,
     MeanEstimate,
     RateEstimate,
     estimate_mean,
@@ -179,6 +182,50 @@ def shown_metrics(frame: pd.DataFrame, metric: str) -> list[str]:
     return shown + ([train] if train in frame else [])
 
 
+def same_in_every_run(a: pd.Series, b: pd.Series | float) -> bool:
+    """Do ``a`` and ``b`` (a series, or one value) hold the same numbers, to float32's precision?"""
+    other = b if isinstance(b, pd.Series) else pd.Series(b, index=a.index)
+    return (
+        bool(a.notna().any())
+        and a.isna().equals(other.isna())
+        and bool(np.allclose(a.dropna(), other.dropna(), rtol=1e-6, atol=0.0))
+    )
+
+
+def folded(frame: pd.DataFrame, metrics: list[str], kept: list[str]) -> tuple[list[str], list[str]]:
+    """The ``metrics`` a printed summary can leave out, with a sentence that says what they were: a
+    baseline with the same value in every run (the task's), and a ``loss`` equal in every run to
+    another metric of its stage (the adding problem's loss is its MSE); never one of ``kept`` (what
+    verdicts are on). ``summary.csv`` keeps every metric."""
+    finished = frame[frame.status == FINISHED]
+    shown = [m for m in metrics if m in finished and m not in kept]
+    baselines: dict[float, list[str]] = {}
+    for metric in shown:
+        values = finished[metric].dropna()
+        if metric.endswith("_baseline") and len(values) and same_in_every_run(values, float(values.iloc[0])):
+            baselines.setdefault(float(values.iloc[0]), []).append(metric)
+    twins: dict[str, str] = {}
+    for metric in shown:
+        stage, _, name = metric.rpartition("/")
+        if name != "loss":
+            continue
+        others = [m for m in metrics if m != metric and m.rpartition("/")[0] == stage and m in finished]
+        equal = (m for m in others if m not in twins and same_in_every_run(finished[metric], finished[m]))
+        twin = next(equal, None)
+        if twin is not None:
+            twins[metric] = twin
+    notes = [
+        f"The task's baseline, {value:.3g} in every run ({', '.join(names)}), is left out of the table."
+        for value, names in baselines.items()
+    ]
+    if twins:
+        notes.append(
+            f"{' and '.join(twins)} equal{'s' if len(twins) == 1 else ''} {' and '.join(twins.values())} "
+            "in every run: left out of the table."
+        )
+    return [m for names in baselines.values() for m in names] + list(twins), notes
+
+
 def groups(frame: pd.DataFrame, keys: list[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     """The rows split by their values of ``keys`` (one group of all rows if there are none)."""
     if not keys:
@@ -279,17 +326,23 @@ def summary_numbers(summaries: list[GroupSummary], detailed: list[str], sequence
 
 
 def summary_shown(
-    summaries: list[GroupSummary], detailed: list[str], solved_by: str, sequences: str = "sequences to solve"
+    summaries: list[GroupSummary],
+    detailed: list[str],
+    solved_by: str,
+    sequences: str = "sequences to solve",
+    left_out: Collection[str] = (),
 ) -> pd.DataFrame:
-    """The summaries as text: ``mean ± std`` per metric, the 95% interval of the ``detailed``
-    ones, the solve rate with its interval, how fast (steps, and the median of the ``sequences``
-    with its interval, beside the published figure where the runs record one), the parameters and
-    the time per run."""
+    """The summaries as text: ``mean ± std`` per metric (but those ``left_out``), the 95% interval
+    of the ``detailed`` ones, the solve rate with its interval, how fast (steps, and the median of the
+    ``sequences`` with its interval, beside the published figure where the runs record one), the
+    parameters and the time per run."""
     rows = []
     for summary in summaries:
         row: dict[str, str] = {str(k): str(v) for k, v in summary.values.items()}
         row |= {"runs": str(summary.runs), "failed": str(summary.failed)}
         for metric, estimate in summary.metrics.items():
+            if metric in left_out:
+                continue
             # a baseline is the task's, the same for every run: no spread to show
             row[metric] = mean_text(estimate, spread=not metric.endswith("_baseline"))
             if metric in detailed:
@@ -537,17 +590,15 @@ def write_report(client: MlflowClient, runs: list[Run], out: Path, title: str) -
     shown_columns = shown_metrics(frame, metric)  # a metric no run logged (every run failed): n = 0
     summaries = summarize(frame, keys, shown_columns + [m for m in detailed if m not in shown_columns])
     numbers = summary_numbers(summaries, detailed, sequences_header(frame))
-    shown = summary_shown(summaries, detailed, solved_source(frame), sequences_header(frame))
+    left_out, folds = folded(frame, shown_columns, detailed)
+    shown = summary_shown(summaries, detailed, solved_source(frame), sequences_header(frame), left_out)
     per_run = runs_shown(frame, keys, detailed)
     failed = frame[frame.status != FINISHED][["run", *keys, "seed", "status", "failure"]]
     judgements = verdicts(summaries, keys, judged, higher_is_better(runs))
 
     note = (
         "Per group: mean ± sample std over the runs that finished; the 95% interval (none for one "
-        "run): for a metric that cannot be negative (mse, xent, loss, perplexity) the t-interval of the "
-        "mean of the logarithms, back-transformed, an interval of the geometric mean that stays above "
-        "0; for an accuracy the t-interval of the mean clipped to [0, 1]; else the t-interval of the "
-        "mean; runs solved of all runs, failed ones counted as unsolved, with the 95% "
+        f"run): {EXPLAINED}; runs solved of all runs, failed ones counted as unsolved, with the 95% "
         "Wilson interval; the mean val/solved_step of the runs that were solved at some validation, and "
         "the median training sequences they drew until then (val/solved_step × data.batch_size × the "
         "processes of a DDP run), with how many runs those are. A verdict needs the two 95% intervals "
@@ -561,7 +612,7 @@ def write_report(client: MlflowClient, runs: list[Run], out: Path, title: str) -
             + "; the interval of the median is distribution-free (order statistics)."
         )
     spent = time_spent(frame)
-    note += f" {spent}" if spent else ""
+    note += "".join(f" {sentence}" for sentence in [*folds, spent] if sentence)
     print_frame(shown, title, [str(key) for key in keys])
     console.print(note, soft_wrap=True)
     print_frame(per_run, "runs", ["run"])
@@ -613,7 +664,8 @@ def fitted_tables(frame: pd.DataFrame, title: str, index: list[str], width: int)
     tables = []
     for i, chunk in enumerate(chunks or [[]]):
         part = f" ({i + 1} of {len(chunks)})" if len(chunks) > 1 else ""
-        table = Table(title=f"{title}{part}")
+        heading = f"{title}{part}"
+        table = Table(title=heading, min_width=min(len(heading), width))  # the title on one line
         for name in [*index, *chunk]:
             table.add_column(str(name), width=wants[name], overflow="fold")
         for row in text[[*index, *chunk]].itertuples(index=False):
