@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from cluster import LOOPBACK, Health, free_port
@@ -103,3 +104,20 @@ def test_without_patience_a_guarded_call_stops_at_once_on_a_server_gone() -> Non
 class Echo:
     def log(self, value: int) -> int:
         return value
+
+
+def test_stopping_a_postgres_stops_it_even_where_its_user_cannot_reach_the_directory(tmp_path) -> None:
+    database = tmp_path / "postgres"
+    postgres.database_url(database, "mlflow")
+    pid = int((database / "postmaster.pid").read_text().split()[0])
+    tmp_path.chmod(0o700)  # as pytest resets its temporary tree: the server's own user is shut out
+    postgres.stop(database)
+    assert not (database / "postmaster.pid").exists()
+    assert not running(pid)
+    postgres.stop(database)  # a stopped server is left as it is
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` runs (an ended one that nobody reaped, a zombie, does not)."""
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "\tZ" not in status.read_text().split("State:")[1].splitlines()[0]

@@ -8,6 +8,9 @@ tracking server beside it, and the jobs of a study whose nodes all run here). ``
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import time
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -46,16 +49,30 @@ def database_url(directory: Path, name: str) -> str:
     return make_url(postgres.get_uri(name)).set(drivername=DRIVER).render_as_string(hide_password=False)
 
 
-def stop(directory: Path) -> None:
-    """Stop the PostgreSQL in ``directory`` (its data stays); there must be one."""
+def stop(directory: Path, timeout_s: float = 60) -> None:
+    """Stop the PostgreSQL in ``directory`` (its data stays) as ``pg_ctl -m fast stop`` does: SIGINT
+    to its postmaster, then wait until it is gone. There must be a data directory there; a server
+    that is not running is left as it is."""
     if not (directory / "PG_VERSION").exists():
         raise SystemExit(f"seqexp: there is no PostgreSQL in {directory}")
-    # pg_ctl itself: pgserver's own cleanup stops nothing while another handle of this process, or
-    # another process, still holds the server (its handles are counted per process and reused).
-    running = server(directory)
-    from pgserver._commands import pg_ctl
-
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=running.pgdata, user=running.system_user)
+    # Not pgserver's cleanup, which stops nothing while another handle (in any process) holds the
+    # server; not pg_ctl, which runs as the server's user and fails where that user cannot reach
+    # the directory (as root: a tree whose mode was reset since, like pytest's temporary one).
+    pid_file = directory / "postmaster.pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text().split()[0])
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:  # stale: the server died without removing its file
+        return
+    deadline = time.monotonic() + timeout_s
+    while pid_file.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"seqexp: the PostgreSQL in {directory} (pid {pid}) did not stop within {timeout_s:g} s"
+            )
+        time.sleep(0.1)
 
 
 def main(argv: list[str] | None = None) -> None:
