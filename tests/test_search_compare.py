@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+from argparse import Namespace
 
 import optuna
 import pytest
@@ -12,9 +13,10 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 from sizes import TINY
 
-from seqexp.commands.compare import main, nest
+from seqexp.commands.compare import main, nest, rename, seeds_to_solve, show
 from seqexp.config.compose import combinations
-from seqexp.search.compare import Compared, headline_metrics, summary, tuned
+from seqexp.search.compare import Compared, headline_metrics, seed_name, summary, trial_names, tuned
+from seqexp.search.trials import RUN
 from seqexp.tracking.intervals import estimate_mean, estimate_positive
 
 
@@ -55,6 +57,7 @@ def test_the_table_states_the_budget_the_choice_and_the_test_metric_with_its_int
             )
         )
     gru = Compared("cell=gru", ["cell=gru"], "s", test=[0.1, 0.2, 0.3], solved=[True, True, False])
+    gru.sequences = [3200.0, 6400.0]  # the seeds solved at some validation
     tuned(gru, study)
     rnn = Compared("cell=rnn", ["cell=rnn"], "s", seeds_failed=0)
     tuned(rnn, optuna.create_study())
@@ -67,7 +70,9 @@ def test_the_table_states_the_budget_the_choice_and_the_test_metric_with_its_int
     assert row["test/mse"] == "0.2 ± 0.1" and interval.low == pytest.approx(0.0457, abs=1e-4)
     assert row["95% CI (geom. mean)"] == f"[{interval.low:.3g}, {interval.high:.3g}]"
     assert row["seeds"] == "3 of 3" and row["solved (test)"].startswith("2/3 [")
+    assert row["sequences to solve"] == "4,800 (2 of 3 runs)"  # their median, of all seeds
     assert nothing["tuned"] == "no trial completed" and nothing["seeds"] == "–"
+    assert nothing["sequences to solve"] == "–"
     assert math.isnan(rnn.best_value)
 
 
@@ -94,6 +99,61 @@ def test_a_sweep_nested_under_the_comparison_is_named_by_what_it_is_of_which_con
     nested = records.get_run(sweep)
     assert nested.info.run_name == "tuning cell=lstm"
     assert nested.data.tags["mlflow.parentRunId"] == comparison
+
+
+def test_each_trial_and_seed_run_is_named_by_its_config_and_seeds_count_sequences_to_solve(records) -> None:
+    study = optuna.create_study()
+    lr = FloatDistribution(1e-4, 1e-1, log=True)
+    for number, run in enumerate(["run0", None, "run2"]):  # trial 1's job made no run
+        attrs = {RUN: run} if run else {}
+        study.add_trial(
+            create_trial(
+                value=0.1,
+                params={"optimizer.lr": 0.001 * (number + 1)},
+                distributions={"optimizer.lr": lr},
+                system_attrs=attrs,
+            )
+        )
+    assert trial_names("cell=gru", study) == {
+        "run0": "tuning cell=gru trial 0 optimizer.lr=0.001",
+        "run2": "tuning cell=gru trial 2 optimizer.lr=0.003",
+    }
+
+    experiment = records.create_experiment("adding")
+    runs = []
+    for seed, step in [(1, 250.0), (2, None), (3, 500.0)]:
+        run = records.create_run(experiment, run_name=f"gru-uni-adding-T6-seed{seed}").info.run_id
+        records.log_param(run, "seed", seed)
+        records.log_param(run, "data.batch_size", 16)
+        if step is not None:
+            records.log_metric(run, "val/solved_step", step)
+        records.set_terminated(run, "FINISHED")
+        runs.append(run)
+    recorded = [records.get_run(run) for run in runs]
+    rename(records, {run.info.run_id: seed_name("cell=gru", run.data.params["seed"]) for run in recorded})
+
+    assert [records.get_run(run).info.run_name for run in runs] == [
+        "seeds cell=gru seed=1",
+        "seeds cell=gru seed=2",
+        "seeds cell=gru seed=3",
+    ]
+    assert seeds_to_solve(recorded) == [4000.0, 8000.0]  # val/solved_step × data.batch_size; seed 2 never
+
+
+def test_the_budget_says_which_interval_the_metrics_range_gets(tmp_path, capsys) -> None:
+    args = Namespace(trials=2, seeds=3, sampler="tpe", sampler_seed=0, overrides=["cell=gru"])
+    gru = Compared("cell=gru", ["cell=gru"], "s", chosen={"optimizer.lr": 0.01}, test=[0.1, 0.2])
+
+    show([gru], "mse", args, ["optimizer.lr=tag(log, interval(1e-4, 1e-1))"], tmp_path)
+    show([gru], "accuracy", args, ["optimizer.lr=tag(log, interval(1e-4, 1e-1))"], tmp_path / "acc")
+
+    mse = (tmp_path / "report.md").read_text()
+    assert "test/mse cannot be negative: the t-interval of the mean of its logarithms" in mse
+    assert "t-interval of the mean," not in mse
+    assert (
+        "test/accuracy lies in [0, 1]: the t-interval of the mean, clipped to [0, 1]"
+        in (tmp_path / "acc" / "report.md").read_text()
+    )
 
 
 def test_a_search_that_is_not_a_sweep_is_refused_before_anything_runs(outputs, capsys) -> None:
@@ -133,6 +193,13 @@ def test_two_cells_tuned_with_one_budget_and_compared_over_seeds(outputs, capsys
             [e.experiment_id for e in records.search_experiments()], f"tags.`mlflow.parentRunId` = '{parent}'"
         )
         assert sorted(r.data.params["seed"] for r in seeds) == ["1", "2"]
+        assert sorted(r.info.run_name for r in seeds) == [
+            f"seeds cell={cell} seed=1",
+            f"seeds cell={cell} seed=2",
+        ]
+        trial_run = records.get_run(study.trials[0].system_attrs[RUN])
+        lr = study.trials[0].params["optimizer.lr"]
+        assert trial_run.info.run_name == f"tuning cell={cell} trial 0 optimizer.lr={lr:.3g}"
         assert {float(r.data.params["optimizer.lr"]) for r in seeds} == {study.best_params["optimizer.lr"]}
         test = estimate_mean([r.data.metrics["test/mse"] for r in seeds])
         assert row["test/mse"] == f"{test.mean:.3g} ± {test.std:.2g}" and row["seeds"] == "2 of 2"

@@ -14,9 +14,20 @@ from rich.console import Console
 
 from seqexp.checks import ConfigError
 from seqexp.config.compose import combinations, composed
-from seqexp.search.compare import DEFAULT_SEARCH, Compared, digest, safe, summary, tuned
+from seqexp.search.compare import (
+    DEFAULT_SEARCH,
+    Compared,
+    digest,
+    safe,
+    seed_name,
+    summary,
+    trial_names,
+    tuned,
+)
 
 if TYPE_CHECKING:  # Hydra, Optuna and MLflow load when a comparison starts, not for --help
+    from mlflow.entities import Run
+
     from seqexp.tracking.runs import PatientClient
 
 TRIALS, SEEDS = 20, 5
@@ -148,6 +159,22 @@ def nest(client: PatientClient, parent: str, sweep_dir: Path, name: str) -> None
     client.update_run(sweep, name=name)
 
 
+def rename(client: PatientClient, names: dict[str, str]) -> None:
+    """Name each run (by its id) as ``names`` says: in the MLflow UI, what it is of which config."""
+    for run_id, name in names.items():
+        client.update_run(run_id, name=name)
+
+
+def seeds_to_solve(runs: list[Run]) -> list[float]:
+    """The training sequences each finished run drew until its first solved validation, for the
+    runs solved at some validation (as ``seqexp-report`` counts them)."""
+    from seqexp.tracking.report import SEQUENCES, finished_values, runs_frame, sequences_to_solve
+
+    frame = runs_frame(runs, [])
+    frame[SEQUENCES] = sequences_to_solve(frame)
+    return finished_values(frame, SEQUENCES)
+
+
 def tuned_and_seeded(
     args: argparse.Namespace,
     searches: list[str],
@@ -188,7 +215,9 @@ def tuned_and_seeded(
         ]
         seqexp(tuning, f"{label}: tuning")
         nest(client, parent, root / safe(label) / "tuning", f"tuning {label}")
-        tuned(item, optuna.load_study(study_name=item.study, storage=storage))
+        study = optuna.load_study(study_name=item.study, storage=storage)
+        tuned(item, study)
+        rename(client, trial_names(label, study))
         if item.chosen:
             seeds_dir = root / safe(label) / "seeds"
             seeds = ",".join(str(seed) for seed in range(1, args.seeds + 1))
@@ -200,6 +229,9 @@ def tuned_and_seeded(
                 runs = sweep_runs(client, (seeds_dir / PARENT_RUN_FILE).read_text().strip())
             except (OSError, MlflowException) as error:
                 raise SystemExit(f"seqexp-compare: the seeds of {label} are not recorded: {error}") from None
+            named = {run.info.run_id: seed_name(label, run.data.params.get("seed", "?")) for run in runs}
+            rename(client, named)
+            item.sequences = seeds_to_solve(runs)
             for run in runs:
                 if run.info.status == "FINISHED" and f"test/{metric}" in run.data.metrics:
                     item.test.append(run.data.metrics[f"test/{metric}"])
@@ -223,6 +255,7 @@ def show(
 ) -> None:
     """Print the comparison (in tables that fit the terminal) and write it (report.md, report.csv)
     in ``root``."""
+    from seqexp.tracking.intervals import interval_explained
     from seqexp.tracking.report import print_frame
 
     table = summary(compared, metric)
@@ -231,8 +264,11 @@ def show(
         f"Each config tuned by {args.trials} trials of Optuna's {args.sampler} sampler (seed "
         f"{args.sampler_seed}) over {', '.join(searches)}, on val/{metric} at seed 0, pruning by the "
         f"median rule{tuning_only}; each tuned config then trained at seeds 1..{args.seeds} and judged on "
-        f"test/{metric} of its selected checkpoint: mean ± sample std, 95% t-interval of the mean, test "
-        "solve rate with its 95% Wilson interval (failed seeds count as unsolved)."
+        f"test/{metric} of its selected checkpoint: mean ± sample std; the 95% interval: "
+        f"{interval_explained(f'test/{metric}')}; test solve rate with its 95% Wilson interval (failed "
+        "seeds count as unsolved); the median training sequences the seeds drew until their first "
+        "solved validation (val/solved_step × data.batch_size × a DDP run's processes), of the seeds "
+        "solved at some validation."
     )
     print_frame(table, "seqexp-compare", ["config"], console)
     console.print(budget, soft_wrap=True)

@@ -37,16 +37,40 @@ class Compared:
     solved: list[bool] = field(default_factory=list)
     """Whether each seed's run solved the task on test."""
     seeds_failed: int = 0
+    sequences: list[float] = field(default_factory=list)
+    """The training sequences each seed's run that finished drew until its first solved validation
+    (:func:`seqexp.tracking.report.sequences_to_solve`), for those solved at some validation."""
 
     def chosen_overrides(self) -> list[str]:
         return [f"{key}={value}" for key, value in self.chosen.items()]
 
     def chosen_text(self) -> str:
-        shown = (f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.chosen.items())
-        return " ".join(shown) or "no trial completed"
+        return values_text(self.chosen) or "no trial completed"
 
     def trials_text(self) -> str:
         return "/".join(str(self.trials.get(state, 0)) for state in ("complete", "pruned", "fail"))
+
+
+def values_text(values: dict[str, Any]) -> str:
+    """``optimizer.lr=0.00312 model.hidden_size=64``: floats to 3 significant digits."""
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def trial_names(label: str, study: optuna.Study) -> dict[str, str]:
+    """The MLflow run of each of a config's tuning trials, with the name that says what it is:
+    ``tuning cell=gru trial 3 optimizer.lr=0.00312``."""
+    from seqexp.search.trials import RUN
+
+    return {
+        trial.system_attrs[RUN]: f"tuning {label} trial {trial.number} {values_text(trial.params)}".strip()
+        for trial in study.get_trials(deepcopy=False)
+        if trial.system_attrs.get(RUN)
+    }
+
+
+def seed_name(label: str, seed: str) -> str:
+    """The name of the run of a config's tuned config at ``seed``: ``seeds cell=gru seed=3``."""
+    return f"seeds {label} seed={seed}"
 
 
 def digest(*parts: Any) -> str:
@@ -75,11 +99,13 @@ def tuned(compared: Compared, study: optuna.Study) -> None:
 
 def summary(compared: list[Compared], metric: str) -> pd.DataFrame:
     """The comparison's table: per config, the chosen values, tuning's trials and best validation
-    metric, and the test metric over seeds (mean ± std, 95% t-interval) with the solve rate."""
+    metric, and the test metric over seeds (mean ± std, its 95% interval within the metric's range)
+    with the solve rate, and the median training sequences the seeds drew until their first solved
+    validation."""
     import pandas as pd
 
     from seqexp.tracking.intervals import estimate_metric, estimate_rate, metric_range
-    from seqexp.tracking.report import interval_text, mean_text, rate_text
+    from seqexp.tracking.report import interval_text, mean_text, rate_text, sequences_text
 
     geometric = metric_range(metric) == "non-negative"
     rows = []
@@ -96,6 +122,9 @@ def summary(compared: list[Compared], metric: str) -> pd.DataFrame:
                 "95% CI" + (" (geom. mean)" if geometric else ""): interval_text(test, geometric),
                 "seeds": f"{test.n} of {len(item.solved) + item.seeds_failed}" if item.chosen else "–",
                 "solved (test)": rate_text(rate),
+                "sequences to solve": sequences_text(item.sequences, len(item.solved) + item.seeds_failed)
+                if item.chosen
+                else "–",
             }
         )
     return pd.DataFrame(rows)
