@@ -5,6 +5,7 @@ the server and how to resume, its record as of its last checkpoint; once the ser
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import signal
@@ -23,7 +24,7 @@ from mlflow import MlflowClient
 from sizes import TINY
 
 from seqexp.tracking import connection
-from seqexp.tracking.connection import GuardedClient, TrackingLost
+from seqexp.tracking.connection import TAG_CREATION, GuardedClient, TrackingLost
 
 MAX_STEPS = 300
 LONG_ENOUGH = [*TINY, f"trainer.max_steps={MAX_STEPS}", "data.batches_per_epoch=30"]
@@ -164,3 +165,63 @@ def test_a_server_gone_mid_run_ends_it_at_once_and_seqexp_resume_finishes_it(tmp
         assert len(mlflow.get_metric_history(run_id, "val/loss")) == MAX_STEPS // 30
     finally:
         kill(server)
+
+
+class CrashesOnceWhileCreating(http.server.BaseHTTPRequestHandler):
+    """A tracking server that writes the first run asked for and crashes before it answers (its
+    connection closed, as a server SIGKILLed after its write): MLflow's client asks again."""
+
+    runs: dict[str, dict] = {}
+    deleted: list[str] = []
+
+    def do_GET(self) -> None:  # /health
+        self.answer({})
+
+    def do_POST(self) -> None:
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path.endswith("/runs/create"):
+            run_id = f"run{len(self.runs)}"
+            info = {"run_id": run_id, "run_uuid": run_id, "experiment_id": request["experiment_id"]}
+            info |= {"status": "RUNNING", "lifecycle_stage": "active", "start_time": 0}
+            self.runs[run_id] = {"info": info, "data": {"tags": request["tags"]}}
+            if len(self.runs) == 1:
+                self.close_connection = True
+                return
+            self.answer({"run": self.runs[run_id]})
+        elif self.path.endswith("/runs/search"):
+            wanted = re.search(r"= '(\w+)'", request["filter"]).group(1)
+            live = [run for run in self.runs.values() if run["info"]["run_id"] not in self.deleted]
+            self.answer(
+                {
+                    "runs": [
+                        run for run in live if {"key": TAG_CREATION, "value": wanted} in run["data"]["tags"]
+                    ]
+                }
+            )
+        elif self.path.endswith("/runs/delete"):
+            self.deleted.append(request["run_id"])
+            self.answer({})
+
+    def answer(self, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_run_whose_creation_was_sent_twice_is_there_once() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CrashesOnceWhileCreating)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        run = GuardedClient(MlflowClient(uri), uri, lambda: "").create_run("0", tags={"a": "b"})
+    finally:
+        server.shutdown()
+    assert len(CrashesOnceWhileCreating.runs) == 2, "the lost answer made MLflow's client ask again"
+    assert CrashesOnceWhileCreating.deleted == ["run0"] and run.info.run_id == "run1"
+    assert run.data.tags["a"] == "b"

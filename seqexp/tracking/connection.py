@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ PROBE_TIMEOUT_S = 5.0
 """How long one of seqexp's own requests to the server's ``/health`` waits for an answer."""
 PROBE_EVERY_S = 5.0
 """While an MLflow call is under way, how often seqexp asks whether the server is still there."""
+TAG_CREATION = "seqexp.creation"
+"""A run's tag naming the request that made it, so that a twin made by a resent request is found."""
 PATIENCE_ENV = "SEQEXP_TRACKING_PATIENCE_S"
 """How many seconds a run waits for a server that stopped answering to answer again (a restart)
 before it stops; 0 (the default): it stops at once."""
@@ -95,6 +98,10 @@ class GuardedClient:
 
     After that the client calls nothing more (every call returns ``None``): the run's record stays
     as it was at its last write (RUNNING), ready for ``seqexp-resume``.
+
+    MLflow's client sends a request again whose answer was lost (a server that crashed after it
+    wrote): every call of a run is then harmless twice (the store drops a metric written twice;
+    tags and params are the same) except ``create_run``, which this client makes once.
     """
 
     def __init__(self, client: Any, uri: str, what_to_do: Callable[[], str]) -> None:
@@ -116,6 +123,21 @@ class GuardedClient:
             return in_thread(functools.partial(attribute, *args, **kwargs), self.still_there)
 
         return guarded
+
+    def create_run(
+        self, experiment_id: str, *args: Any, tags: dict[str, Any] | None = None, **kwargs: Any
+    ) -> Any:
+        """MLflow's ``create_run``, tagged with this request's :data:`TAG_CREATION`; a twin of the run,
+        made by the same request sent again, is deleted."""
+        creation = uuid.uuid4().hex
+        create, search = self.__getattr__("create_run"), self.__getattr__("search_runs")
+        run = create(experiment_id, *args, tags={**(tags or {}), TAG_CREATION: creation}, **kwargs)
+        if run is None:  # the server is lost (see still_there)
+            return run
+        for twin in search([experiment_id], f"tags.`{TAG_CREATION}` = '{creation}'") or []:
+            if twin.info.run_id != run.info.run_id:
+                self.__getattr__("delete_run")(twin.info.run_id)
+        return run
 
     def still_there(self) -> None:
         """Raise :class:`TrackingLost` unless the server answers, or answers again within
