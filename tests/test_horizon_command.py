@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from io import StringIO
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from rich.console import Console
 
 from seqexp.commands import horizon
 from seqexp.search.horizon import Horizon, Probe
 from seqexp.search.horizon_records import Outcome, recorded_params, signature
-from seqexp.search.horizon_report import Searched, markdown
+from seqexp.search.horizon_report import Searched, markdown, numbers, show
 from seqexp.tracking.runs import TAG_PARENT
 
 TINY_PROBES = [
@@ -56,6 +58,19 @@ def test_a_search_records_its_probes_under_one_parent_and_a_second_reuses_them(
     assert all(
         r.data.params["callbacks.early_stopping._target_"].endswith("StopOnceSolved") for r in children
     )
+    assert sorted(r.info.run_name for r in children) == [  # in the MLflow UI: what each probe is
+        "probe cell=gru task.seq_len=2 seed=0",
+        "probe cell=gru task.seq_len=4 seed=0",
+        "probe cell=rnn task.seq_len=2 seed=0",
+        "probe cell=rnn task.seq_len=4 seed=0",
+    ]
+    # no horizon found, yet the page has numbers: the lengths probed and the runs trained per config
+    assert parent.data.metrics == {
+        "probes/cell_rnn": 2.0,
+        "runs_trained/cell_rnn": 2.0,
+        "probes/cell_gru": 2.0,
+        "runs_trained/cell_gru": 2.0,
+    }
     assert parent.info.status == "FINISHED" and parent.data.params["k"] == "1"
     first = summary(outputs, parent.data.tags["seqexp.horizon_dir"])
     assert [(s["config"], s["horizon"], s["bracket"]) for s in first] == [
@@ -92,10 +107,22 @@ def cells(line: str) -> list[str]:
     return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
-def test_the_horizon_table_is_markdown_for_the_parent_runs_page() -> None:
+def test_the_horizon_table_is_markdown_for_the_parent_runs_page_and_printed_whole_in_80_columns() -> None:
     probes = tuple(Probe(length, (length < 16,), length < 16, True) for length in (4, 8, 16))
     outcomes = {length: [Outcome(length < 16, f"run{length}", 100.0, False)] for length in (4, 8, 16)}
     searched = [Searched("cell=gru", Horizon(8, 16, probes), outcomes)]
+    lengths = (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 3072, 4096)
+    many = tuple(Probe(length, (True,) * 3, True, True) for length in lengths)
+    seeds = {length: [Outcome(True, "r", 100.0, False)] * 3 for length in lengths}
+    long = Searched("cell=peephole topology=deep_bi optimizer.lr=0.003", Horizon(4096, None, many), seeds)
+    printed = StringIO()
+    show([*searched, long], "task.seq_len", 2, 3, 0.1, Console(width=80, file=printed))
+    text = printed.getvalue()
+    assert "…" not in text and max(map(len, text.splitlines())) <= 80
+    flat = " ".join(text.split())  # a value may fold onto a next line, never be cut
+    for value in (">= 4096 (none failed)", "13 (13)", "39", "4:1/1", "16:0/1", "4096:3/3"):
+        assert value in flat
+    assert numbers(long, "x") == {"horizon/x": 4096.0, "probes/x": 13.0, "runs_trained/x": 39.0}
 
     text = markdown(searched, "task.seq_len", 1, 1, 0.1)
 

@@ -127,6 +127,11 @@ def probe_config(
     return cfg
 
 
+def probe_name(label: str, length_key: str, length: int, seed: int) -> str:
+    """A probe's run name, what it is of which config: ``probe cell=gru task.seq_len=40 seed=1``."""
+    return f"probe {label} {length_key.removeprefix('+')}={length} seed={seed}"
+
+
 @dataclass
 class Probes:
     """The solver of one config's search: each seed at a length is reused from the record or trained
@@ -170,11 +175,15 @@ class Probes:
 
         console.print(f"[bold]{self.label}[/]: {self.length_key}={length}, seed {seed}")
         run_dir = self.run_root / safe(self.label) / f"{length}-seed{seed}"
+        name = probe_name(self.label, self.length_key, length, seed)
         try:
             cfg = probe_config(self.overrides, self.length_key, length, seed, self.early_stopping)
             result = train(cfg, run_dir, tags={TAG_PARENT: self.parent, TAG_HORIZON: self.label})
         except RunFailed as failure:
+            if failure.run_id:
+                self.client.update_run(failure.run_id, name=name)
             return Outcome(False, failure.run_id, None, reused=False)
+        self.client.update_run(result.run_id, name=name)
         step = self.client.get_run(result.run_id).data.metrics.get(SOLVED_STEP)
         return Outcome(step is not None, result.run_id, step, reused=False)
 
@@ -255,7 +264,7 @@ def search(
 
 def horizons(args: argparse.Namespace) -> None:
     """Every config's horizon, under one MLflow parent run, with a table, a plot and a summary."""
-    from seqexp.search.horizon_report import markdown, plot, table, write_summary
+    from seqexp.search.horizon_report import markdown, numbers, plot, show, write_summary
     from seqexp.tracking.runs import check_reachable, ends_run, open_parent_run, patient_client, tracking_uri
     from seqexp.tracking.ui import describe_run, run_hint
 
@@ -279,10 +288,10 @@ def horizons(args: argparse.Namespace) -> None:
         searched = []
         for plan in plans:
             searched.append(search(plan, args, client, parent, run_root))
-            if searched[-1].found.horizon is not None:
-                client.log_metric(parent, f"horizon/{safe(plan.label)}", searched[-1].found.horizon)
+            for metric, value in numbers(searched[-1], safe(plan.label)).items():  # as each config ends
+                client.log_metric(parent, metric, value)
         key = options["length_key"]
-        console.print(table(searched, key, args.k, args.n, args.resolution))
+        show(searched, key, args.k, args.n, args.resolution, console)
         describe_run(client, parent, markdown(searched, key, args.k, args.n, args.resolution), {})
         for path in (
             plot(searched, key, run_root / "horizon.png"),

@@ -10,7 +10,7 @@ from typing import Any
 from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
-from rich.table import Table
+from rich.console import Console
 
 from seqexp.search.horizon import Horizon
 from seqexp.search.horizon_records import Outcome
@@ -56,20 +56,35 @@ def rows(searched: list[Searched]) -> list[dict[str, str]]:
                 "horizon": "none" if found.horizon is None else str(found.horizon),
                 "bracket": bracket_text(found),
                 "probes (new)": f"{len(found.probes)} ({found.new_probes})",
-                "runs trained": str(sum(not o.reused for runs in one.outcomes.values() for o in runs)),
+                "runs trained": str(runs_trained(one)),
                 "solved seeds by length": by_length,
             }
         )
     return shown
 
 
-def table(searched: list[Searched], length_key: str, k: int, n: int, resolution: float) -> Table:
-    shown = rows(searched)
-    columns = list(shown[0]) if shown else ["config"]
-    result = Table(*columns, title=title(length_key, k, n, resolution))
-    for row in shown:
-        result.add_row(*row.values())
-    return result
+def runs_trained(one: Searched) -> int:
+    return sum(not o.reused for runs in one.outcomes.values() for o in runs)
+
+
+def numbers(one: Searched, name: str) -> dict[str, float]:
+    """One config's numbers for the parent run, under ``name`` (its label as a metric name): its
+    horizon where it has one, the lengths probed and the runs trained."""
+    found = {} if one.found.horizon is None else {f"horizon/{name}": float(one.found.horizon)}
+    return found | {
+        f"probes/{name}": float(len(one.found.probes)),
+        f"runs_trained/{name}": float(runs_trained(one)),
+    }
+
+
+def show(searched: list[Searched], length_key: str, k: int, n: int, resolution: float, out: Console) -> None:
+    """Print the table to ``out``, as tables that fit its width (:func:`~seqexp.tracking.report.print_frame`:
+    no value cut short at 80 columns)."""
+    import pandas as pd
+
+    from seqexp.tracking.report import print_frame
+
+    print_frame(pd.DataFrame(rows(searched)), title(length_key, k, n, resolution), ["config"], out)
 
 
 def markdown(searched: list[Searched], length_key: str, k: int, n: int, resolution: float) -> str:
