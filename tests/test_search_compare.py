@@ -78,11 +78,13 @@ def test_the_table_states_the_budget_the_choice_and_the_test_metric_with_its_int
 
 def test_the_parent_run_gets_each_configs_mean_test_metric_and_solve_rate() -> None:
     gru = Compared("cell=gru task.seq_len=50", [], "s", test=[0.1, 0.3], solved=[True, False], seeds_failed=2)
+    gru.sequences = [1600.0, 3200.0, 8000.0]
     nothing = Compared("cell=rnn task.seq_len=50", [], "s")  # no trial completed: no seeds
 
     assert headline_metrics([gru, nothing], "mse") == {
         "test_mse/cell_gru_task.seq_len_50": pytest.approx(0.2),
         "solved/cell_gru_task.seq_len_50": 0.25,  # 1 of 4 seeds: the failed ones count as unsolved
+        "sequences_to_solve/cell_gru_task.seq_len_50": 3200.0,  # the median
     }
 
 

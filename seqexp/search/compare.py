@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import statistics
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -132,7 +133,9 @@ def summary(compared: list[Compared], metric: str) -> pd.DataFrame:
 
 def headline_metrics(compared: list[Compared], metric: str) -> dict[str, float]:
     """The comparison's numbers for its parent run: per config, the mean test metric over its seeds
-    (``test_<metric>/<config>``) and its test solve rate (``solved/<config>``)."""
+    (``test_<metric>/<config>``), its test solve rate (``solved/<config>``) and, where a seed was
+    solved at some validation, the median training sequences until then
+    (``sequences_to_solve/<config>``)."""
     numbers = {}
     for item in compared:
         seeds = len(item.solved) + item.seeds_failed
@@ -140,4 +143,6 @@ def headline_metrics(compared: list[Compared], metric: str) -> dict[str, float]:
             numbers[f"test_{metric}/{safe(item.label)}"] = math.fsum(item.test) / len(item.test)
         if seeds:
             numbers[f"solved/{safe(item.label)}"] = sum(item.solved) / seeds
+        if item.sequences:
+            numbers[f"sequences_to_solve/{safe(item.label)}"] = statistics.median(item.sequences)
     return numbers
