@@ -4,7 +4,10 @@ published, and has its section, with its deviations, on the experiments' page.""
 
 from __future__ import annotations
 
+import math
+
 import pytest
+import torch
 
 from seqexp.config.build import build_model, build_task
 from seqexp.config.checking import check_config
@@ -54,3 +57,61 @@ def test_gers2002_is_the_papers_timing_comparison_paired_over_ten_seeds(compose,
     task = build_task(cfg)
     assert (task.min_delay, task.max_delay, task.spec.baseline) == (20, 24, 1 / 5)
     assert not task.spec.solved(0.998) and task.spec.solved(0.9995)
+
+
+def test_arjovsky2016_copy_is_the_papers_task_and_its_loss_is_the_one_the_baseline_assumes(
+    compose, experiment_axes
+) -> None:
+    """10 symbols of 8 categories, T = 100 blanks, length T + 20; the loss is the cross-entropy
+    averaged over all T + 20 outputs, so the memoryless strategy (blanks, then uniform over the 8
+    categories) scores exactly 10 ln 8 / (T + 20) = 0.173, the paper's baseline. LSTM of 40 units,
+    tanh RNN of 80, RMSProp 1e-3 with decay 0.9, batches of 20, elementwise clipping at 1."""
+    cfg, axes = experiment_axes("paper/arjovsky2016_copy")
+    assert sorted(map(sorted, axes)) == [["cell=lstm", "cell=rnn"], sorted(f"seed={s}" for s in range(5))]
+    task = build_task(cfg)
+    assert (task.seq_len, task.num_symbols, task.categories, task.length) == (100, 10, 8, 120)
+    assert task.spec.baseline == pytest.approx(10 * math.log(8) / 120)
+    assert round(task.spec.baseline, 3) == 0.173
+
+    _, targets = task.generate(64, seed=0)
+    memoryless = torch.full((64, task.length, task.spec.output_size), -1e4)
+    memoryless[:, :-10, task.blank] = 0.0  # blanks, certain, until the recall
+    memoryless[:, -10:, : task.categories] = 0.0  # then uniform over the 8 categories
+    assert task.loss(memoryless, targets).item() == pytest.approx(task.spec.baseline, rel=1e-5)
+
+    for cell, hidden_size, nonlinearity in (("lstm", 40, None), ("rnn", 80, "tanh")):
+        cfg = compose("+experiment=paper/arjovsky2016_copy", f"cell={cell}")
+        model = build_model(cfg, build_task(cfg))
+        assert model.stack.hidden_size == hidden_size
+        assert cfg.cell.get("nonlinearity") == nonlinearity
+    assert (cfg.optimizer.lr, cfg.optimizer.alpha, cfg.data.batch_size) == (0.001, 0.9, 20)
+    assert (cfg.trainer.gradient_clip_val, cfg.trainer.gradient_clip_algorithm) == (1.0, "value")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "cell", "nonlinearity", "scheme"),
+    [
+        ((), "rnn", "relu", "identity"),
+        (("cell.nonlinearity=tanh", "init.scheme=default"), "rnn", "tanh", "default"),
+        (("cell=lstm", "~cell.nonlinearity", "init.scheme=default"), "lstm", None, "default"),
+    ],
+    ids=["irnn", "tanh_rnn", "lstm"],
+)
+def test_le2015_runs_the_irnn_and_its_two_comparisons_at_100_units(
+    compose, overrides, cell, nonlinearity, scheme
+) -> None:
+    """The config is the IRNN (ReLU, identity recurrent weights, zero biases); the page's two other
+    commands give the tanh RNN and the LSTM; all 100 units, adding at T = 150, plain SGD, batches
+    of 16, 1e5 training and 1e4 test sequences; the baseline of predicting 1 is 1/6 here."""
+    cfg = compose("+experiment=paper/le2015_irnn_adding", *overrides)
+    check_config(cfg)
+    task = build_task(cfg)
+    model = build_model(cfg, task)
+    [[layer]] = model.stack.layers
+    assert (cfg.cell.name, cfg.cell.get("nonlinearity"), cfg.init.scheme) == (cell, nonlinearity, scheme)
+    assert model.stack.hidden_size == 100 and task.seq_len == 150
+    assert (task.train_size, task.test_size, cfg.data.batch_size) == (100_000, 10_000, 16)
+    assert (cfg.optimizer._target_, cfg.optimizer.momentum) == ("torch.optim.SGD", 0.0)
+    assert task.spec.baseline == pytest.approx(1 / 6)
+    if scheme == "identity":
+        assert torch.equal(layer.W_a, torch.eye(100)) and not layer.b.any()
