@@ -20,6 +20,7 @@ from seqexp.config.compose import composed, options
 from seqexp.config.location import CONF
 from seqexp.tasks import Task
 from seqexp.tasks.adding import AddingTask
+from seqexp.tasks.adding1997 import Adding1997Task
 from seqexp.tasks.agreement import AgreementTask
 from seqexp.tasks.copy import CopyTask
 from seqexp.tasks.dates import DatesTask
@@ -51,6 +52,12 @@ def adding(task: Task, inputs: Tensor, targets: Tensor) -> Tensor:
     """From the first marked value to the second."""
     marked = inputs[..., 1].nonzero()[:, 1].view(-1, 2)
     return (marked[:, 1] - marked[:, 0]).float()
+
+
+def adding1997(task: Task, inputs: Tensor, targets: Tensor) -> Tensor:
+    """From the first value marked 1 to the sequence's end (the last step: sequences are left-padded)."""
+    first = (inputs[..., 1] == 1).float().argmax(1)
+    return (inputs.shape[1] - 1 - first).float()
 
 
 def agreement(task: Task, inputs: Tensor, targets: Tensor) -> Tensor:
@@ -112,6 +119,7 @@ def temporal_order(task: Task, inputs: Tensor, targets: Tensor) -> Tensor:
 
 MEASURES: dict[type[Task], Callable[[Task, Tensor, Tensor], Tensor]] = {
     AddingTask: adding,
+    Adding1997Task: adding1997,
     AgreementTask: agreement,
     CopyTask: copy,
     ParityTask: parity,
