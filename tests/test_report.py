@@ -521,3 +521,22 @@ def test_a_paper_sweeps_parent_run_shows_its_median_beside_the_papers_figure(out
     page = records.get_run(parent).data
     assert page.metrics == {"sequences_to_solve/median": 2_000, "paper/sequences_to_solve": 31_390}
     assert "31,390" in page.tags["mlflow.note.content"] and "H&S 1997, 6a" in page.tags["mlflow.note.content"]
+
+
+def test_groups_that_ran_the_same_seeds_are_also_compared_pair_by_pair() -> None:
+    # B is below A at every seed by about 0.01, while the seeds spread both far more than that
+    rows = [
+        {"cell": cell, "seed": seed, "status": "FINISHED", "val/accuracy": base + shift, "val/solved": 0.0}
+        for seed, base in enumerate([0.6, 0.7, 0.8, 0.9, 0.65])
+        for cell, shift in [("lstm", 0.0), ("peephole", -0.01 + 0.001 * (seed % 2))]
+    ]
+    summaries = summarize(frame(rows), ["cell"], ["val/accuracy"])
+
+    [line] = verdicts(summaries, ["cell"], "val/accuracy", True)
+
+    assert "val/accuracy: no difference at n = 5; paired: cell=lstm beats cell=peephole (n = 5," in line
+    assert "cell=lstm − cell=peephole = +0.0096 [+0.00" in line
+    unpaired = summarize(
+        frame([{**row, "seed": i} for i, row in enumerate(rows)]), ["cell"], ["val/accuracy"]
+    )
+    assert "paired" not in verdicts(unpaired, ["cell"], "val/accuracy", True)[0], "no seed in common"

@@ -172,6 +172,19 @@ def mean_verdict(a: str, a_mean: MeanEstimate, b: str, b_mean: MeanEstimate, hig
     return f"{winner} beats {loser}"
 
 
+def paired_verdict(a: str, b: str, difference: MeanEstimate, higher_is_better: bool) -> str:
+    """From the per-seed differences ``A − B``: ``"A beats B (n = …, A − B = d [low, high])"`` where
+    their t-interval is clear of 0, else ``"no difference at n = … (…)"``."""
+    interval = difference.interval
+    said = f"n = {difference.n}, {a} − {b} = {difference.mean:+.3g}"
+    if interval is not None:
+        said += f" [{interval.low:+.3g}, {interval.high:+.3g}]"
+    if interval is None or interval.low <= 0 <= interval.high:
+        return f"no difference at {said}"
+    winner, loser = (a, b) if (interval.low > 0) == higher_is_better else (b, a)
+    return f"{winner} beats {loser} ({said})"
+
+
 def rate_verdict(a: str, a_rate: RateEstimate, b: str, b_rate: RateEstimate) -> str:
     """``"A solves more often than B"`` where the Wilson intervals do not overlap."""
     if a_rate.interval is None or b_rate.interval is None or a_rate.interval.overlaps(b_rate.interval):

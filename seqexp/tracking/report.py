@@ -8,7 +8,7 @@ import math
 import statistics
 from collections import Counter
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from seqexp.tracking.intervals import (
     mean_verdict,
     median_interval,
     metric_range,
+    paired_verdict,
     rate_verdict,
 )
 from seqexp.tracking.runs import (
@@ -255,12 +256,22 @@ class GroupSummary:
     params: list[int]
     """The distinct trainable parameter counts (``model/params``) of the group's runs."""
     wall_s: MeanEstimate
+    by_seed: dict[str, dict[Any, float]] = field(default_factory=dict)
+    """Each metric's final value per seed, over the runs that finished (averaged where a seed ran
+    twice): what a paired comparison of two groups pairs (the same seed draws the same data)."""
 
 
 def finished_values(group: pd.DataFrame, column: str) -> list[float]:
     if column not in group:
         return []
     return group[group.status == FINISHED][column].dropna().astype(float).tolist()
+
+
+def values_by_seed(group: pd.DataFrame, column: str) -> dict[Any, float]:
+    finished = group[group.status == FINISHED]
+    if column not in finished or "seed" not in finished:
+        return {}
+    return finished.dropna(subset=[column]).groupby("seed")[column].mean().astype(float).to_dict()
 
 
 def summarize(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> list[GroupSummary]:
@@ -276,6 +287,7 @@ def summarize(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> list[
             published=published(group),
             params=sorted({int(p) for p in group[PARAMS].dropna()}) if PARAMS in group else [],
             wall_s=estimate_mean(group[WALL].dropna().tolist()),
+            by_seed={metric: values_by_seed(group, metric) for metric in metrics},
         )
         for values, group in groups(frame, keys)
     ]
@@ -362,7 +374,9 @@ def summary_shown(
 
 def verdicts(summaries: list[GroupSummary], keys: list[str], metric: str, higher: bool | None) -> list[str]:
     """For each pair of groups that differ in one swept value: does one beat the other on
-    ``metric`` (their 95% t-intervals apart), does one solve more often (Wilson intervals apart)."""
+    ``metric`` (their 95% intervals apart; and, where they share two seeds or more, the 95%
+    t-interval of the mean per-seed difference clear of 0), does one solve more often (Wilson
+    intervals apart)."""
     lines = []
     for a, b in itertools.combinations(summaries, 2):
         differ = [key for key in keys if a.values[key] != b.values[key]]
@@ -375,10 +389,18 @@ def verdicts(summaries: list[GroupSummary], keys: list[str], metric: str, higher
             on_metric = "no verdict (the runs do not record which way it improves)"
         else:
             on_metric = mean_verdict(a_name, a.metrics[metric], b_name, b.metrics[metric], higher)
+            differences = paired_differences(a.by_seed.get(metric, {}), b.by_seed.get(metric, {}))
+            if len(differences) >= 2:
+                on_metric += "; paired: " + paired_verdict(a_name, b_name, estimate_mean(differences), higher)
         on_rate = rate_verdict(a_name, a.solved, b_name, b.solved)
         pair = f"{shared}: {a_name} vs {b_name}" if shared else f"{a_name} vs {b_name}"
         lines.append(f"{pair}: {metric}: {on_metric}; solve rate: {on_rate}")
     return lines
+
+
+def paired_differences(a: dict[Any, float], b: dict[Any, float]) -> list[float]:
+    """``a[seed] − b[seed]`` for every seed both ran."""
+    return [a[seed] - b[seed] for seed in sorted(a.keys() & b.keys(), key=str)]
 
 
 def runs_shown(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
@@ -602,7 +624,8 @@ def write_report(client: MlflowClient, runs: list[Run], out: Path, title: str) -
         "Wilson interval; the mean val/solved_step of the runs that were solved at some validation, and "
         "the median training sequences they drew until then (val/solved_step × data.batch_size × the "
         "processes of a DDP run), with how many runs those are. A verdict needs the two 95% intervals "
-        "apart."
+        "apart; a paired one (two groups that ran the same seeds, so drew the same data) the 95% "
+        "t-interval of the mean per-seed difference clear of 0."
     )
     citations = sorted({run.data.params[CITATION] for run in runs if CITATION in run.data.params})
     if citations:
