@@ -85,11 +85,10 @@ def length_key_of(cfg: DictConfig, chosen: str | None) -> str:
     """The key the search varies: ``--length-key``, else the task's own; it must hold an integer."""
     from seqexp.config.build import build_task
 
-    key = chosen or build_task(cfg).length_key
+    task = build_task(cfg)
+    key = chosen or task.length_key
     if key is None:
-        hint = (
-            " (reber: task.lengths=exact makes task.seq_len the distance)" if cfg.task.name == "reber" else ""
-        )
+        hint = f" ({task.length_hint})" if task.length_hint else ""
         raise ConfigError(
             f"task {cfg.task.name} has no length knob that sets its dependency length{hint}; "
             "name one with --length-key"
@@ -101,8 +100,8 @@ def length_key_of(cfg: DictConfig, chosen: str | None) -> str:
 
 
 def shortest_length(cfg: DictConfig, length_key: str, lower: int, upper: int) -> int:
-    """The shortest length from ``lower`` up that the task accepts (temporal order needs 10, reber 8):
-    the search's floor."""
+    """The shortest length from ``lower`` up that the task accepts (e.g. temporal order needs 10): the
+    search's floor."""
     from seqexp.config.build import build_task
 
     for length in range(lower, upper + 1):

@@ -65,6 +65,8 @@ class Task(ABC):
     length_key: str | None = "task.seq_len"
     """The config key that sets the task's dependency length, the distance its model must bridge
     (longer means a longer dependency; ``seqexp-horizon`` varies it); ``None`` where no key does."""
+    length_hint: ClassVar[str] = ""
+    """Where :attr:`length_key` is ``None``: which setting gives the task one, if any."""
 
     def __init__(
         self, seq_len: int, train_size: int | None, val_size: int, test_size: int | None = None

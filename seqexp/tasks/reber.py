@@ -160,6 +160,8 @@ class ReberTask(Task):
     the time, the baseline 0.5. Solved above 0.95. ``recall_accuracy`` is that one step alone
     (baseline 0.5); ``step_accuracy`` all real steps."""
 
+    length_hint = "task.lengths=exact makes task.seq_len the distance"
+
     spec = TaskSpec(
         input_size=len(SYMBOLS) + 1,
         output_size=len(SYMBOLS),
