@@ -7,7 +7,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from seqexp.checks import at_least
-from seqexp.tasks.base import Task, TaskSpec
+from seqexp.tasks.base import Task, TaskSpec, left_padded
 
 FIRST_WINDOW = 10
 """X1 is marked among the first ten pairs."""
@@ -75,7 +75,7 @@ class Adding1997Task(Task):
     def generate(self, n: int, seed: int) -> tuple[Tensor, Tensor]:
         g = torch.Generator().manual_seed(seed)
         T, L = self.seq_len, self.max_len
-        rows, steps = torch.arange(n), torch.arange(L)
+        rows = torch.arange(n)
         lengths = torch.randint(T, L + 1, (n,), generator=g)
         values = torch.rand(n, L, generator=g) * 2 - 1
         first = torch.randint(0, FIRST_WINDOW, (n,), generator=g)
@@ -88,11 +88,7 @@ class Adding1997Task(Task):
         markers[rows, second] = 1.0
         values[:, 0] = torch.where(markers[:, 0] == 1.0, 0.0, values[:, 0])
         targets = 0.5 + (values[rows, first] + values[rows, second]) / 4
-        # left-pad: output step t reads step t - (L - length); steps before the start are (0, 0)
-        pairs = torch.stack([values, markers], dim=-1)
-        shift = (steps - (L - lengths[:, None])) % L
-        kept = (steps < lengths[:, None]).gather(1, shift)
-        inputs = torch.where(kept[..., None], pairs.gather(1, shift[..., None].expand(n, L, 2)), 0.0)
+        inputs = left_padded(torch.stack([values, markers], dim=-1), lengths, 0.0)
         return inputs, targets.unsqueeze(-1)
 
     def loss(self, prediction: Tensor, target: Tensor) -> Tensor:

@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+import torch
 from torch import Tensor
 
 from seqexp.checks import at_least
@@ -123,3 +124,15 @@ class Task(ABC):
         means themselves, except where a metric is not a mean (a perplexity is ``e`` to the mean
         cross-entropy, not the mean of each batch's)."""
         return means
+
+
+def left_padded(sequences: Tensor, lengths: Tensor, pad: float) -> Tensor:
+    """Each sequence's first ``lengths[i]`` steps moved to the end of its row and the steps before
+    them filled with ``pad``, so that every sequence ends at the last step: (n, T, ...) -> (n, T, ...)."""
+    n, T = sequences.shape[:2]
+    steps = torch.arange(T)
+    source = (steps - (T - lengths[:, None])) % T  # output step t reads step t - (T - length)
+    kept = (steps < lengths[:, None]).gather(1, source)
+    trailing = (1,) * (sequences.dim() - 2)
+    moved = sequences.gather(1, source.view(n, T, *trailing).expand_as(sequences))
+    return torch.where(kept.view(n, T, *trailing), moved, torch.tensor(pad, dtype=sequences.dtype))

@@ -7,7 +7,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from seqexp.checks import at_least
-from seqexp.tasks.base import Task, TaskSpec
+from seqexp.tasks.base import Task, TaskSpec, left_padded
 
 TOKENS = ("a", "b", "c", "d", "X", "Y", "B", "E", "_")
 """Token ids: the four distractors, the two relevant symbols, the start and the end symbol, and
@@ -96,12 +96,9 @@ class TemporalOrderTask(Task):
     def shortened(inputs: Tensor, lengths: Tensor) -> Tensor:
         """Each sequence cut to its length (its end symbol moved there) and left-padded back to
         the full length: (n, T) -> (n, T), the start symbol at ``T − length``."""
-        n, T = inputs.shape
-        kept = torch.arange(T) < lengths[:, None]
         inputs = inputs.clone()
-        inputs[torch.arange(n), lengths - 1] = END
-        shift = (torch.arange(T) - (T - lengths[:, None])) % T  # output step t reads input step t - (T - L)
-        return torch.where(kept.gather(1, shift), inputs.gather(1, shift), PAD)
+        inputs[torch.arange(len(inputs)), lengths - 1] = END
+        return left_padded(inputs, lengths, PAD)
 
     def loss(self, prediction: Tensor, target: Tensor) -> Tensor:
         return F.cross_entropy(prediction, target)
