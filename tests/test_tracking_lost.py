@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cluster import Health
+from cluster import Health, free_port
 from mlflow import MlflowClient
 from sizes import TINY
 
@@ -29,12 +28,6 @@ from seqexp.tracking.connection import TAG_CREATION, GuardedClient, TrackingLost
 MAX_STEPS = 300
 LONG_ENOUGH = [*TINY, f"trainer.max_steps={MAX_STEPS}", "data.batches_per_epoch=30"]
 """Ten epochs of a tiny model: the server is killed once the first checkpoint is on disk."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(port: int, home: Path) -> subprocess.Popen:
