@@ -21,8 +21,9 @@ from seqexp.tracking import postgres
 from seqexp.tracking.runs import TAG_FAILURE, TAG_PARENT, TAG_RAY_NODE
 
 pytestmark = pytest.mark.cluster
-LONGER = [*TINY, "trainer.max_steps=300", "data.batches_per_epoch=30"]
-"""Jobs of some seconds each: long enough to kill a node under one."""
+LONGER = [*TINY, "trainer.max_steps=1500", "data.batches_per_epoch=30"]
+"""Jobs of tens of seconds each: long enough that the job on the node to be killed is still running
+when the kill comes (at 300 steps it had once finished already)."""
 
 
 class Cluster:
