@@ -103,7 +103,7 @@ def ray_node(port: int, home: Path, head: bool, cpus: int = 1) -> subprocess.Pop
     is reachable from elsewhere): ``head``, the head with its GCS at ``port`` and no dashboard, else
     a node that joins it; started as ``ray start --block``, returned once it runs."""
     where = (
-        ["--head", f"--port={port}", "--include-dashboard=false"]
+        ["--head", f"--port={port}", "--include-dashboard=false", f"--dashboard-host={LOOPBACK}"]
         if head
         else [f"--address={LOOPBACK}:{port}"]
     )

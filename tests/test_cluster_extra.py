@@ -21,7 +21,7 @@ from seqexp.checks import ConfigError
 from seqexp.config.location import CONF
 from seqexp.search import jobs
 from seqexp.search.plugin import register_sweeper
-from seqexp.search.ray_jobs import environment, ray_module
+from seqexp.search.ray_jobs import environment, init_arguments, ray_module
 from seqexp.tracking import connection, postgres
 from seqexp.tracking.connection import GuardedClient, TrackingLost
 from seqexp.tracking.runs import check_reachable, ray_tags
@@ -49,6 +49,13 @@ def test_the_sweeper_runs_trials_as_they_end_on_ray() -> None:
     assert launcher.settings == {"address": None, "num_cpus": 1, "num_gpus": 0, "init": loopback}
     kind = type(launcher)
     assert jobs.ADAPTERS[f"{kind.__module__}.{kind.__qualname__}"] == "seqexp.search.ray_jobs.RayJobs"
+
+
+def test_the_ray_driver_stays_on_loopback_unless_told_another_address() -> None:
+    assert init_arguments({"address": None, "num_cpus": 1})["_node_ip_address"] == "127.0.0.1"
+    assert init_arguments({"init": {"num_cpus": 2}})["_node_ip_address"] == "127.0.0.1"
+    told = init_arguments({"address": "10.0.0.1:6379", "init": {"_node_ip_address": "10.0.0.5"}})
+    assert told == {"address": "10.0.0.1:6379", "log_to_driver": False, "_node_ip_address": "10.0.0.5"}
 
 
 def test_a_run_outside_ray_has_no_node_tag_and_imports_no_ray(monkeypatch) -> None:

@@ -70,6 +70,18 @@ def run_job(env: Mapping[str, str], *job: Any) -> JobReturn:
         return execute_job(*job)
 
 
+LOOPBACK = "127.0.0.1"
+"""The driver's address, and a local Ray's it starts, unless ``hydra.launcher.init`` names another
+(``_node_ip_address``): nothing seqexp starts listens beyond this machine unless asked to."""
+
+
+def init_arguments(settings: Any) -> dict[str, Any]:
+    """``ray.init``'s arguments from the launcher's settings: its ``address`` and ``init``, the node
+    address :data:`LOOPBACK` unless ``init`` names one."""
+    init = {"_node_ip_address": LOOPBACK, **(settings.get("init") or {})}
+    return {"address": settings.get("address"), "log_to_driver": False, **init}
+
+
 class RayJobs:
     """Jobs of a set-up :class:`RayLauncher` as Ray tasks of ``hydra.launcher.num_cpus`` CPUs and
     ``num_gpus`` GPUs each, on the cluster at ``hydra.launcher.address``; as many run at once as the
@@ -80,7 +92,7 @@ class RayJobs:
         ray = ray_module()
         settings = launcher.settings
         if not ray.is_initialized():
-            ray.init(address=settings.get("address"), log_to_driver=False, **(settings.get("init") or {}))
+            ray.init(**init_arguments(settings))
         self.launcher = launcher
         self.ray = ray
         cpus, gpus = float(settings.get("num_cpus") or 0), float(settings.get("num_gpus") or 0)
