@@ -34,14 +34,25 @@ def test_the_scans_backward_is_its_gradient(dtype: torch.dtype, lam_shape: tuple
     torch.testing.assert_close(h[1], full[1] * (full[0] * h0 + beta[0]) + beta[1])
 
 
+@pytest.mark.parametrize("chunk", [1, 2, T], ids=lambda c: f"chunk{c}")
 @pytest.mark.parametrize("family, blocks", [("mingru", 2), ("minlstm", 3)])
-def test_the_gated_scans_backward_is_its_gradient(family: str, blocks: int) -> None:
-    """Pre-activations on both sides of ``g``'s kink at 0, and some saturating the gates."""
+def test_the_gated_scans_backward_is_its_gradient(family: str, blocks: int, chunk: int) -> None:
+    """Pre-activations on both sides of ``g``'s kink at 0, and some saturating the gates; the
+    steps made a chunk at a time (a state and its gradient carried from chunk to chunk, a last
+    chunk shorter than the others) or all at once."""
     torch.manual_seed(0)
-    k = (3 * torch.randn(T, B, blocks * S, dtype=torch.float64)).requires_grad_()
+    n_x = 4
+    x = torch.randn(T, B, n_x, dtype=torch.float64, requires_grad=True)
+    W = (1.5 * torch.randn(blocks * S, n_x, dtype=torch.float64)).requires_grad_()
+    b = torch.randn(blocks * S, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(B, S, dtype=torch.float64, requires_grad=True)
 
-    assert torch.autograd.gradcheck(lambda k, h0: compiled.Gated.apply(k, h0, family), (k, h0))
+    def scan(x: Tensor, W: Tensor, b: Tensor, h0: Tensor) -> Tensor:
+        return compiled.Gated.apply(x, W, b, h0, family, chunk)
+
+    assert torch.autograd.gradcheck(scan, (x, W, b, h0))
+    k = torch.nn.functional.linear(x, W, b)
+    assert (k > 0).any() and (k < 0).any() and k.abs().max() > 5
 
 
 def test_the_selective_scans_backward_is_its_gradient_and_the_last_states() -> None:
@@ -100,7 +111,8 @@ def test_the_compiled_scan_trains_as_the_torch_scan_does(cell: str, monkeypatch:
 def test_a_fused_scan_that_does_not_exist_is_refused_naming_those_that_do() -> None:
     class Misnamed(MinGRUCell):
         def scan_equations(self, x: Tensor) -> tuple[str, dict[str, Tensor]]:
-            return "min_gru", {"k": self.preactivations(x)}
+            W, b = self.gates()
+            return "min_gru", {"x": x, "W": W, "b": b}
 
     cell = Misnamed(3, 4)
     x = torch.randn(5, 2, 3)

@@ -54,17 +54,18 @@ class MinGRUCell(LinearRecurrence):
     def state_shape(self) -> tuple[int, ...]:
         return (self.hidden_size,)
 
-    def preactivations(self, x: Tensor) -> Tensor:
-        """``[Linear_z(x) | Linear_h(x)]`` for every step, in one product."""
-        return F.linear(x, torch.cat([self.W_z, self.W_h]), torch.cat([self.b_z, self.b_h]))
+    def gates(self) -> tuple[Tensor, Tensor]:
+        """``[W_z; W_h]`` and ``[b_z; b_h]``: ``[Linear_z(x) | Linear_h(x)]`` is one product."""
+        return torch.cat([self.W_z, self.W_h]), torch.cat([self.b_z, self.b_h])
 
     def coefficients(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        k_z, k_h = self.preactivations(x).chunk(2, dim=-1)
+        k_z, k_h = F.linear(x, *self.gates()).chunk(2, dim=-1)
         z = torch.sigmoid(k_z)
         return 1 - z, z * g(k_h)
 
     def scan_equations(self, x: Tensor) -> tuple[str, dict[str, Tensor]]:
-        return "mingru", {"k": self.preactivations(x)}
+        W, b = self.gates()
+        return "mingru", {"x": x, "W": W, "b": b}
 
     def readout(self, h: Tensor, x: Tensor) -> Tensor:
         return h
@@ -106,18 +107,18 @@ class MinLSTMCell(LinearRecurrence):
     def state_shape(self) -> tuple[int, ...]:
         return (self.hidden_size,)
 
-    def preactivations(self, x: Tensor) -> Tensor:
-        """``[Linear_f(x) | Linear_i(x) | Linear_h(x)]`` for every step, in one product."""
-        W = torch.cat([self.W_f, self.W_i, self.W_h])
-        return F.linear(x, W, torch.cat([self.b_f, self.b_i, self.b_h]))
+    def gates(self) -> tuple[Tensor, Tensor]:
+        """``[W_f; W_i; W_h]`` and ``[b_f; b_i; b_h]``: the three linear maps are one product."""
+        return torch.cat([self.W_f, self.W_i, self.W_h]), torch.cat([self.b_f, self.b_i, self.b_h])
 
     def coefficients(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        k_f, k_i, k_h = self.preactivations(x).chunk(3, dim=-1)
+        k_f, k_i, k_h = F.linear(x, *self.gates()).chunk(3, dim=-1)
         f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)
         return f / (f + i), i / (f + i) * g(k_h)
 
     def scan_equations(self, x: Tensor) -> tuple[str, dict[str, Tensor]]:
-        return "minlstm", {"k": self.preactivations(x)}
+        W, b = self.gates()
+        return "minlstm", {"x": x, "W": W, "b": b}
 
     def readout(self, h: Tensor, x: Tensor) -> Tensor:
         return h

@@ -8,8 +8,9 @@ loop in ``linear_scans.cpp`` (the equations in its header), built on first use b
 hands it is its fused scan (:meth:`~seqexp.cells.LinearRecurrence.scan_equations`), a family
 and its tensors, all computed in torch so that autograd carries their gradients on:
 
-- ``mingru`` — ``k`` (T, B, 2n), the pre-activations ``[k_z | k_h]``; gives ``h<1..T>``;
-- ``minlstm`` — ``k`` (T, B, 3n), ``[k_f | k_i | k_h]``; gives ``h<1..T>``;
+- ``mingru`` — ``x`` (T, B, n_x) and the gates' ``W`` (2n, n_x) and ``b`` (2n), the pre-activations
+  ``[k_z | k_h] = W x + b`` (made here a chunk of steps at a time, see :class:`Gated`); gives ``h<1..T>``;
+- ``minlstm`` — the same with ``W`` (3n, n_x) and ``b`` (3n) for ``[k_f | k_i | k_h]``;
 - ``selective`` — Mamba's S6: ``u``, ``dt`` (T, B, D), ``A`` (D, N), ``B``, ``C`` (T, B, N), ``D``
   (D); gives ``a<t> = C<t> · h<t> + D ⊙ u<t>`` and ``h<T>``, never the (T, B, D, N) states.
 
@@ -114,28 +115,83 @@ def linear_scan(lam: Tensor, beta: Tensor, h0: Tensor) -> Tensor:
     return Scan.apply(lam, beta.contiguous(), h0.to(beta.dtype).contiguous())
 
 
+CHUNK_BYTES = 1 << 20
+"""The size of the gated scans' working buffers: a chunk of steps' pre-activations stays in cache."""
+
+
+def steps_per_chunk(batch: int, width: int, itemsize: int) -> int:
+    """How many steps of pre-activations (``batch`` × ``width``) fit :data:`CHUNK_BYTES`."""
+    return max(1, CHUNK_BYTES // (batch * width * itemsize))
+
+
 class Gated(torch.autograd.Function):
-    """minGRU's or minLSTM's scan (``family``) over pre-activations ``k`` from ``h<0>``."""
+    """minGRU's or minLSTM's scan (``family``) over ``x`` (T, B, n_x) from ``h<0>``, its gates'
+    pre-activations ``k = W x + b`` made a chunk of steps at a time into one buffer.
+
+    Neither pass ever holds ``k`` or its gradient for the whole sequence: the forward pass keeps
+    ``x`` and ``h``, and the backward pass makes each chunk's ``k`` again, runs its scan back and
+    turns its ``dk`` into ``dx``, ``dW`` and ``db`` at once. Fresh (T, B, ·) tensors are what such
+    a scan pays for on a CPU (first touches of new pages), not the product made twice.
+    """
 
     @staticmethod
-    def forward(k: Tensor, h0: Tensor, family: str) -> Tensor:
-        T, B, n = *k.shape[:2], h0.shape[1]
-        h = k.new_empty(T, B, n)
-        call(f"{family}_forward", k, T, B, n, k, h0, h)
+    def forward(x: Tensor, W: Tensor, b: Tensor, h0: Tensor, family: str, chunk: int) -> Tensor:
+        T, B, n = *x.shape[:2], h0.shape[1]
+        h = x.new_empty(T, B, n)
+        k = x.new_empty(min(chunk, T), B, W.shape[0])
+        state = h0
+        for first in range(0, T, chunk):
+            last = min(T, first + chunk)
+            k_chunk = project(x[first:last], W, b, k)
+            call(f"{family}_forward", k, last - first, B, n, k_chunk, state, h[first:last])
+            state = h[last - 1]
         return h
 
     @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, str], output: Tensor) -> None:
-        k, h0, ctx.family = inputs
-        ctx.save_for_backward(k, h0, output)
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        x, W, b, h0, ctx.family, ctx.chunk = inputs
+        ctx.save_for_backward(x, W, b, h0, output)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, d_h: Tensor) -> tuple[Tensor, Tensor, None]:
-        k, h0, h = ctx.saved_tensors
-        dk, d_h0 = torch.empty_like(k), torch.empty_like(h0)
-        call(f"{ctx.family}_backward", k, *h.shape, k, h0, h, d_h.contiguous(), dk, d_h0)
-        return dk, d_h0, None
+    def backward(ctx: Any, d_h: Tensor) -> tuple[Tensor | None, ...]:
+        x, W, b, h0, h = ctx.saved_tensors
+        T, B, n = h.shape
+        chunk = ctx.chunk
+        dx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        dW, db = torch.zeros_like(W), torch.zeros_like(b)
+        k, dk = (x.new_empty(min(chunk, T), B, W.shape[0]) for _ in range(2))
+        d_h_chunk = x.new_empty(min(chunk, T), B, n)
+        d_state, d_state_before = torch.zeros_like(h0), torch.empty_like(h0)
+        for first in reversed(range(0, T, chunk)):
+            last = min(T, first + chunk)
+            steps = last - first
+            x_chunk = x[first:last].reshape(steps * B, -1)
+            k_chunk = project(x[first:last], W, b, k)
+            d_h_steps = d_h_chunk[:steps]
+            d_h_steps.copy_(d_h[first:last])
+            d_h_steps[-1] += d_state
+            state = h[first - 1] if first else h0
+            dk_chunk = dk[:steps]
+            call(
+                f"{ctx.family}_backward", k, steps, B, n,
+                k_chunk, state, h[first:last], d_h_steps, dk_chunk, d_state_before,
+            )  # fmt: skip
+            d_state, d_state_before = d_state_before, d_state
+            dk_rows = dk_chunk.view(steps * B, -1)
+            dW.addmm_(dk_rows.t(), x_chunk)
+            db += dk_rows.sum(0)
+            if dx is not None:
+                torch.mm(dk_rows, W, out=dx[first:last].view(steps * B, -1))
+        return dx, dW, db, d_state, None, None
+
+
+def project(x: Tensor, W: Tensor, b: Tensor, into: Tensor) -> Tensor:
+    """``W x<t> + b`` for the steps of ``x`` (steps, B, n_x), written into the first rows of ``into``."""
+    steps, B = x.shape[:2]
+    k = into[:steps]
+    torch.addmm(b, x.reshape(steps * B, -1), W.t(), out=k.view(steps * B, -1))
+    return k
 
 
 class Selective(torch.autograd.Function):
@@ -183,6 +239,7 @@ def run(cell: LinearRecurrence, x: Tensor, state: State) -> tuple[Tensor, State]
         y, hT = Selective.apply(*inputs, h0)
         outputs = y + given["D"] * given["u"]
         return outputs, (outputs[-1], hT)
-    h = Gated.apply(given["k"].contiguous(), h0, family)
+    x, W = given["x"].contiguous(), given["W"].contiguous()
+    h = Gated.apply(x, W, given["b"], h0, family, steps_per_chunk(x.shape[1], W.shape[0], x.element_size()))
     outputs = cell.readout(h, x)
     return outputs, (outputs[-1], h[-1])
