@@ -118,3 +118,21 @@ def test_a_fused_scan_that_does_not_exist_is_refused_naming_those_that_do() -> N
     x = torch.randn(5, 2, 3)
     with pytest.raises(ValueError, match="Misnamed.scan_equations names the fused scan 'min_gru'.*mingru"):
         compiled.run(cell, x, cell.initial_state(2, x))
+
+
+@pytest.mark.parametrize("cell, blocks", [("mingru", 2), ("minlstm", 3)])
+def test_the_gated_scans_keep_no_pre_activations_for_the_backward_pass(cell: str, blocks: int) -> None:
+    """Autograd keeps the layer's input and output (and the weights), never the pre-activations of
+    every step: the backward pass makes them again, a chunk at a time."""
+    stack = RecurrentStack(cell_factory(cell), 3, 4, 1, False, impl="custom")
+    x = torch.randn(2, 7, 3)
+    saved: list[tuple[int, ...]] = []
+
+    def keep(tensor: Tensor) -> Tensor:
+        saved.append(tuple(tensor.shape))
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        stack(x)
+    assert (7, 2, 3) in saved and (7, 2, 4) in saved  # x and h<1..T>, time first
+    assert not [shape for shape in saved if shape[-1] == blocks * 4 and len(shape) == 3], saved
