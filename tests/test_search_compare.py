@@ -15,7 +15,16 @@ from sizes import TINY
 
 from seqexp.commands.compare import main, nest, rename, seeds_to_solve, show
 from seqexp.config.compose import combinations
-from seqexp.search.compare import Compared, headline_metrics, seed_name, summary, trial_names, tuned
+from seqexp.search.compare import (
+    SAFE_LENGTH,
+    Compared,
+    headline_metrics,
+    safe,
+    seed_name,
+    summary,
+    trial_names,
+    tuned,
+)
 from seqexp.search.trials import RUN
 from seqexp.tracking.intervals import estimate_mean, estimate_positive
 
@@ -37,6 +46,18 @@ def test_a_config_with_nothing_swept_is_labelled_by_all_its_overrides() -> None:
     ]
     assert combinations([]) == [("config", [])]
     assert [label for label, _ in combinations(["+seed=1,2", "cell=gru"])] == ["+seed=1", "+seed=2"]
+
+
+def test_a_long_label_makes_a_short_directory_and_study_name_that_still_tells_configs_apart() -> None:
+    """A config that sweeps nothing is labelled by every override; its directory name must stay
+    within the file system's 255 bytes (seqexp-compare failed with "File name too long")."""
+    shared = [f"trainer.option_{i}=value_{i}" for i in range(40)]
+    irnn, rnn = (
+        combinations([*shared, *tail])[0][0] for tail in (["init.scheme=identity"], ["init.scheme=default"])
+    )
+    assert len(irnn) > 255
+    assert len(safe(irnn)) <= SAFE_LENGTH and safe(irnn) != safe(rnn)
+    assert safe("cell=gru topology=bi") == "cell_gru_topology_bi"
 
 
 def test_the_table_states_the_budget_the_choice_and_the_test_metric_with_its_interval() -> None:

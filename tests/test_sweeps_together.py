@@ -59,3 +59,15 @@ def test_only_a_local_store_is_locked() -> None:
     assert local_store("http://127.0.0.1:5000") is None
     assert local_store("postgresql://user@127.0.0.1/mlflow") is None
     assert local_store("sqlite://") is None
+
+
+def test_a_sweep_whose_directory_cannot_be_made_says_so_not_that_the_store_failed(
+    outputs, run_seqexp
+) -> None:
+    too_long = outputs / ("d" * 300)
+    with pytest.raises(SystemExit) as stopped:
+        run_seqexp("-m", *SHORT, "seed=0,1", f"hydra.sweep.dir={too_long}")
+
+    said = " ".join(str(stopped.value.code).split())
+    assert said.startswith("seqexp: the sweep's directory cannot be made (File name too long)")
+    assert said.endswith("choose another hydra.sweep.dir; no job was run") and "MLflow" not in said

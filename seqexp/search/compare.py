@@ -79,9 +79,17 @@ def digest(*parts: Any) -> str:
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:10]
 
 
+SAFE_LENGTH = 80
+"""The longest name :func:`safe` gives: a directory name may not exceed 255 bytes, and a config
+that sweeps nothing is labelled by all its overrides."""
+
+
 def safe(label: str) -> str:
-    """A label as a directory or study name."""
-    return re.sub(r"[^\w.\-]+", "_", label)
+    """A label as a directory or study name: a long one cut, with a digest of the whole."""
+    name = re.sub(r"[^\w.\-]+", "_", label)
+    if len(name) <= SAFE_LENGTH:
+        return name
+    return f"{name[: SAFE_LENGTH - 11]}-{digest(label)}"
 
 
 def tuned(compared: Compared, study: optuna.Study) -> None:

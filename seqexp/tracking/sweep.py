@@ -130,7 +130,13 @@ class SweepRun(Callback):
         client = patient_client(uri)
         for name in sorted(job_experiments(config)):  # before the jobs race to create them
             experiment_id(client, name, outputs)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # not the store's fault: say so (SystemExit passes the caller's except)
+            raise SystemExit(
+                f"seqexp: the sweep's directory cannot be made ({error.strerror}): {sweep_dir}; "
+                "choose another hydra.sweep.dir; no job was run"
+            ) from None
         run = client.create_run(
             experiment_id(client, config.logger.experiment, outputs),
             run_name=f"sweep-{sweep_dir.name}",
