@@ -98,10 +98,12 @@ def mlflow_server(port: int, backend: str, home: Path) -> subprocess.Popen:
 
 
 def ray_node(port: int, home: Path, head: bool, cpus: int = 1) -> subprocess.Popen:
-    """A Ray node of ``cpus`` CPUs, its address 127.0.0.1 (``--node-ip-address``; the tests run in
-    a network namespace whose only interface is loopback, :func:`loopback_only`, so nothing it opens
-    is reachable from elsewhere): ``head``, the head with its GCS at ``port`` and no dashboard, else
-    a node that joins it; started as ``ray start --block``, returned once it runs."""
+    """A Ray node of ``cpus`` CPUs, its address 127.0.0.1 (``--node-ip-address``): ``head``, the head
+    with its GCS at ``port`` and no dashboard, else a node that joins it; started as ``ray start
+    --block``, returned once it runs. The flag sets the address the node gives, not where it
+    listens: Ray 2.60 binds its GCS, raylet and agents on every interface (measured with ``ss
+    -ltnp``). What keeps them on loopback is the network namespace the tests run in, whose only
+    interface is loopback (:func:`loopback_only`, checked before any node starts)."""
     where = (
         ["--head", f"--port={port}", "--include-dashboard=false", f"--dashboard-host={LOOPBACK}"]
         if head

@@ -45,17 +45,32 @@ def test_the_sweeper_runs_trials_as_they_end_on_ray() -> None:
     with initialize_config_dir(str(CONF), version_base="1.3"):
         config = compose("config", overrides=["hydra/launcher=ray"], return_hydra_config=True)
     launcher = instantiate(config.hydra.launcher)
-    loopback = {"_node_ip_address": "127.0.0.1"}  # the driver, and a Ray it starts, on loopback only
+    loopback = {"_node_ip_address": "127.0.0.1"}  # the driver on loopback
     assert launcher.settings == {"address": None, "num_cpus": 1, "num_gpus": 0, "init": loopback}
     kind = type(launcher)
     assert jobs.ADAPTERS[f"{kind.__module__}.{kind.__qualname__}"] == "seqexp.search.ray_jobs.RayJobs"
 
 
 def test_the_ray_driver_stays_on_loopback_unless_told_another_address() -> None:
-    assert init_arguments({"address": None, "num_cpus": 1})["_node_ip_address"] == "127.0.0.1"
-    assert init_arguments({"init": {"num_cpus": 2}})["_node_ip_address"] == "127.0.0.1"
+    head = {"address": "127.0.0.1:6390"}
+    assert init_arguments({**head, "num_cpus": 1})["_node_ip_address"] == "127.0.0.1"
+    assert init_arguments({**head, "init": {"num_cpus": 2}})["_node_ip_address"] == "127.0.0.1"
     told = init_arguments({"address": "10.0.0.1:6379", "init": {"_node_ip_address": "10.0.0.5"}})
     assert told == {"address": "10.0.0.1:6379", "log_to_driver": False, "_node_ip_address": "10.0.0.5"}
+    assert init_arguments({}, {"RAY_ADDRESS": "127.0.0.1:6390"})["address"] == "127.0.0.1:6390"
+
+
+def test_seqexp_never_starts_a_ray_of_its_own(run_seqexp, monkeypatch, capsys) -> None:
+    """A Ray node listens on every interface (GCS, raylet, agents), so without a cluster to join the
+    sweep stops before any job, saying what to give, and no Ray is started."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(ConfigError, match="set hydra.launcher.address=HOST:PORT"):
+        init_arguments({"address": None, "num_cpus": 1}, {})
+    with pytest.raises(SystemExit):
+        run_seqexp("-m", "hydra/launcher=ray", "seed=0,1", *TINY)
+    said = capsys.readouterr().err
+    assert "hydra.launcher.address=HOST:PORT" in said and "hydra/launcher=per_core" in said
+    assert not sys.modules["ray"].is_initialized(), "no Ray was started"
 
 
 def test_a_run_outside_ray_has_no_node_tag_and_imports_no_ray(monkeypatch) -> None:

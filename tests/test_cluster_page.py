@@ -36,7 +36,7 @@ def test_the_cluster_pages_commands_run_and_record_a_sweep_and_a_study(tmp_path)
     starts = re.findall(r"(?:ray start|mlflow server)[^\n]*(?:\\\n[^\n]*)*", script)
     assert len(starts) >= 3 and all(
         "--node-ip-address=127.0.0.1" in start or "--host 127.0.0.1" in start for start in starts
-    ), "every server and node the page starts is on the loopback address"
+    ), "every server and node the page starts gives the loopback address (the namespace keeps Ray there)"
     env = {
         key: value
         for key, value in os.environ.items()

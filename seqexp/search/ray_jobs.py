@@ -71,15 +71,25 @@ def run_job(env: Mapping[str, str], *job: Any) -> JobReturn:
 
 
 LOOPBACK = "127.0.0.1"
-"""The driver's address, and a local Ray's it starts, unless ``hydra.launcher.init`` names another
-(``_node_ip_address``): nothing seqexp starts listens beyond this machine unless asked to."""
+"""The driver's address unless ``hydra.launcher.init`` names another (``_node_ip_address``)."""
 
 
-def init_arguments(settings: Any) -> dict[str, Any]:
-    """``ray.init``'s arguments from the launcher's settings: its ``address`` and ``init``, the node
-    address :data:`LOOPBACK` unless ``init`` names one."""
+def init_arguments(settings: Any, environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """``ray.init``'s arguments from the launcher's settings: the cluster's ``address`` (else
+    ``RAY_ADDRESS``), its ``init``, and the driver's address :data:`LOOPBACK` unless ``init`` names
+    one. seqexp joins a cluster someone started and never starts a Ray of its own: a Ray node
+    listens on every network interface (its GCS, raylet and agents, whatever its node address; Ray
+    2.60), so where it runs is for whoever starts it to decide (seqexp/CLUSTER.md)."""
+    address = settings.get("address") or environ.get("RAY_ADDRESS")
+    if not address:
+        raise ConfigError(
+            "hydra/launcher=ray runs the jobs on a Ray cluster already started: set "
+            "hydra.launcher.address=HOST:PORT (or RAY_ADDRESS) to its head (seqexp/CLUSTER.md). seqexp "
+            "does not start Ray itself, because a Ray node listens on every network interface; on one "
+            "machine, hydra/launcher=per_core runs the jobs side by side"
+        )
     init = {"_node_ip_address": LOOPBACK, **(settings.get("init") or {})}
-    return {"address": settings.get("address"), "log_to_driver": False, **init}
+    return {"address": address, "log_to_driver": False, **init}
 
 
 class RayJobs:
@@ -92,7 +102,7 @@ class RayJobs:
         ray = ray_module()
         settings = launcher.settings
         if not ray.is_initialized():
-            ray.init(**init_arguments(settings))
+            ray.init(**init_arguments(settings))  # joins a running cluster: never starts one
         self.launcher = launcher
         self.ray = ray
         cpus, gpus = float(settings.get("num_cpus") or 0), float(settings.get("num_gpus") or 0)
